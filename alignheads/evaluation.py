@@ -141,11 +141,14 @@ def _latency_own(segments: list[dict], longform: bool) -> dict[str, float | None
         if not rows:
             scores.update({f"{m}_{kind}": None for m in ("al", "laal", "yaal")})
             continue
-        args = [(s[kind], s["source_length"], s["target_length"]) for s in rows]
-        scores[f"al_{kind}"] = latency.mean_latency(latency.al(*a) for a in args)
-        scores[f"laal_{kind}"] = latency.mean_latency(latency.laal(*a) for a in args)
+        for name, fn in (("al", latency.al), ("laal", latency.laal)):
+            scores[f"{name}_{kind}"] = latency.mean_latency(
+                fn(s[kind], s["source_length"], s["target_length"]) for s in rows
+            )
         scores[f"yaal_{kind}"] = latency.mean_latency(
-            latency.yaal(*a, longform=longform, recording_end=s["recording_end"]) for a, s in zip(args, rows)
+            latency.yaal(s[kind], s["source_length"], s["target_length"], longform=longform,
+                         recording_end=s["recording_end"])
+            for s in rows
         )
     return scores
 
@@ -248,13 +251,13 @@ def resegment_longform(
         seg.update(doc_id=0, seg_id=k)
 
     ref_words = [[Word(u, emission_cu=off, seq_id=k)
-                  for k, (ref, off) in enumerate(zip(refs, ref_offsets))
+                  for k, (ref, off) in enumerate(zip(refs, ref_offsets, strict=True))
                   for u in (list(ref.lower()) if char_level else ref.lower().split())]]
     units = target_units(instance.prediction, tgt_lang)
     timed = segments is not None
     cu = instance.delays if timed else [None] * len(units)
     ca = instance.elapsed if timed and instance.elapsed is not None else [None] * len(units)
-    hyp_words = [[Word(u, emission_cu=d, emission_ca=e) for u, d, e in zip(units, cu, ca)]]
+    hyp_words = [[Word(u, emission_cu=d, emission_ca=e) for u, d, e in zip(units, cu, ca, strict=True)]]
     omni, _ = resegment(ref_words, hyp_words, segmentation, refs, char_level=char_level,
                         lang=None if char_level else language.code)
     return omni
@@ -296,7 +299,8 @@ def score_longform(
         else:
             lat = _latency_own(
                 [{"cu": o.emission_cu, "ca": o.emission_ca, "source_length": o.source_length,
-                  "target_length": len(target_units(o.reference, tgt_lang)), "recording_end": o.time_to_recording_end} for o in omni],
+                  "target_length": len(target_units(o.reference, tgt_lang)),
+                  "recording_end": o.time_to_recording_end} for o in omni],
                 longform=True,
             )
         scores.update({f"long{k}": v for k, v in lat.items()})

@@ -124,9 +124,11 @@ def test_write_scores_turns_nan_into_null(tmp_path):
 
 
 # Long-form: one stream (ms), three reference sentences with their (offset, duration) in the audio.
-LF_REFS = ["Die Katze schläft auf dem Sofa.", "Der Hund bellt laut!", "Wir gehen heute nicht spazieren, weil es regnet."]
+LF_REFS = ["Die Katze schläft auf dem Sofa.", "Der Hund bellt laut!",
+           "Wir gehen heute nicht spazieren, weil es regnet."]
 LF_SEGMENTS = [(500.0, 2500.0), (3250.0, 1750.0), (5500.0, 4000.0)]
-LF_PRED = "Die Katze schläft auf dem Sofa. Der Hund bellt sehr sehr laut! Wir gehen heute nicht spazieren, denn es regnet."
+LF_PRED = ("Die Katze schläft auf dem Sofa. Der Hund bellt sehr sehr laut! "
+           "Wir gehen heute nicht spazieren, denn es regnet.")
 LF_DELAYS = [1500, 1800, 2600, 3000, 3100, 3300, 4200, 4500, 4800, 5000, 5200, 5400,
              6700, 7100, 7600, 8200, 8800, 9500, 9600, 9700]
 LF = Instance(0, LF_PRED, LF_DELAYS, [d + 150 + 40 * i for i, d in enumerate(LF_DELAYS)], 10000, None, "talk.wav")
@@ -154,7 +156,8 @@ def _omnisteval_cli(tmp_path: Path, ins: Instance, refs, segments, level_args) -
     )
     rows = (tmp_path / "out" / "scores.tsv").read_text(encoding="utf-8").splitlines()[1:]
     names = {"BLEU": "bleu", "chrF": "chrf"}
-    names.update({f"Long{m.upper()} ({k.upper()})": f"long{m}_{k}" for m in ("al", "laal", "yaal") for k in ("cu", "ca")})
+    names.update({f"Long{m.upper()} ({k.upper()})": f"long{m}_{k}" for m in ("al", "laal", "yaal")
+                  for k in ("cu", "ca")})
     scores = {names[n]: float(v) for n, v in (r.split("\t") for r in rows) if n in names}
     reseg = [json.loads(line) for line in (tmp_path / "out" / "instances.resegmented.jsonl").open(encoding="utf-8")]
     return scores, reseg
