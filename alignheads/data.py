@@ -1,0 +1,546 @@
+"""Word-aligned sentence pairs: the corpus model, its file formats, detokenised surfaces and validation.
+
+Formats read: "alignheads" (the project's own TSV, also written), "xlwa" (XL-WA TSV), "talp"
+(awesome-align `src ||| tgt` + 1-indexed gold) and "pharaoh" (source, target and 0-indexed
+alignment files). Links are (source index, target index), 0-indexed, everywhere inside.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import unicodedata
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .errors import AlignheadsError, DataFormatError
+from .fileio import atomic_open
+from .languages import get_language
+
+FORMATS = ("alignheads", "xlwa", "talp", "pharaoh")
+HEADER = "# alignheads-corpus v1 "
+
+Link = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class SentencePair:
+    """One sentence pair with sure and possible word links; `possible` always contains `sure`."""
+
+    id: str
+    src_words: tuple[str, ...]
+    tgt_words: tuple[str, ...]
+    sure: frozenset[Link]
+    possible: frozenset[Link]
+    src_unaligned: frozenset[int] = frozenset()  # words explicitly marked as having no link
+    tgt_unaligned: frozenset[int] = frozenset()
+
+    def __post_init__(self):
+        set_ = object.__setattr__
+        set_(self, "src_words", tuple(self.src_words))
+        set_(self, "tgt_words", tuple(self.tgt_words))
+        set_(self, "sure", frozenset(self.sure))
+        set_(self, "possible", frozenset(self.possible) | self.sure)
+        set_(self, "src_unaligned", frozenset(self.src_unaligned))
+        set_(self, "tgt_unaligned", frozenset(self.tgt_unaligned))
+
+    def swapped(self) -> SentencePair:
+        """The same pair seen from the other direction: target becomes source, links (i, j) -> (j, i)."""
+        return SentencePair(self.id, self.tgt_words, self.src_words, _flip(self.sure), _flip(self.possible),
+                            self.tgt_unaligned, self.src_unaligned)
+
+
+def _flip(links: frozenset[Link]) -> frozenset[Link]:
+    return frozenset((j, i) for i, j in links)
+
+
+@dataclass(frozen=True)
+class Surface:
+    """Detokenised text of a word list with the character span of every word: text[s:e] == word."""
+
+    text: str
+    spans: tuple[tuple[int, int], ...]
+
+
+@dataclass
+class Corpus:
+    """Word-aligned sentence pairs in one direction, with where they came from."""
+
+    pairs: list[SentencePair]
+    src_lang: str
+    tgt_lang: str
+    name: str = ""
+    sources: tuple[str, ...] = ()
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.pairs = list(self.pairs)
+        self.src_lang = get_language(self.src_lang).code
+        self.tgt_lang = get_language(self.tgt_lang).code
+        self.sources = tuple(str(s) for s in self.sources)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __iter__(self) -> Iterator[SentencePair]:
+        return iter(self.pairs)
+
+    def __getitem__(self, i: int) -> SentencePair:
+        return self.pairs[i]
+
+    def swap(self) -> Corpus:
+        """The corpus in the other direction (en-zh from zh-en gold); swapping twice gives it back."""
+        meta = dict(self.meta)
+        if not meta.pop("swapped", False):
+            meta["swapped"] = True
+        return Corpus([p.swapped() for p in self.pairs], self.tgt_lang, self.src_lang, self.name, self.sources, meta)
+
+    def content_hash(self) -> str:
+        """SHA-256 of the languages and pairs (not name, paths or meta): equal content, equal hash."""
+        rows = [[p.id, p.src_words, p.tgt_words, sorted(p.sure), sorted(p.possible - p.sure),
+                 sorted(p.src_unaligned), sorted(p.tgt_unaligned)] for p in self.pairs]
+        blob = json.dumps([self.src_lang, self.tgt_lang, rows], ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    def split(self, fraction: float = 0.5, seed: int = 0) -> tuple[Corpus, Corpus]:
+        """Two disjoint random parts (seeded), the first with round(fraction * len) pairs, order kept."""
+        if not 0.0 < fraction < 1.0:
+            raise AlignheadsError(f"split fraction must be between 0 and 1 (exclusive), got {fraction}")
+        k = round(fraction * len(self.pairs))
+        if k == 0 or k == len(self.pairs):
+            raise AlignheadsError(f"cannot split {len(self.pairs)} pairs with fraction {fraction}: "
+                                  "a part would be empty")
+        order = list(range(len(self.pairs)))
+        random.Random(seed).shuffle(order)
+        first, second = (replace(self, pairs=[self.pairs[i] for i in sorted(idx)],
+                                 meta={**self.meta, "split": {"seed": seed, "fraction": fraction, "part": part}})
+                         for part, idx in ((1, order[:k]), (2, order[k:])))
+        return first, second
+
+    def head(self, n: int) -> Corpus:
+        """The first n pairs (all of them when n >= len)."""
+        if n < 0:
+            raise AlignheadsError(f"head needs n >= 0, got {n}")
+        return replace(self, pairs=self.pairs[:n], meta=dict(self.meta))
+
+    def src_surface(self, i: int) -> Surface:
+        """Prompt text and word spans of pair i's source side."""
+        return surface(self.pairs[i].src_words, self.src_lang)
+
+    def tgt_surface(self, i: int) -> Surface:
+        """Prompt text and word spans of pair i's target side."""
+        return surface(self.pairs[i].tgt_words, self.tgt_lang)
+
+
+# ---------------------------------------------------------------- surfaces
+
+_CLOSING = set(".,;:!?%)]}»”…")
+_OPENING = set("([{«“„¿¡")
+_CLITICS = {"'s", "'re", "'ve", "'ll", "'d", "'m", "n't"}
+_APOSTROPHES = ("'", "’")
+_ELIDING = {"it", "fr"}  # languages whose words elide onto the next (dell'isola, l'homme)
+_TRUNCATED = {"po'", "mo'", "be'"}  # Italian apocopes that keep their space (un po' di)
+
+
+def _is_clitic(word: str, prev: str) -> bool:
+    low = word.lower().replace("’", "'")
+    return low in _CLITICS or (low == "'" and prev[-1:] in ("s", "S"))  # plural possessive: states '
+
+
+def _is_latin(ch: str) -> bool:
+    return ch.isascii() and ch.isalnum()
+
+
+def surface(words: Sequence[str], lang: str) -> Surface:
+    """Detokenise words into the text a prompt shows, keeping the character span of every word."""
+    language = get_language(lang)
+    eliding = language.code in _ELIDING
+    parts: list[str] = []
+    spans: list[tuple[int, int]] = []
+    pos, glue, in_quote, low_quote, prev = 0, True, False, False, ""
+    for word in words:
+        if word == '"':  # straight quotes alternate open/close
+            closing, in_quote = in_quote, not in_quote
+        elif word == "“" and low_quote:  # German „…“ closes with the sign that opens elsewhere
+            closing, low_quote = True, False
+        else:
+            closing = bool(word) and (set(word) <= _CLOSING or _is_clitic(word, prev))
+            low_quote = low_quote or word == "„"
+        if not glue and not closing and (language.spaced or (_is_latin(prev[-1:]) and _is_latin(word[:1]))):
+            parts.append(" ")
+            pos += 1
+        parts.append(word)
+        spans.append((pos, pos + len(word)))
+        pos += len(word)
+        elided = eliding and len(word) > 1 and word.endswith(_APOSTROPHES)
+        opening = not closing and (word == '"' or (bool(word) and set(word) <= _OPENING))
+        glue = opening or (elided and word.lower().replace("’", "'") not in _TRUNCATED)
+        prev = word
+    return Surface("".join(parts), tuple(spans))
+
+
+# ---------------------------------------------------------------- reading
+
+_LINK = re.compile(r"([0-9]+)([-p])([0-9]+)")
+_UNALIGNED = re.compile(r"([st])([0-9]+)")
+
+
+def _read_lines(path: Path) -> list[str]:
+    """Lines of a UTF-8 file (BOM and CRLF tolerated); undecodable bytes raise with their line."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataFormatError(path, None, f"cannot read file ({e.strerror or e})") from None
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        problem = f"not valid UTF-8 (byte 0x{data[e.start]:02x}); files must be UTF-8"
+        raise DataFormatError(path, line, problem) from None
+    lines = text.split("\n")  # not splitlines(): words may contain U+2028, U+001C, ...
+    if lines[-1] == "":
+        lines.pop()
+    return [ln.removesuffix("\r") for ln in lines]
+
+
+def _words(text: str, path: Path, line: int, side: str, strict: bool) -> tuple[str, ...]:
+    words = tuple(text.split(" ") if strict else text.split())
+    if not words or (words == ("",)):
+        raise DataFormatError(path, line, f"empty pair: no {side} words")
+    if strict and "" in words:
+        raise DataFormatError(path, line, f"empty {side} word (leading, trailing or double space)")
+    return words
+
+
+def _links(text: str, n_src: int, n_tgt: int, path: Path, line: int, base: int = 0) -> tuple[set, set]:
+    """Parse `i-j` (sure) and `ipj` (possible-only) tokens, checking each index against the word counts."""
+    sure: set[Link] = set()
+    maybe: set[Link] = set()
+    note = f"; indices are {base}-based in this file"
+    for tok in text.split():
+        m = _LINK.fullmatch(tok)
+        if not m:
+            raise DataFormatError(path, line, f"malformed link {tok!r}: expected i-j (sure) or ipj (possible)")
+        i, j = int(m[1]) - base, int(m[3]) - base
+        for side, idx, n, raw in (("source", i, n_src, m[1]), ("target", j, n_tgt, m[3])):
+            if not 0 <= idx < n:
+                raise DataFormatError(path, line, f"link {tok!r}: {side} index {raw} out of range "
+                                                  f"({side} has {n} words{note})")
+        into, other = (sure, maybe) if m[2] == "-" else (maybe, sure)
+        if (i, j) in other:
+            raise DataFormatError(path, line, f"link {tok!r} is listed both as sure (i-j) and possible (ipj)")
+        if (i, j) in into:
+            raise DataFormatError(path, line, f"link {tok!r} is listed twice")
+        into.add((i, j))
+    return sure, maybe
+
+
+def _unaligned(text: str, pair: SentencePair, path: Path, line: int) -> tuple[frozenset, frozenset]:
+    out: dict[str, set[int]] = {"s": set(), "t": set()}
+    for tok in text.split():
+        m = _UNALIGNED.fullmatch(tok)
+        if not m:
+            raise DataFormatError(path, line, f"malformed unaligned mark {tok!r}: expected s<i> or t<j>")
+        side, idx = m[1], int(m[2])
+        n, name = (len(pair.src_words), "source") if side == "s" else (len(pair.tgt_words), "target")
+        if idx >= n:
+            raise DataFormatError(path, line, f"unaligned mark {tok!r}: {name} index out of range "
+                                              f"({name} has {n} words)")
+        if idx in out[side]:
+            raise DataFormatError(path, line, f"unaligned mark {tok!r} is listed twice")
+        if any((i if side == "s" else j) == idx for i, j in pair.possible):
+            raise DataFormatError(path, line, f"{name} word {idx} is marked unaligned ({tok}) but has a link")
+        out[side].add(idx)
+    return frozenset(out["s"]), frozenset(out["t"])
+
+
+def _langs(path: Path, src_lang: str | None, tgt_lang: str | None, *others: Path) -> tuple[str, str]:
+    """Languages from the arguments, else from a name like `en-it.*` (or text files ending .en/.it)."""
+    src_lang = src_lang and get_language(src_lang).code
+    tgt_lang = tgt_lang and get_language(tgt_lang).code
+    if src_lang and tgt_lang:
+        return src_lang, tgt_lang
+    guesses = []
+    m = re.match(r"([A-Za-z]{2,3})[-_]([A-Za-z]{2,3})(?:[._]|$)", path.name)
+    if m:
+        guesses.append((m[1], m[2]))
+    if others:
+        guesses.append((path.suffix[1:], others[0].suffix[1:]))
+    for s, t in guesses:
+        try:
+            return get_language(src_lang or s).code, get_language(tgt_lang or t).code
+        except AlignheadsError:
+            continue
+    raise DataFormatError(path, None, "cannot tell the languages from the file name (expected a name like "
+                                      "'en-it.*'); pass src_lang/tgt_lang (--src/--tgt)")
+
+
+def _pair_files(paths: Sequence[Path]) -> list[list[str]]:
+    """Read parallel files, checking they have the same number of lines."""
+    texts = [_read_lines(p) for p in paths]
+    n = len(texts[0])
+    for p, lines in zip(paths[1:], texts[1:], strict=True):
+        if len(lines) != n:
+            longer = p if len(lines) > n else paths[0]
+            raise DataFormatError(longer, min(n, len(lines)) + 1, f"line-count mismatch: {paths[0]} has {n} lines, "
+                                                                  f"{p} has {len(lines)}")
+    if n == 0:
+        raise DataFormatError(paths[0], None, "file is empty: no sentence pairs")
+    return texts
+
+
+def _read_alignheads(path: Path, src_lang, tgt_lang) -> Corpus:
+    lines = _read_lines(path)
+    if not lines or not lines[0].startswith("# alignheads-corpus "):
+        raise DataFormatError(path, 1, f"missing header line '{HEADER}{{...}}'")
+    if not lines[0].startswith(HEADER):
+        raise DataFormatError(path, 1, f"unsupported header {lines[0][:40]!r}: this version reads v1")
+    try:
+        head = json.loads(lines[0][len(HEADER):])
+        if not isinstance(head, dict) or not isinstance(head.get("src"), str) or not isinstance(head.get("tgt"), str):
+            raise TypeError('expected a JSON object with "src" and "tgt" language codes')
+        if not isinstance(head.get("meta", {}), dict) or not isinstance(head.get("name", ""), str):
+            raise TypeError('"meta" must be a JSON object and "name" a string')
+        src, tgt = get_language(head["src"]).code, get_language(head["tgt"]).code
+    except (ValueError, TypeError, AlignheadsError) as e:
+        raise DataFormatError(path, 1, f"bad header JSON: {e}") from None
+    for given, found in ((src_lang, src), (tgt_lang, tgt)):
+        if given and get_language(given).code != found:
+            raise DataFormatError(path, 1, f"language {given!r} was asked for but the file says {found!r}")
+    pairs, first_seen = [], {}
+    for n, ln in enumerate(lines[1:], start=2):
+        if ln.startswith("#"):
+            continue
+        fields = ln.split("\t")
+        if len(fields) != 5:
+            raise DataFormatError(path, n, f"expected 5 tab-separated fields (id, source words, target words, "
+                                           f"links, unaligned), found {len(fields)}")
+        pid, src_text, tgt_text, link_text, unal_text = fields
+        if not pid:
+            raise DataFormatError(path, n, "empty id")
+        if pid in first_seen:
+            raise DataFormatError(path, n, f"duplicate id {pid!r} (first on line {first_seen[pid]})")
+        first_seen[pid] = n
+        sw = _words(src_text, path, n, "source", strict=True)
+        tw = _words(tgt_text, path, n, "target", strict=True)
+        sure, maybe = _links(link_text, len(sw), len(tw), path, n)
+        pair = SentencePair(pid, sw, tw, frozenset(sure), frozenset(maybe))
+        su, tu = _unaligned(unal_text, pair, path, n)
+        pairs.append(replace(pair, src_unaligned=su, tgt_unaligned=tu))
+    meta = dict(head.get("meta", {}))
+    if head.get("license") is not None:
+        meta["license"] = head["license"]
+    return Corpus(pairs, src, tgt, head.get("name", path.stem), (str(path),), meta)
+
+
+def _read_xlwa(path: Path, src_lang, tgt_lang) -> Corpus:
+    lines = _pair_files([path])[0]
+    src, tgt = _langs(path, src_lang, tgt_lang)
+    pairs = []
+    for n, ln in enumerate(lines, start=1):
+        fields = ln.split("\t")
+        if len(fields) != 3:
+            raise DataFormatError(path, n, f"expected 3 tab-separated fields (source, target, links), "
+                                           f"found {len(fields)}")
+        sw, tw = _words(fields[0], path, n, "source", False), _words(fields[1], path, n, "target", False)
+        sure, maybe = _links(fields[2], len(sw), len(tw), path, n)
+        pairs.append(SentencePair(str(n), sw, tw, frozenset(sure), frozenset(maybe)))
+    return Corpus(pairs, src, tgt, path.stem, (str(path),))
+
+
+def _read_talp(path: Path, gold: Path | None, src_lang, tgt_lang) -> Corpus:
+    gold = gold or path.with_suffix(".gold")
+    if not gold.is_file():
+        raise DataFormatError(path, None, f"gold alignment file {gold} not found; pass gold= (--gold)")
+    texts, golds = _pair_files([path, gold])
+    src, tgt = _langs(path, src_lang, tgt_lang)
+    pairs = []
+    for n, (ln, gl) in enumerate(zip(texts, golds, strict=True), start=1):
+        sides = ln.split("|||")
+        if len(sides) != 2:
+            raise DataFormatError(path, n, "expected 'source words ||| target words'")
+        sw, tw = _words(sides[0], path, n, "source", False), _words(sides[1], path, n, "target", False)
+        sure, maybe = _links(gl, len(sw), len(tw), gold, n, base=1)
+        pairs.append(SentencePair(str(n), sw, tw, frozenset(sure), frozenset(maybe)))
+    return Corpus(pairs, src, tgt, path.stem, (str(path), str(gold)))
+
+
+def _read_pharaoh(path: Path, tgt: Path | None, gold: Path | None, src_lang, tgt_lang) -> Corpus:
+    if tgt is None or gold is None:
+        raise DataFormatError(path, None, "pharaoh format needs the target text (tgt=) and alignments (gold=)")
+    srcs, tgts, golds = _pair_files([path, tgt, gold])
+    src, tgt_code = _langs(path, src_lang, tgt_lang, tgt)
+    pairs = []
+    for n, (s, t, g) in enumerate(zip(srcs, tgts, golds, strict=True), start=1):
+        sw, tw = _words(s, path, n, "source", False), _words(t, tgt, n, "target", False)
+        sure, maybe = _links(g, len(sw), len(tw), gold, n)
+        pairs.append(SentencePair(str(n), sw, tw, frozenset(sure), frozenset(maybe)))
+    return Corpus(pairs, src, tgt_code, path.stem, (str(path), str(tgt), str(gold)))
+
+
+def detect_format(path: str | Path, tgt: str | Path | None = None) -> str:
+    """Guess a corpus file's format from its header, then its first line, then its extension."""
+    path = Path(path)
+    if tgt is not None:
+        return "pharaoh"
+    try:
+        with path.open("rb") as f:
+            first = f.readline().decode("utf-8", errors="replace")
+    except OSError as e:
+        raise DataFormatError(path, None, f"cannot read file ({e.strerror or e})") from None
+    if first.lstrip("\ufeff").startswith("# alignheads-corpus"):
+        return "alignheads"
+    if "|||" in first:
+        return "talp"
+    if first.count("\t") == 2:
+        return "xlwa"
+    by_suffix = {".src-tgt": "talp", ".tsv": "xlwa"}
+    if path.suffix in by_suffix:
+        return by_suffix[path.suffix]
+    raise DataFormatError(path, 1, f"cannot tell the format; pass format= (--format), one of {', '.join(FORMATS)}")
+
+
+def read_corpus(path: str | Path, format: str | None = None, *, src_lang: str | None = None,
+                tgt_lang: str | None = None, gold: str | Path | None = None, tgt: str | Path | None = None) -> Corpus:
+    """Read a word-aligned corpus; `format` is detected when None. Bad input raises DataFormatError."""
+    path = Path(path)
+    fmt = (format or detect_format(path, tgt)).lower()
+    gold_p, tgt_p = (Path(gold) if gold else None), (Path(tgt) if tgt else None)
+    if fmt == "alignheads":
+        return _read_alignheads(path, src_lang, tgt_lang)
+    if fmt == "xlwa":
+        return _read_xlwa(path, src_lang, tgt_lang)
+    if fmt == "talp":
+        return _read_talp(path, gold_p, src_lang, tgt_lang)
+    if fmt == "pharaoh":
+        return _read_pharaoh(path, tgt_p, gold_p, src_lang, tgt_lang)
+    raise AlignheadsError(f"unknown corpus format {fmt!r}; known: {', '.join(FORMATS)}")
+
+
+# ---------------------------------------------------------------- writing
+
+def _link_text(p: SentencePair) -> str:
+    return " ".join([f"{i}-{j}" for i, j in sorted(p.sure)] + [f"{i}p{j}" for i, j in sorted(p.possible - p.sure)])
+
+
+def _check_writable(corpus: Corpus, path: Path) -> None:
+    problems = validate_corpus(corpus).problems
+    if problems:
+        raise DataFormatError(path, None, f"refusing to write an invalid corpus: {problems[0]}")
+    for p in corpus:
+        if re.search(r"[\t\n\r]", p.id) or p.id.startswith("#"):
+            raise DataFormatError(path, None, f"pair id {p.id!r} contains a tab/newline or starts with '#'")
+        for w in p.src_words + p.tgt_words:
+            if not w or re.search(r"[ \t\n\r]", w):
+                raise DataFormatError(path, None, f"pair {p.id}: word {w!r} is empty or contains a space/tab/newline")
+
+
+def write_corpus(corpus: Corpus, path: str | Path) -> None:
+    """Write `corpus` in the alignheads format, atomically; read_corpus gives it back equal."""
+    path = Path(path)
+    _check_writable(corpus, path)
+    meta = dict(corpus.meta)
+    head = {"src": corpus.src_lang, "tgt": corpus.tgt_lang, "name": corpus.name}
+    if "license" in meta:
+        head["license"] = meta.pop("license")
+    head["meta"] = meta
+    with atomic_open(path) as f:
+        f.write(HEADER + json.dumps(head, ensure_ascii=False) + "\n")
+        for p in corpus:
+            unal = " ".join([f"s{i}" for i in sorted(p.src_unaligned)] + [f"t{j}" for j in sorted(p.tgt_unaligned)])
+            f.write(f"{p.id}\t{' '.join(p.src_words)}\t{' '.join(p.tgt_words)}\t{_link_text(p)}\t{unal}\n")
+
+
+def write_pharaoh(corpus: Corpus, src_path: str | Path, tgt_path: str | Path, align_path: str | Path) -> None:
+    """Write source text, target text and 0-indexed `i-j`/`ipj` alignments (ids and unaligned marks are lost)."""
+    _check_writable(corpus, Path(align_path))
+    for path, lines in ((src_path, [" ".join(p.src_words) for p in corpus]),
+                        (tgt_path, [" ".join(p.tgt_words) for p in corpus]),
+                        (align_path, [_link_text(p) for p in corpus])):
+        with atomic_open(path) as f:
+            f.writelines(ln + "\n" for ln in lines)
+
+
+# ---------------------------------------------------------------- validation
+
+@dataclass
+class ValidationReport:
+    """Counts and problems found in a corpus; `n_possible` counts all possible links (sure included)."""
+
+    n_pairs: int
+    n_src_words: int
+    n_tgt_words: int
+    n_sure: int
+    n_possible: int
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _is_punct(word: str) -> bool:
+    return all(unicodedata.category(ch)[0] in "PS" for ch in word)
+
+
+def validate_corpus(corpus: Corpus, strict: bool = False) -> ValidationReport:
+    """Check indices, sure ⊆ possible, ids, unaligned marks; strict: every non-punctuation word is covered."""
+    report = ValidationReport(len(corpus), 0, 0, 0, 0)
+    seen: set[str] = set()
+    for p in corpus:
+        def say(msg: str, p: SentencePair = p) -> None:
+            report.problems.append(f"pair {p.id}: {msg}")
+
+        report.n_src_words += len(p.src_words)
+        report.n_tgt_words += len(p.tgt_words)
+        report.n_sure += len(p.sure)
+        report.n_possible += len(p.possible)
+        if p.id in seen:
+            say("duplicate id")
+        seen.add(p.id)
+        if not p.src_words or not p.tgt_words:
+            say("empty pair (no source or no target words)")
+        if not p.sure <= p.possible:
+            say(f"sure links not in possible: {sorted(p.sure - p.possible)}")
+        for i, j in sorted(p.possible):
+            if not (0 <= i < len(p.src_words) and 0 <= j < len(p.tgt_words)):
+                say(f"link {i}-{j} out of range ({len(p.src_words)} source, {len(p.tgt_words)} target words)")
+        for side, words, marked, k in (("source", p.src_words, p.src_unaligned, 0),
+                                       ("target", p.tgt_words, p.tgt_unaligned, 1)):
+            linked = {link[k] for link in p.possible}
+            for idx in sorted(marked):
+                if not 0 <= idx < len(words):
+                    say(f"{side} unaligned mark {idx} out of range ({len(words)} words)")
+                elif idx in linked:
+                    say(f"{side} word {idx} {words[idx]!r} is marked unaligned but has a link")
+            if strict:
+                for idx, w in enumerate(words):
+                    if idx not in linked and idx not in marked and not _is_punct(w):
+                        say(f"{side} word {idx} {w!r} has no link and is not marked unaligned")
+    return report
+
+
+def format_report(report: ValidationReport, max_problems: int = 50) -> str:
+    """Human-readable summary of a validation report (the first `max_problems` problems listed)."""
+    lines = [(f"{report.n_pairs} pairs, {report.n_src_words} source words, {report.n_tgt_words} target words, "
+              f"{report.n_sure} sure links, {report.n_possible} possible links (sure included)")]
+    if report.ok:
+        lines.append("no problems found")
+    else:
+        lines.append(f"{len(report.problems)} problem(s):")
+        lines += [f"  {p}" for p in report.problems[:max_problems]]
+        if len(report.problems) > max_problems:
+            lines.append(f"  ... and {len(report.problems) - max_problems} more")
+    return "\n".join(lines)
+
+
+def validate_path(path: str | Path, format: str | None = None, *, strict: bool = False, src_lang: str | None = None,
+                  tgt_lang: str | None = None, gold: str | Path | None = None,
+                  tgt: str | Path | None = None) -> ValidationReport:
+    """Read and validate a corpus file (what `alignheads validate` runs); malformed files raise DataFormatError."""
+    corpus = read_corpus(path, format, src_lang=src_lang, tgt_lang=tgt_lang, gold=gold, tgt=tgt)
+    return validate_corpus(corpus, strict=strict)
