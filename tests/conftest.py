@@ -20,3 +20,29 @@ def shared_gold() -> Path:
     if not SHARED_GOLD.is_dir():
         pytest.skip(f"shared gold data not found at {SHARED_GOLD} (only present beside the project checkout)")
     return SHARED_GOLD
+
+
+@pytest.fixture(scope="session")
+def tiny3():
+    """Tiny random Gemma-3 (shared across the session; tests must not modify it)."""
+    from alignheads.models import load_model
+
+    return load_model("tiny-gemma3")
+
+
+@pytest.fixture(scope="session")
+def tiny4():
+    """Tiny random Gemma-4 with KV-shared layers (shared across the session)."""
+    from alignheads.models import load_model
+
+    return load_model("tiny-gemma4")
+
+
+@pytest.fixture(scope="session")
+def embedded():
+    """The embedded Gemma 3 270M, prepared into the user cache on first use."""
+    from alignheads.models import load_model
+
+    if os.environ.get("ALIGNHEADS_SKIP_EMBEDDED") == "1":
+        pytest.skip("ALIGNHEADS_SKIP_EMBEDDED=1")
+    return load_model("embedded")
