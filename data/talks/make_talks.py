@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--talks", nargs="+", default=["talk04", "talk05", "talk06"], help="talk ids to synthesise")
     p.add_argument("--sentences", type=int, default=6, help="first N sentences of each talk (default: 6)")
     p.add_argument("--voice", default="en-us", help="espeak-ng voice (default: %(default)s)")
-    p.add_argument("--rate", type=int, default=150, help="espeak-ng words per minute (default: %(default)s)")
+    p.add_argument("--rate", type=int, default=160, help="espeak-ng words per minute (default: %(default)s)")
     p.add_argument("--gap", type=float, default=0.5, help="pause between sentences, seconds (default: 0.5)")
     p.add_argument("--lead", type=float, default=0.3, help="silence before the first sentence, seconds")
     args = p.parse_args(argv)
