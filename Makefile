@@ -1,0 +1,40 @@
+# alignheads — set-up, main job, tests. Every target bootstraps .venv (CPU torch pinned) when needed.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test lint notebooks figures bench prepare venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0          # the CPU wheel; a GPU user installs their CUDA torch first
+	$(BIN)/pip install -q -e ".[dev,qwen]"
+	$(BIN)/pip install -q --no-deps qwen-asr==0.0.6   # pins transformers 4.x; runs on 5.x via alignheads.qwen_asr
+	touch $(STAMP)
+
+prepare: venv
+	$(BIN)/alignheads prepare
+
+demo: prepare
+	$(BIN)/alignheads demo --out out/demo
+
+lint: venv
+	$(BIN)/ruff check .
+
+test: venv lint
+	$(BIN)/python -m pytest -q
+
+figures: prepare
+	$(BIN)/python -m alignheads.figures
+
+bench: prepare
+	$(BIN)/python benchmarks/bench_capture.py
+
+clean:
+	rm -rf out .pytest_cache .ruff_cache

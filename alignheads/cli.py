@@ -1,0 +1,230 @@
+"""`alignheads` command line: a thin layer of calls into the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .errors import AlignheadsError
+
+FORMATS = ("alignheads", "xlwa", "talp", "pharaoh")
+
+
+# --- shared argument groups -------------------------------------------------------------------
+def _add_data_args(p: argparse.ArgumentParser, *, langs_required: bool = False) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", required=True, metavar="PATH", help="aligned corpus (any supported format)")
+    g.add_argument("--format", choices=FORMATS, help="input format (default: detected)")
+    g.add_argument("--src", required=langs_required, help="source language code, e.g. en")
+    g.add_argument("--tgt", required=langs_required, help="target language code, e.g. de")
+    g.add_argument("--gold", metavar="FILE", help="gold alignment file (talp / pharaoh formats)")
+    g.add_argument("--tgt-file", metavar="FILE", help="target text file (pharaoh format)")
+    g.add_argument("--swap", action="store_true", help="use the file's direction reversed (zh-en gold as en->zh)")
+    g.add_argument("--limit", type=int, help="use at most N pairs")
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default="embedded",
+                   help="embedded | tiny-gemma3 | tiny-gemma4 | hub id (e.g. google/gemma-4-E4B-it) | local dir")
+    g.add_argument("--device", help="cpu | cuda (default: cuda when available)")
+    g.add_argument("--dtype", help="float32 | bfloat16 (default: float32 on CPU, bfloat16 on CUDA)")
+
+
+def _read_data(args):
+    from .data import read_corpus
+    from .languages import get_language
+
+    src, tgt = (args.tgt, args.src) if args.swap else (args.src, args.tgt)
+    corpus = read_corpus(args.data, args.format, src_lang=src, tgt_lang=tgt, gold=args.gold, tgt=args.tgt_file)
+    if args.swap:
+        corpus = corpus.swap()
+    for side, want, got in (("source", args.src, corpus.src_lang), ("target", args.tgt, corpus.tgt_lang)):
+        if want and get_language(want).code != got:
+            raise AlignheadsError(f"{args.data}: {side} language is {got!r}, but --{side[:3]} {want!r} was given"
+                                  + ("" if args.swap else " (use --swap to reverse the file's direction)"))
+    if getattr(args, "limit", None):
+        corpus = corpus.head(args.limit)
+    return corpus
+
+
+def _load(args):
+    from .models import load_model
+
+    return load_model(args.model, device=args.device, dtype=args.dtype)
+
+
+# --- commands -----------------------------------------------------------------------------------
+def cmd_prepare(args) -> int:
+    from .models import prepare_embedded
+
+    t0 = time.perf_counter()
+    print(f"embedded LLM: {prepare_embedded(force=args.force)} ({time.perf_counter() - t0:.1f} s)")
+    if not args.no_asr:
+        from .asr import prepare_whisper
+
+        t0 = time.perf_counter()
+        print(f"embedded ASR: {prepare_whisper(force=args.force)} ({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+def cmd_data_validate(args) -> int:
+    from .data import format_report, validate_path
+
+    status = 0
+    for path in args.paths:
+        report = validate_path(path, args.format, strict=args.strict, src_lang=args.src, tgt_lang=args.tgt,
+                               gold=args.gold, tgt=args.tgt_file)
+        print(f"{path}: {format_report(report)}")
+        status = status or (0 if report.ok else 1)
+    return status
+
+
+def cmd_score(args) -> int:
+    from .calibrate import calibrate
+    from .headset import headset_filename
+    from .prompts import PromptLayout
+    from .scoring import ScoreConfig
+    from .selection import SelectionConfig
+    from .viz import head_heatmap
+
+    corpus = _read_data(args)
+    lm = _load(args)
+    layout = PromptLayout(corpus.src_lang, corpus.tgt_lang, family=args.layout) if args.layout else None
+    score_cfg = ScoreConfig(queries=tuple(args.query.split(",")), use_possible=not args.sure_only, seed=args.seed)
+    select_cfg = SelectionConfig(method=args.selection, k=args.k, threshold=args.threshold, seed=args.seed)
+    scores, selection, headset = calibrate(lm, corpus, layout, score_cfg, select_cfg)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from .fileio import atomic_open
+
+    with atomic_open(out / "scores.csv") as f:
+        scores.table.to_csv(f, index=False)
+    hs_path = headset.save(out / headset_filename(lm.facts.model_id, corpus.src_lang, corpus.tgt_lang))
+    head_heatmap(scores.heads, "ts", top_k=args.k, kv_shared_layers=list(lm.facts.kv_shared),
+                 title=f"TS per head — {lm.facts.model_id}, {corpus.src_lang}-{corpus.tgt_lang}, {len(corpus)} pairs",
+                 save=out / "ts_heatmap.png")
+    _print_summary(scores, selection, headset)
+    print(f"\nwrote {out / 'scores.csv'}, {hs_path}, {out / 'ts_heatmap.png'}")
+    return 0
+
+
+def _print_summary(scores, selection, headset) -> None:
+    import pandas as pd
+
+    cols = ["query", "layer", "head", "ts", "source_acc", "gold_mass", "aer"]
+    with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 120):
+        print("\nTop heads by ts:")
+        print(scores.heads.sort_values("ts", ascending=False).head(8)[cols].to_string(index=False))
+        print("\nBaselines:")
+        print(scores.baselines[["kind", "query", "ts", "source_acc", "gold_mass", "aer"]].to_string(index=False))
+        print(f"\nSelected ({selection.config.method}): {' '.join(map(str, selection.heads))}")
+        ens = headset.evaluation.get("ensemble") or {}
+        if ens:
+            print(f"ensemble on calibration data: AER {ens['aer']:.3f}  P {ens['precision']:.3f}  "
+                  f"R {ens['recall']:.3f}")
+        print(f"stability gate: {'PASSED' if headset.promoted else 'not passed'} — {headset.stability.get('rule')}")
+
+
+def cmd_heads_eval(args) -> int:
+    from .calibrate import evaluate_headset
+    from .headset import load_headset
+
+    headset = load_headset(args.heads)
+    corpus = _read_data(args)
+    lm = _load(args)
+    result = evaluate_headset(lm, headset, corpus, top_k=args.top_k)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """The main job on embedded defaults: score the shipped en-de dev set, export the head set, show it."""
+    root = Path(__file__).resolve().parents[1]
+    data = root / "data" / "gold" / "en-de.dev.tsv"
+    if not data.is_file():
+        raise AlignheadsError(f"{data} not found: run the demo from a checkout of the repository")
+    ns = argparse.Namespace(
+        data=str(data), format=None, src="en", tgt="de", gold=None, tgt_file=None, swap=False, limit=args.limit,
+        model=args.model, device=None, dtype=None, layout=None, query="own,emit", sure_only=False, seed=0,
+        selection="greedy", k=8, threshold=0.1, out=args.out,
+    )
+    return cmd_score(ns)
+
+
+# --- parser -----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(
+        prog="alignheads",
+        description="Find, score and use alignment heads of decoder-only LLMs for simultaneous translation.",
+    )
+    p.add_argument("--version", action="version", version=f"alignheads {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("prepare", help="assemble and cache the embedded models (idempotent)")
+    s.add_argument("--force", action="store_true", help="rebuild even if the cache is complete")
+    s.add_argument("--no-asr", action="store_true", help="prepare the embedded LLM only")
+    s.set_defaults(func=cmd_prepare)
+
+    d = sub.add_parser("data", help="word-aligned data tools")
+    dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    v = dsub.add_parser("validate", help="check aligned corpus files; print pair and link counts")
+    v.add_argument("paths", nargs="+", metavar="PATH")
+    v.add_argument("--format", choices=FORMATS)
+    v.add_argument("--src")
+    v.add_argument("--tgt")
+    v.add_argument("--gold", metavar="FILE")
+    v.add_argument("--tgt-file", metavar="FILE")
+    v.add_argument("--strict", action="store_true",
+                   help="also require every non-punctuation word to be linked or marked unaligned")
+    v.set_defaults(func=cmd_data_validate)
+
+    s = sub.add_parser("score", help="score every head, select translation heads, export the head set")
+    _add_model_args(s)
+    _add_data_args(s, langs_required=True)
+    g = s.add_argument_group("scoring and selection")
+    g.add_argument("--query", default="own,emit", help="query positions to score: own, emit or own,emit")
+    g.add_argument("--sure-only", action="store_true", help="count only sure links as gold for ts/source_acc")
+    g.add_argument("--layout", choices=("chat", "completion"), help="prompt family (default: chat if the "
+                   "tokenizer has a chat template)")
+    g.add_argument("--selection", choices=("greedy", "topk"), default="greedy",
+                   help="greedy ensemble search by AER (default) or the paper's top-k by ts")
+    g.add_argument("--k", type=int, default=8, help="top-k size / largest ensemble (default 8)")
+    g.add_argument("--threshold", type=float, default=0.1, help="candidate heads need ts above this (default 0.1)")
+    g.add_argument("--seed", type=int, default=0, help="seed for pair shuffling (with --limit) and stability splits")
+    s.add_argument("--out", required=True, metavar="DIR")
+    s.set_defaults(func=cmd_score)
+
+    s = sub.add_parser("heads-eval", help="evaluate a head set's alignment on (held-out) aligned data")
+    s.add_argument("--heads", required=True, metavar="FILE", help="head-set JSON")
+    _add_model_args(s)
+    _add_data_args(s, langs_required=True)
+    s.add_argument("--top-k", type=int, help="use the first K heads of the file (default: all)")
+    s.set_defaults(func=cmd_heads_eval)
+
+    s = sub.add_parser("demo", help="main job on embedded defaults: score shipped en-de heads and export them")
+    s.add_argument("--model", default="embedded")
+    s.add_argument("--limit", type=int)
+    s.add_argument("--out", default="out/demo", metavar="DIR")
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return int(args.func(args) or 0)
+    except AlignheadsError as e:
+        print(f"alignheads: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""The head-set file: which heads align, how they were found, and checks that they fit a model.
+
+The JSON keeps the authors' runtime format (`token_alignment_heads: [{layer, head, ts, count}]`,
+sorted by ts, readers take the first k) and adds what makes a head set trustworthy: the model's
+shape, the full score matrices, the prompt layout, the calibration corpus and the stability verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import AlignheadsError
+from .fileio import write_json
+from .models import ModelFacts
+from .prompts import PromptLayout
+
+SCHEMA = "alignheads.headset/1"
+
+
+class HeadSetError(AlignheadsError):
+    """A head-set file is malformed or does not fit the model / layout it is used with."""
+
+
+@dataclass(frozen=True, order=True)
+class Head:
+    """One alignment head: layer, query head, and which query position reads it (`own` | `emit`)."""
+
+    layer: int
+    head: int
+    query: str = "own"
+
+    def __str__(self) -> str:
+        return f"L{self.layer}H{self.head}" + ("" if self.query == "own" else f"@{self.query}")
+
+
+@dataclass(frozen=True)
+class HeadEntry:
+    """A selected head with its calibration scores."""
+
+    layer: int
+    head: int
+    ts: float | None = None
+    count: int | None = None  # aligned target tokens it was scored on
+    query: str = "own"
+    source_acc: float | None = None
+    aer: float | None = None
+    kv_shared: bool = False
+
+    @property
+    def key(self) -> Head:
+        return Head(self.layer, self.head, self.query)
+
+
+@dataclass
+class HeadSet:
+    """A calibrated set of alignment heads for one model and direction."""
+
+    heads: list[HeadEntry]
+    model_id: str
+    src_lang: str
+    tgt_lang: str
+    num_layers: int | None  # None for minimal files that do not say
+    num_heads: int | None
+    num_kv_heads: list[int] | None = None
+    kv_shared_layers: dict[int, int] = field(default_factory=dict)
+    revision: str | None = None
+    layout: dict | None = None  # PromptLayout.to_dict()
+    chat_template_sha256: str | None = None
+    score: dict = field(default_factory=dict)  # name, threshold, selection method, k, query
+    scores: dict = field(default_factory=dict)  # {"ts": {"own": [[...]], "emit": ...}, ...} full matrices
+    calibration: dict = field(default_factory=dict)  # corpus name, files, content_hash, sizes, silver provenance
+    evaluation: dict = field(default_factory=dict)  # ensemble AER/P/R on the calibration data, baselines
+    stability: dict = field(default_factory=dict)
+    promoted: bool = False
+    source: str | None = None  # citation, for published head sets
+    tool: dict = field(default_factory=lambda: {"name": "alignheads", "version": __version__})
+    created: str | None = None
+
+    def top(self, k: int | None = None) -> list[Head]:
+        """The first k heads (the file's order: ts descending)."""
+        return [h.key for h in self.heads[:k]]
+
+    @property
+    def layers(self) -> list[int]:
+        return sorted({h.layer for h in self.heads})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        entries = d.pop("heads")
+        d["kv_shared_layers"] = {str(k): v for k, v in self.kv_shared_layers.items()}
+        return {"schema": SCHEMA, "token_alignment_heads": entries, **d}
+
+    def save(self, path: str | Path) -> Path:
+        """Write the file atomically; returns the path."""
+        path = Path(path)
+        if self.created is None:
+            self.created = datetime.now(UTC).isoformat(timespec="seconds")
+        write_json(path, self.to_dict())
+        return path
+
+    def validate(self, facts: ModelFacts, layout: PromptLayout | None = None, *, strict_model: bool = True) -> None:
+        """Fail loudly when the heads do not fit `facts` (shape, model id) or were calibrated on another layout."""
+        where = f"head set for {self.model_id!r}"
+        if self.num_layers is not None and (facts.num_layers, facts.num_heads) != (self.num_layers, self.num_heads):
+            raise HeadSetError(
+                f"{where} has {self.num_layers} layers x {self.num_heads} heads, but model {facts.model_id!r} "
+                f"has {facts.num_layers} x {facts.num_heads}: wrong model"
+            )
+        for h in self.heads:
+            if not (0 <= h.layer < facts.num_layers and 0 <= h.head < facts.num_heads):
+                raise HeadSetError(
+                    f"{where}: head (layer {h.layer}, head {h.head}) out of range for {facts.num_layers} layers "
+                    f"x {facts.num_heads} heads"
+                )
+        if strict_model and self.model_id != "unknown" and _norm_id(self.model_id) != _norm_id(facts.model_id):
+            raise HeadSetError(
+                f"{where} was calibrated on {self.model_id!r}, not {facts.model_id!r} (pass strict_model=False "
+                "to use it anyway)"
+            )
+        if layout is not None and self.layout is not None:
+            own = PromptLayout.from_dict(self.layout)
+            if own.id != layout.id:
+                raise HeadSetError(
+                    f"{where} was calibrated with prompt layout {own.id} ({own.family}, {own.src_lang}-{own.tgt_lang})"
+                    f", but the translator uses {layout.id} ({layout.family}, {layout.src_lang}-{layout.tgt_lang})"
+                )
+        if self.chat_template_sha256 and facts.chat_template_sha256 and (
+            self.chat_template_sha256 != facts.chat_template_sha256
+        ):
+            raise HeadSetError(f"{where}: the tokenizer's chat template differs from the one calibrated with")
+
+
+def _norm_id(model_id: str) -> str:
+    return model_id.strip().lower()
+
+
+def headset_filename(model_id: str, src: str, tgt: str) -> str:
+    """The conventional file name: translation_heads_<model id with / and . -> _>_<src>-<tgt>.json."""
+    return f"translation_heads_{re.sub(r'[/.]', '_', model_id)}_{src}-{tgt}.json"
+
+
+def load_headset(path: str | Path) -> HeadSet:
+    """Read a head-set file (ours, or the authors' minimal format) with clear errors."""
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise HeadSetError(f"{path}: no such head-set file") from e
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise HeadSetError(f"{path}: not a JSON head-set file ({e})") from e
+    if not isinstance(d, dict) or not isinstance(d.get("token_alignment_heads"), list):
+        raise HeadSetError(f"{path}: expected an object with a 'token_alignment_heads' list")
+    entries = []
+    for i, item in enumerate(d["token_alignment_heads"]):
+        if not isinstance(item, dict) or not all(isinstance(item.get(k), int) for k in ("layer", "head")):
+            raise HeadSetError(f"{path}: token_alignment_heads[{i}] needs integer 'layer' and 'head', got {item!r}")
+        if item.get("query", "own") not in ("own", "emit"):
+            raise HeadSetError(f"{path}: token_alignment_heads[{i}].query must be 'own' or 'emit'")
+        known = {k: item[k] for k in HeadEntry.__dataclass_fields__ if k in item}
+        entries.append(HeadEntry(**known))
+    if "schema" not in d:
+        warnings.warn(f"{path}: minimal head-set file (no model shape or provenance); only ranges are checked",
+                      stacklevel=2)
+        return HeadSet(entries, d.get("model_id", "unknown"), d.get("src_lang", "?"), d.get("tgt_lang", "?"),
+                       None, None)
+    if d["schema"] != SCHEMA:
+        raise HeadSetError(f"{path}: schema {d['schema']!r} is not supported (expected {SCHEMA!r})")
+    missing = [k for k in ("model_id", "src_lang", "tgt_lang", "num_layers", "num_heads") if k not in d]
+    if missing:
+        raise HeadSetError(f"{path}: missing field(s) {', '.join(missing)}")
+    kw = {k: d[k] for k in HeadSet.__dataclass_fields__ if k in d and k != "heads"}
+    kw["kv_shared_layers"] = {int(k): v for k, v in d.get("kv_shared_layers", {}).items()}
+    return HeadSet(heads=entries, **kw)

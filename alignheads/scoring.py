@@ -1,0 +1,275 @@
+"""Score every attention head as a word aligner, on teacher-forced prompts in the run-time layout.
+
+`score_heads(lm, corpus)` is the toolkit's `detect_head`: it returns one row per
+(layer, head, query kind) with
+
+- `ts`: the Translation Score of "Token Alignment Heads" as AlignAtt4LLM uses it: at each
+  target token with a gold-aligned source token, the argmax over the whole sequence hits a
+  gold-aligned source token; per-sentence hit rate, averaged over sentences;
+- `source_acc`: the same with the argmax restricted to the source span;
+- `gold_mass`: attention mass on the gold-aligned source tokens (per token, per sentence);
+- `aer`, `precision`, `recall`: of the word alignment the head induces (each target word ->
+  argmax source word, attention summed over a word's tokens), against sure/possible gold;
+
+and the same numbers for two baselines: a positional (diagonal) aligner and the mean of all heads.
+Query kinds: `own` reads the row at the target token itself, `emit` the row one position
+earlier (the position whose output produces the token, i.e. what a decoder sees while drafting).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .attention import pool_source_words, replay_rows
+from .capture import AttentionCapture
+from .data import Corpus, SentencePair
+from .models import LoadedModel
+from .prompts import PromptLayout, RenderedPrompt, render
+
+QUERIES = ("own", "emit")
+BASELINES = ("diagonal", "mean_heads")
+# Per-pair contribution columns; all are sums, so corpora and shards combine by addition.
+_COLS = ("ts", "source_acc", "gold_mass", "scored", "n_tokens", "a_s", "a_p", "a_n", "s_n")
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """What to score and how."""
+
+    queries: tuple[str, ...] = QUERIES
+    use_possible: bool = True  # possible links count as gold for ts/source_acc/gold_mass
+    limit: int | None = None
+    seed: int = 0  # shuffles pairs before `limit` when nonzero (0 keeps file order)
+    progress: bool = True
+
+
+@dataclass
+class PairAttention:
+    """Word-level attention of every head on one pair: (query, layer, head, tgt word, src word)."""
+
+    pair_id: str
+    words: np.ndarray  # float32 [Q, L, H, n_tgt, n_src], attention summed over each source word's tokens
+    diagonal: np.ndarray  # int [n_tgt], the positional baseline's source word per target word
+
+
+@dataclass
+class HeadScores:
+    """Result of `score_heads`: per-head scores, per-pair contributions (for splits) and word maps."""
+
+    table: pd.DataFrame  # one row per (query, layer, head) plus baseline rows
+    contributions: np.ndarray  # float64 [n_pairs, Q * L * H + 2 * Q, len(_COLS)]
+    pair_ids: list[str]
+    n_layers: int
+    n_heads: int
+    queries: tuple[str, ...]
+    word_attention: list[PairAttention] = field(default_factory=list)
+
+    @property
+    def heads(self) -> pd.DataFrame:
+        """Rows of real heads only (no baselines)."""
+        return self.table[self.table["kind"] == "head"].reset_index(drop=True)
+
+    @property
+    def baselines(self) -> pd.DataFrame:
+        return self.table[self.table["kind"] != "head"].reset_index(drop=True)
+
+    def matrix(self, column: str = "ts", query: str = "own") -> np.ndarray:
+        """The `[layers × heads]` view of one score column."""
+        h = self.heads[self.heads["query"] == query]
+        m = np.full((self.n_layers, self.n_heads), np.nan)
+        m[h["layer"].to_numpy(), h["head"].to_numpy()] = h[column].to_numpy()
+        return m
+
+    def subset(self, rows: Sequence[int]) -> pd.DataFrame:
+        """The score table recomputed on a subset of pairs (by index), e.g. a half-split."""
+        return _table(self.contributions[list(rows)].sum(0), self.n_layers, self.n_heads, self.queries)
+
+
+def _gold_sources(pair: SentencePair, use_possible: bool) -> dict[int, set[int]]:
+    links = pair.possible if use_possible else pair.sure
+    out: dict[int, set[int]] = {}
+    for s, t in links:
+        out.setdefault(t, set()).add(s)
+    return out
+
+
+def teacher_forced_prompt(lm: LoadedModel, layout: PromptLayout, pair: SentencePair) -> RenderedPrompt:
+    """The run-time prompt with the reference target forced after it."""
+    return render(layout, lm.tokenizer, pair.src_words, target_words=pair.tgt_words)
+
+
+def _decoder(model):
+    """The decoder stack without the output projection (scoring needs no logits)."""
+    return model.get_decoder() if hasattr(model, "get_decoder") else model.model
+
+
+@torch.no_grad()
+def pair_rows(lm: LoadedModel, r: RenderedPrompt, positions: Sequence[int], layers: Iterable[int] | None = None):
+    """Attention rows of all heads at `positions`: float32 [L, H, n, T] (one forward, capture + replay)."""
+    layers = list(range(lm.facts.num_layers)) if layers is None else list(layers)
+    ids = torch.tensor([r.input_ids], device=lm.device)
+    with AttentionCapture(lm.model, layers, q_from=min(positions)) as cap:
+        _decoder(lm.model)(input_ids=ids)
+    return torch.stack([replay_rows(cap, layer, positions=positions) for layer in layers]).cpu()
+
+
+def _token_targets(r: RenderedPrompt, gold: dict[int, set[int]]) -> tuple[list[int], list[list[int]]]:
+    """Target token positions that have gold-aligned source tokens, and those source token positions."""
+    by_token: dict[int, set[int]] = {}
+    for w, toks in enumerate(r.tgt_tokens):
+        for t in toks:
+            by_token.setdefault(t, set()).update(gold.get(w, ()))
+    tokens, sources = [], []
+    for t in sorted(by_token):
+        src_tok = sorted({p for s in by_token[t] for p in r.src_tokens[s]})
+        if src_tok:
+            tokens.append(t)
+            sources.append(src_tok)
+    return tokens, sources
+
+
+def _diagonal_rows(r: RenderedPrompt, tokens: Sequence[int], T: int) -> torch.Tensor:
+    """One-hot rows of the positional baseline: relative target position -> same relative source position."""
+    t0, t1 = min(min(w) for w in r.tgt_tokens), max(max(w) for w in r.tgt_tokens)
+    s0, s1 = r.src_token_span[0], r.src_token_span[1] - 1
+    rows = torch.zeros(len(tokens), T)
+    for i, t in enumerate(tokens):
+        rel = (t - t0) / max(1, t1 - t0)
+        rows[i, s0 + round(rel * (s1 - s0))] = 1.0
+    return rows
+
+
+def diagonal_words(n_src: int, n_tgt: int) -> np.ndarray:
+    """Positional word aligner: target word j -> source word round(j · (n_src-1)/(n_tgt-1))."""
+    return np.rint(np.arange(n_tgt) * (n_src - 1) / max(1, n_tgt - 1)).astype(int)
+
+
+def alignment_counts(pred: Iterable[tuple[int, int]], pair: SentencePair) -> np.ndarray:
+    """(|A∩S|, |A∩P|, |A|, |S|) for predicted links A against the pair's gold."""
+    a = set(pred)
+    return np.array([len(a & pair.sure), len(a & pair.possible), len(a), len(pair.sure)], dtype=np.float64)
+
+
+def _token_contrib(rows: torch.Tensor, tokens_src: list[list[int]], src_span: tuple[int, int]) -> np.ndarray:
+    """Per virtual head [K]: ts rate, source_acc rate, gold mass (rows: [K, n_tok, T])."""
+    K, n, T = rows.shape
+    gold = torch.zeros(n, T, dtype=torch.bool)
+    for i, src in enumerate(tokens_src):
+        gold[i, src] = True
+    arg = rows.argmax(-1)  # [K, n]
+    ts = gold.gather(1, arg.T).T.float().mean(-1)
+    src_arg = rows[..., src_span[0] : src_span[1]].argmax(-1) + src_span[0]
+    sacc = gold.gather(1, src_arg.T).T.float().mean(-1)
+    mass = (rows * gold).sum(-1).mean(-1)
+    return torch.stack([ts, sacc, mass], -1).double().numpy()
+
+
+def score_pair(lm: LoadedModel, layout: PromptLayout, pair: SentencePair, cfg: ScoreConfig):
+    """Contributions [Q*L*H + 2*Q, len(_COLS)] of one pair, and its word-level attention maps."""
+    r = teacher_forced_prompt(lm, layout, pair)
+    tokens, tokens_src = _token_targets(r, _gold_sources(pair, cfg.use_possible))
+    word_first = [min(toks) for toks in r.tgt_tokens]
+    L, H = lm.facts.num_layers, lm.facts.num_heads
+    n_tgt, n_src = len(pair.tgt_words), len(pair.src_words)
+    diag_words = diagonal_words(n_src, n_tgt)
+    plan = {}
+    for q in cfg.queries:
+        shift = 1 if q == "emit" else 0
+        plan[q] = ([t - shift for t in tokens], [t - shift for t in word_first])
+    positions = sorted({p for tok_pos, word_pos in plan.values() for p in (*tok_pos, *word_pos)})
+    index = {p: i for i, p in enumerate(positions)}
+    rows = pair_rows(lm, r, positions)  # [L, H, n, T], one forward for every query kind
+    T = rows.shape[-1]
+    flat = rows.reshape(L * H, len(positions), T)
+    contrib, words = [], []
+    for q in cfg.queries:
+        tok_pos, word_pos = plan[q]
+        virtual = torch.cat([flat, _diag_and_mean(flat, r, tokens, tok_pos, index, T)], 0)  # [L*H + 2, n, T]
+        c = np.zeros((virtual.shape[0], len(_COLS)))
+        if tokens:
+            tok_rows = virtual[:, [index[p] for p in tok_pos]]
+            c[:, 0:3] = _token_contrib(tok_rows, tokens_src, r.src_token_span)
+            c[:, 3], c[:, 4] = 1.0, len(tokens)
+        w = pool_source_words(virtual[:, [index[p] for p in word_pos]], r.src_tokens).numpy()  # [K, n_tgt, n_src]
+        w[-2] = np.eye(n_src, dtype=np.float32)[diag_words]  # the diagonal aligns words positionally
+        for k in range(virtual.shape[0]):
+            pred = zip(w[k].argmax(-1).tolist(), range(n_tgt), strict=True)
+            c[k, 5:9] = alignment_counts(pred, pair)
+        contrib.append(c)
+        words.append(w[: L * H].reshape(L, H, n_tgt, n_src))
+    # order: all real heads of all queries, then the baselines of all queries
+    heads = [c[: L * H] for c in contrib]
+    bases = [c[L * H :] for c in contrib]
+    return np.concatenate(heads + bases, 0), PairAttention(pair.id, np.stack(words), diag_words)
+
+
+def _diag_and_mean(flat, r, tokens, tok_pos, index, T) -> torch.Tensor:
+    """Rows of the two baselines at the same positions as `flat`: diagonal one-hot, mean of all heads."""
+    diag = torch.zeros(flat.shape[1], T)
+    if tokens:
+        diag[[index[p] for p in tok_pos]] = _diagonal_rows(r, tokens, T)
+    return torch.stack([diag, flat.mean(0)])
+
+
+def _table(total: np.ndarray, L: int, H: int, queries: Sequence[str]) -> pd.DataFrame:
+    """Score table from summed contributions."""
+    rows = []
+    for qi, q in enumerate(queries):
+        for layer in range(L):
+            for head in range(H):
+                rows.append(("head", q, layer, head, total[qi * L * H + layer * H + head]))
+    base0 = len(queries) * L * H
+    for qi, q in enumerate(queries):
+        for bi, name in enumerate(BASELINES):
+            rows.append((name, q, -1, -1, total[base0 + qi * len(BASELINES) + bi]))
+    recs = []
+    for kind, q, layer, head, c in rows:
+        d = dict(zip(_COLS, c, strict=True))
+        n = max(d["scored"], 1.0)
+        a_s, a_p, a_n, s_n = d["a_s"], d["a_p"], d["a_n"], d["s_n"]
+        recs.append({
+            "kind": kind, "query": q, "layer": layer, "head": head,
+            "ts": d["ts"] / n, "source_acc": d["source_acc"] / n, "gold_mass": d["gold_mass"] / n,
+            "aer": 1.0 - (a_s + a_p) / max(a_n + s_n, 1.0),
+            "precision": a_p / max(a_n, 1.0), "recall": a_s / max(s_n, 1.0),
+            "n_pairs": int(d["scored"]), "n_tokens": int(d["n_tokens"]),
+        })
+    return pd.DataFrame.from_records(recs)
+
+
+def select_pairs(corpus: Corpus, cfg: ScoreConfig) -> list[int]:
+    """Indices of the pairs to score: all, or `limit` of them (seeded shuffle when seed != 0)."""
+    idx = list(range(len(corpus)))
+    if cfg.seed:
+        np.random.default_rng(cfg.seed).shuffle(idx)
+    return idx[: cfg.limit] if cfg.limit else idx
+
+
+def score_heads(
+    lm: LoadedModel,
+    corpus: Corpus,
+    layout: PromptLayout | None = None,
+    config: ScoreConfig | None = None,
+    *,
+    indices: Sequence[int] | None = None,
+) -> HeadScores:
+    """Score every head of `lm` on `corpus` (teacher-forced, run-time layout); see the module docstring."""
+    cfg = config or ScoreConfig()
+    layout = layout or PromptLayout.for_tokenizer(lm.tokenizer, corpus.src_lang, corpus.tgt_lang)
+    idx = list(indices) if indices is not None else select_pairs(corpus, cfg)
+    contribs, words = [], []
+    for i in tqdm(idx, desc="scoring heads", unit="pair", disable=not cfg.progress):
+        c, w = score_pair(lm, layout, corpus[i], cfg)
+        contribs.append(c)
+        words.append(w)
+    L, H = lm.facts.num_layers, lm.facts.num_heads
+    contributions = np.stack(contribs) if contribs else np.zeros((0, len(cfg.queries) * (L * H + 2), len(_COLS)))
+    table = _table(contributions.sum(0), L, H, cfg.queries)
+    table["kv_shared"] = table["layer"].isin(list(lm.facts.kv_shared))
+    return HeadScores(table, contributions, [corpus[i].id for i in idx], L, H, tuple(cfg.queries), words)
