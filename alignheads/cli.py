@@ -58,6 +58,17 @@ def _load(args):
     return load_model(args.model, device=args.device, dtype=args.dtype)
 
 
+def _init_distributed() -> int:
+    """Join the process group when started by torchrun (WORLD_SIZE > 1); return this process's rank."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0
+    import torch
+
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return torch.distributed.get_rank()
+
+
 # --- commands -----------------------------------------------------------------------------------
 def cmd_prepare(args) -> int:
     from .models import prepare_embedded
@@ -93,11 +104,14 @@ def cmd_score(args) -> int:
     from .viz import head_heatmap
 
     corpus = _read_data(args)
+    rank = _init_distributed()
     lm = _load(args)
     layout = PromptLayout(corpus.src_lang, corpus.tgt_lang, family=args.layout) if args.layout else None
     score_cfg = ScoreConfig(queries=tuple(args.query.split(",")), use_possible=not args.sure_only, seed=args.seed)
     select_cfg = SelectionConfig(method=args.selection, k=args.k, threshold=args.threshold, seed=args.seed)
     scores, selection, headset = calibrate(lm, corpus, layout, score_cfg, select_cfg)
+    if rank != 0:  # every rank holds the full result; one writes it
+        return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     from .fileio import atomic_open
@@ -185,7 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also require every non-punctuation word to be linked or marked unaligned")
     v.set_defaults(func=cmd_data_validate)
 
-    s = sub.add_parser("score", help="score every head, select translation heads, export the head set")
+    s = sub.add_parser("score", help="score every head, select translation heads, export the head set",
+                       description="Score every head, select translation heads, export the head set. "
+                       "Runs sharded under `torchrun --nproc_per_node=N -m alignheads.cli score ...`.")
     _add_model_args(s)
     _add_data_args(s, langs_required=True)
     g = s.add_argument_group("scoring and selection")

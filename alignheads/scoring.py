@@ -251,6 +251,14 @@ def select_pairs(corpus: Corpus, cfg: ScoreConfig) -> list[int]:
     return idx[: cfg.limit] if cfg.limit else idx
 
 
+def _world() -> tuple[int, int]:
+    """(rank, world size) when running under torch.distributed (e.g. torchrun), else (0, 1)."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def score_heads(
     lm: LoadedModel,
     corpus: Corpus,
@@ -259,17 +267,50 @@ def score_heads(
     *,
     indices: Sequence[int] | None = None,
 ) -> HeadScores:
-    """Score every head of `lm` on `corpus` (teacher-forced, run-time layout); see the module docstring."""
+    """Score every head of `lm` on `corpus` (teacher-forced, run-time layout); see the module docstring.
+
+    Under torch.distributed the pairs are sharded across ranks and every rank returns the same,
+    complete result (contributions are summed in pair order, so it equals a single-process run).
+    """
     cfg = config or ScoreConfig()
     layout = layout or PromptLayout.for_tokenizer(lm.tokenizer, corpus.src_lang, corpus.tgt_lang)
     idx = list(indices) if indices is not None else select_pairs(corpus, cfg)
-    contribs, words = [], []
-    for i in tqdm(idx, desc="scoring heads", unit="pair", disable=not cfg.progress):
-        c, w = score_pair(lm, layout, corpus[i], cfg)
-        contribs.append(c)
-        words.append(w)
+    rank, world = _world()
+    mine = idx[rank::world]
+    results = {}
+    for i in tqdm(mine, desc="scoring heads", unit="pair", disable=not cfg.progress or rank != 0):
+        results[i] = score_pair(lm, layout, corpus[i], cfg)
+    if world > 1:  # pairs were sharded across ranks: gather, then sum in the single-process order
+        gathered: list = [None] * world
+        torch.distributed.all_gather_object(gathered, results)
+        results = {i: r for part in gathered for i, r in part.items()}
+    contribs = [results[i][0] for i in idx]
+    words = [results[i][1] for i in idx]
     L, H = lm.facts.num_layers, lm.facts.num_heads
     contributions = np.stack(contribs) if contribs else np.zeros((0, len(cfg.queries) * (L * H + 2), len(_COLS)))
     table = _table(contributions.sum(0), L, H, cfg.queries)
     table["kv_shared"] = table["layer"].isin(list(lm.facts.kv_shared))
     return HeadScores(table, contributions, [corpus[i].id for i in idx], L, H, tuple(cfg.queries), words)
+
+
+@torch.no_grad()
+def reference_token_scores(lm: LoadedModel, layout: PromptLayout, pair: SentencePair, query: str = "own",
+                           use_possible: bool = True) -> np.ndarray:
+    """The reference way, for tests and benchmarks: eager `output_attentions=True` on the full causal LM
+    (as the authors' head-detection script does), then per-head ts / source_acc / gold_mass of one pair,
+    [L, H, 3]. `score_heads` must agree with it."""
+    r = teacher_forced_prompt(lm, layout, pair)
+    tokens, tokens_src = _token_targets(r, _gold_sources(pair, use_possible))
+    model = lm.model
+    previous = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        out = model(torch.tensor([r.input_ids], device=lm.device), output_attentions=True)
+    finally:
+        model.set_attn_implementation(previous)
+    shift = 1 if query == "emit" else 0
+    rows = torch.stack([a[0][:, [t - shift for t in tokens]] for a in out.attentions]).float().cpu()  # [L,H,n,T]
+    L, H, n, T = rows.shape
+    if not tokens:
+        return np.zeros((L, H, 3))
+    return _token_contrib(rows.reshape(L * H, n, T), tokens_src, r.src_token_span).reshape(L, H, 3)

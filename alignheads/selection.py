@@ -103,7 +103,10 @@ def greedy_ensemble(scores: HeadScores, corpus: Corpus, cfg: SelectionConfig = S
 def stability(scores: HeadScores, heads: Sequence[Head], cfg: SelectionConfig = SelectionConfig()) -> dict:
     """Half-split gate: re-score random halves; top-k by ts must match and |Δts| of the heads stay ≤ tolerance."""
     n = len(scores.pair_ids)
-    k = max(1, len(heads))
+    if not heads:
+        return {"rule": "no head to check", "splits": [], "passed": False,
+                "reason": "no head was selected (none above the ts threshold?)"}
+    k = len(heads)
     rng = np.random.default_rng(cfg.seed)
     results = []
     for s in range(cfg.splits):
