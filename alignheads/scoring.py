@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from .attention import pool_source_words, replay_rows
 from .capture import AttentionCapture
 from .data import Corpus, SentencePair
+from .kvcache import PrefixCache
 from .models import LoadedModel
 from .prompts import PromptLayout, RenderedPrompt, render
 
@@ -110,12 +111,18 @@ def _decoder(model):
 
 
 @torch.no_grad()
-def pair_rows(lm: LoadedModel, r: RenderedPrompt, positions: Sequence[int], layers: Iterable[int] | None = None):
-    """Attention rows of all heads at `positions`: float32 [L, H, n, T] (one forward, capture + replay)."""
+def pair_rows(lm: LoadedModel, r: RenderedPrompt, positions: Sequence[int], layers: Iterable[int] | None = None,
+              prefix_cache: PrefixCache | None = None):
+    """Attention rows of all heads at `positions`: float32 [L, H, n, T] (one forward, capture + replay).
+
+    With a `PrefixCache`, the prompt head shared with the previous pair is not recomputed.
+    """
     layers = list(range(lm.facts.num_layers)) if layers is None else list(layers)
-    ids = torch.tensor([r.input_ids], device=lm.device)
     with AttentionCapture(lm.model, layers, q_from=min(positions)) as cap:
-        _decoder(lm.model)(input_ids=ids)
+        if prefix_cache is None:
+            _decoder(lm.model)(input_ids=torch.tensor([r.input_ids], device=lm.device))
+        else:
+            prefix_cache.run(_decoder(lm.model), r.input_ids)
     return torch.stack([replay_rows(cap, layer, positions=positions) for layer in layers]).cpu()
 
 
@@ -170,7 +177,8 @@ def _token_contrib(rows: torch.Tensor, tokens_src: list[list[int]], src_span: tu
     return torch.stack([ts, sacc, mass], -1).double().numpy()
 
 
-def score_pair(lm: LoadedModel, layout: PromptLayout, pair: SentencePair, cfg: ScoreConfig):
+def score_pair(lm: LoadedModel, layout: PromptLayout, pair: SentencePair, cfg: ScoreConfig,
+               prefix_cache: PrefixCache | None = None):
     """Contributions [Q*L*H + 2*Q, len(_COLS)] of one pair, and its word-level attention maps."""
     r = teacher_forced_prompt(lm, layout, pair)
     tokens, tokens_src = _token_targets(r, _gold_sources(pair, cfg.use_possible))
@@ -184,7 +192,7 @@ def score_pair(lm: LoadedModel, layout: PromptLayout, pair: SentencePair, cfg: S
         plan[q] = ([t - shift for t in tokens], [t - shift for t in word_first])
     positions = sorted({p for tok_pos, word_pos in plan.values() for p in (*tok_pos, *word_pos)})
     index = {p: i for i, p in enumerate(positions)}
-    rows = pair_rows(lm, r, positions)  # [L, H, n, T], one forward for every query kind
+    rows = pair_rows(lm, r, positions, prefix_cache=prefix_cache)  # [L, H, n, T], one forward for all queries
     T = rows.shape[-1]
     flat = rows.reshape(L * H, len(positions), T)
     contrib, words = [], []
@@ -278,8 +286,9 @@ def score_heads(
     rank, world = _world()
     mine = idx[rank::world]
     results = {}
+    prefix = PrefixCache(lm.model)  # the prompt head (system text / few-shot block) is computed once
     for i in tqdm(mine, desc="scoring heads", unit="pair", disable=not cfg.progress or rank != 0):
-        results[i] = score_pair(lm, layout, corpus[i], cfg)
+        results[i] = score_pair(lm, layout, corpus[i], cfg, prefix)
     if world > 1:  # pairs were sharded across ranks: gather, then sum in the single-process order
         gathered: list = [None] * world
         torch.distributed.all_gather_object(gathered, results)
@@ -294,11 +303,11 @@ def score_heads(
 
 
 @torch.no_grad()
-def reference_token_scores(lm: LoadedModel, layout: PromptLayout, pair: SentencePair, query: str = "own",
-                           use_possible: bool = True) -> np.ndarray:
+def reference_token_scores(lm: LoadedModel, layout: PromptLayout, pair: SentencePair,
+                           queries: Sequence[str] = QUERIES, use_possible: bool = True) -> np.ndarray:
     """The reference way, for tests and benchmarks: eager `output_attentions=True` on the full causal LM
     (as the authors' head-detection script does), then per-head ts / source_acc / gold_mass of one pair,
-    [L, H, 3]. `score_heads` must agree with it."""
+    [Q, L, H, 3]. `score_heads` must agree with it."""
     r = teacher_forced_prompt(lm, layout, pair)
     tokens, tokens_src = _token_targets(r, _gold_sources(pair, use_possible))
     model = lm.model
@@ -308,9 +317,13 @@ def reference_token_scores(lm: LoadedModel, layout: PromptLayout, pair: Sentence
         out = model(torch.tensor([r.input_ids], device=lm.device), output_attentions=True)
     finally:
         model.set_attn_implementation(previous)
-    shift = 1 if query == "emit" else 0
-    rows = torch.stack([a[0][:, [t - shift for t in tokens]] for a in out.attentions]).float().cpu()  # [L,H,n,T]
-    L, H, n, T = rows.shape
-    if not tokens:
-        return np.zeros((L, H, 3))
-    return _token_contrib(rows.reshape(L * H, n, T), tokens_src, r.src_token_span).reshape(L, H, 3)
+    L, H = lm.facts.num_layers, lm.facts.num_heads
+    result = np.zeros((len(queries), L, H, 3))
+    for qi, q in enumerate(queries):
+        if not tokens:
+            continue
+        shift = 1 if q == "emit" else 0
+        rows = torch.stack([a[0][:, [t - shift for t in tokens]] for a in out.attentions]).float().cpu()
+        n, T = rows.shape[-2:]
+        result[qi] = _token_contrib(rows.reshape(L * H, n, T), tokens_src, r.src_token_span).reshape(L, H, 3)
+    return result

@@ -40,8 +40,9 @@ def test_scores_equal_eager_output_attentions_reference(model, de_dev, request):
     corpus = de_dev.head(3)
     layout = PromptLayout("en", "de")
     scores = score_heads(lm, corpus, layout, QUIET)
-    for q in ("own", "emit"):
-        ref = np.mean([reference_token_scores(lm, layout, p, q) for p in corpus], axis=0)  # [L, H, 3]
+    ref_all = np.mean([reference_token_scores(lm, layout, p) for p in corpus], axis=0)  # [Q, L, H, 3]
+    for qi, q in enumerate(("own", "emit")):
+        ref = ref_all[qi]
         for ci, col in enumerate(("ts", "source_acc", "gold_mass")):
             np.testing.assert_allclose(scores.matrix(col, q), ref[..., ci], atol=1e-5, err_msg=f"{q} {col}")
 
