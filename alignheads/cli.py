@@ -156,6 +156,63 @@ def cmd_heads_eval(args) -> int:
     return 0
 
 
+def cmd_translate(args) -> int:
+    """Simultaneous speech translation of an audio file (or raw 16 kHz PCM on stdin)."""
+    from .asr import load_asr
+    from .audio import iter_chunks, load_audio, read_pcm_stream
+    from .cascade import SpeechCascade, talk_references
+    from .evaluation import score_longform, write_instances, write_scores
+    from .fileio import write_json
+    from .headset import load_headset
+    from .registry import published_headset
+    from .stabilizer import StabilizerConfig
+    from .translator import SimultaneousTranslator, TranslatorConfig
+
+    lm = _load(args)
+    heads = None
+    if args.policy == "alignatt":
+        if not args.heads:
+            raise AlignheadsError("--heads FILE (from `alignheads score`) or --heads published is required for "
+                                  "--policy alignatt")
+        heads = (published_headset(lm.facts.model_id, args.src, args.tgt) if args.heads == "published"
+                 else load_headset(args.heads))
+    translator = SimultaneousTranslator(lm, heads, args.src, args.tgt, args.policy,
+                                        TranslatorConfig(top_k=args.top_k))
+    asr_kw = {"model": args.asr_model} if args.asr == "whisper" else {}
+    cfg = StabilizerConfig(chunk_ms=args.chunk_ms, holdback_s=args.holdback)
+    sep = " " if translator.spaced else ""
+
+    def printer(emitted):  # a terminal user sees the translation grow
+        print(sep.join(e.text for e in emitted), end=sep, flush=True)
+
+    cascade = SpeechCascade(load_asr(args.asr, **asr_kw), translator, args.src, cfg, on_emit=printer)
+    if args.audio == "-":
+        chunks = read_pcm_stream(sys.stdin.buffer, cfg.chunk_samples)
+    else:
+        chunks = iter_chunks(load_audio(args.audio), cfg.chunk_samples)
+    for chunk in chunks:
+        cascade.process_chunk(chunk)
+    cascade.finish()
+    print()
+    out = Path(args.out)
+    refs = segments = None
+    if args.ref == "auto":
+        refs, segments = talk_references(args.audio, args.tgt)
+    elif args.ref:
+        refs = [line.strip() for line in Path(args.ref).read_text(encoding="utf-8").splitlines() if line.strip()]
+    instance = cascade.instance(reference=" ".join(refs) if refs else None)
+    write_instances(out / "instances.log", [instance])
+    write_json(out / "emissions.json", [vars(e) for e in cascade.emissions])
+    summary = {"audio_s": round(cascade.now, 3), "chunk_ms": args.chunk_ms, "rtf_ca": round(cascade.stats.rtf, 3),
+               "asr_s": round(cascade.stats.asr_s, 3), "mt_s": round(cascade.stats.mt_s, 3),
+               "sentences": cascade.stats.sentences, "units": len(cascade.emissions)}
+    if refs:
+        summary.update(score_longform(instance, refs, args.tgt, segments))
+        write_scores(out / "scores.json", summary)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def cmd_demo(args) -> int:
     """The main job on embedded defaults: score the shipped en-de dev set, export the head set, show it."""
     root = Path(__file__).resolve().parents[1]
@@ -223,6 +280,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(s, langs_required=True)
     s.add_argument("--top-k", type=int, help="use the first K heads of the file (default: all)")
     s.set_defaults(func=cmd_heads_eval)
+
+    s = sub.add_parser("translate", help="simultaneous speech translation: audio -> ASR -> AlignAtt MT")
+    s.add_argument("audio", metavar="AUDIO", help="wav/flac/mp3/ogg (any rate, channels), or - for raw 16 kHz "
+                   "s16le PCM on stdin")
+    _add_model_args(s)
+    s.add_argument("--heads", help="head-set JSON from `alignheads score`, or 'published' (package registry)")
+    s.add_argument("--top-k", type=int, help="use the first K heads of the head set")
+    s.add_argument("--policy", default="alignatt", choices=("alignatt", "wait-k", "cut-last", "local-agreement"))
+    s.add_argument("--asr", default="whisper", choices=("whisper", "qwen"))
+    s.add_argument("--asr-model", default="embedded", help="whisper: embedded | CTranslate2 dir | size name")
+    s.add_argument("--src", default="en")
+    s.add_argument("--tgt", required=True)
+    s.add_argument("--chunk-ms", type=int, default=850, help="850 (low latency) or 1500 (high latency)")
+    s.add_argument("--holdback", type=float, default=0.0, help="seconds of ASR tail not yet trusted (e.g. 0.25)")
+    s.add_argument("--ref", help="reference translation (one sentence per line), or 'auto' for a shipped talk")
+    s.add_argument("--out", required=True, metavar="DIR")
+    s.set_defaults(func=cmd_translate)
 
     s = sub.add_parser("demo", help="main job on embedded defaults: score shipped en-de heads and export them")
     s.add_argument("--model", default="embedded")

@@ -1,0 +1,215 @@
+"""The synchronous speech-to-text cascade: audio chunks -> streaming ASR -> stabiliser -> AlignAtt MT.
+
+Every chunk (850 ms low latency, 1500 ms high) re-transcribes the audio since the last committed
+sentence; the stabiliser commits up to the last sentence end inside the agreement of the last two
+hypotheses. Committed and partial words (their end times on the stream clock) go to the
+translator; a committed sentence is translated to its end and the translator moves on. Output is
+append-only; each emitted unit gets two times, like the IWSLT simultaneous track:
+
+- computation-unaware (CU): the stream time when the chunk that produced it ended;
+- computation-aware (CA): when it would appear if the stream were played in real time and chunks
+  were processed one after another on this machine (processing starts when both the chunk has
+  arrived and the previous chunk is done, and takes its measured wall time).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .asr import ASRBackend, Word
+from .audio import SAMPLE_RATE
+from .errors import AlignheadsError
+from .evaluation import Instance
+from .languages import get_language
+from .stabilizer import Stabilizer, StabilizerConfig
+from .translator import SimultaneousTranslator, SourceWord
+
+
+@dataclass
+class Emission:
+    """One emitted target unit (word, or character for zh/ja) and when it was emitted."""
+
+    text: str
+    time_cu: float  # seconds, stream clock
+    time_ca: float  # seconds, computation-aware
+    sentence: int
+
+
+@dataclass
+class CascadeStats:
+    """Where the time went."""
+
+    chunks: int = 0
+    audio_s: float = 0.0
+    asr_s: float = 0.0
+    mt_s: float = 0.0
+    sentences: int = 0
+
+    @property
+    def rtf(self) -> float:
+        """Computation-aware real-time factor: processing time / audio time."""
+        return (self.asr_s + self.mt_s) / self.audio_s if self.audio_s else 0.0
+
+
+@dataclass
+class SpeechCascade:
+    """Streaming ASR + stabiliser + simultaneous translator, fed chunk by chunk."""
+
+    asr: ASRBackend
+    translator: SimultaneousTranslator
+    src_lang: str = "en"
+    config: StabilizerConfig = field(default_factory=StabilizerConfig)
+    on_emit: Callable[[list[Emission]], None] | None = None
+
+    def __post_init__(self):
+        self.spaced = get_language(self.translator.tgt_lang).spaced
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new stream."""
+        self.stabilizer = Stabilizer(self.config)
+        self.translator.reset()
+        self.buffer = np.zeros(0, dtype=np.float32)
+        self.buffer_start = 0.0  # stream time of buffer[0]
+        self.samples = 0
+        self.emissions: list[Emission] = []
+        self.sentence_words: list[Word] = []  # committed words of the sentence being translated
+        self.stats = CascadeStats()
+        self._ca_clock = 0.0
+        self._words: list[Word] = []
+
+    @property
+    def now(self) -> float:
+        return self.samples / SAMPLE_RATE
+
+    @property
+    def text(self) -> str:
+        """The translation emitted so far."""
+        sep = " " if self.spaced else ""
+        return sep.join(e.text for e in self.emissions)
+
+    def process_chunk(self, chunk: np.ndarray) -> list[Emission]:
+        """Feed the next chunk of 16 kHz mono float32 audio; return the units it made the system emit."""
+        chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
+        self.buffer = np.concatenate([self.buffer, chunk])
+        self.samples += len(chunk)
+        self.stats.chunks += 1
+        self.stats.audio_s = self.now
+        if self.now < self.config.min_start_s:
+            return []
+        t0 = time.perf_counter()
+        self._words = self.asr.transcribe(self.buffer, self.src_lang, offset=self.buffer_start)
+        asr_s = time.perf_counter() - t0
+        update = self.stabilizer.update(self._words, self.now)
+        return self._translate(update, asr_s, final=False)
+
+    def finish(self) -> list[Emission]:
+        """End of stream: commit and translate everything that is left."""
+        t0 = time.perf_counter()
+        if len(self.buffer):
+            self._words = self.asr.transcribe(self.buffer, self.src_lang, offset=self.buffer_start)
+        asr_s = time.perf_counter() - t0
+        update = self.stabilizer.finish(self._words, self.now)
+        return self._translate(update, asr_s, final=True)
+
+    def _translate(self, update, asr_s: float, final: bool) -> list[Emission]:
+        t0 = time.perf_counter()
+        new: list[tuple[str, int]] = []
+        sentences = _split_committed(self.sentence_words + list(update.committed), self.stabilizer.config)
+        complete, rest = sentences[:-1], sentences[-1]
+        for sent in complete:  # each committed sentence is translated to its end, then the next one starts
+            new += self._update(sent, final=True)
+            self.translator.reset()
+            self.stats.sentences += 1
+        self.sentence_words = rest
+        if final:
+            if self.sentence_words or update.partial:
+                new += self._update(self.sentence_words + list(update.partial), final=True)
+                self.stats.sentences += 1
+            self.sentence_words = []
+        else:
+            usable = self.sentence_words + update.usable
+            if usable:
+                new += self._update(usable, final=False)
+        mt_s = time.perf_counter() - t0
+        self.stats.asr_s += asr_s
+        self.stats.mt_s += mt_s
+        # Computation-aware: processing of this chunk starts when it has arrived and the previous one is done.
+        self._ca_clock = max(self._ca_clock, self.now) + asr_s + mt_s
+        out = [Emission(u, self.now, self._ca_clock, s) for u, s in new]
+        # Drop audio before the stabiliser's cut (the start of the first uncommitted word).
+        drop = int(round((update.cut - self.buffer_start) * SAMPLE_RATE))
+        if drop > 0:
+            self.buffer = self.buffer[drop:]
+            self.buffer_start += drop / SAMPLE_RATE
+        self.emissions += out
+        if out and self.on_emit:
+            self.on_emit(out)
+        return out
+
+    def _update(self, words: list[Word], final: bool) -> list[tuple[str, int]]:
+        src = [SourceWord(w.text.strip(), w.end) for w in words if w.text.strip()]
+        if not src and not final:
+            return []
+        upd = self.translator.update(src, self.now, final=final)
+        return [(u, self.stats.sentences) for u in upd.emitted_units]
+
+    def instance(self, reference: str | None = None, source: str | None = None) -> Instance:
+        """The whole stream as one long-form SimulEval instance (delays/elapsed in ms), for OmniSTEval."""
+        return Instance(
+            index=0,
+            prediction=self.text,
+            delays=[round(e.time_cu * 1000, 1) for e in self.emissions],
+            elapsed=[round(e.time_ca * 1000, 1) for e in self.emissions],
+            source_length=round(self.now * 1000, 1),
+            reference=reference,
+            source=source,
+        )
+
+
+def _split_committed(words: list[Word], cfg: StabilizerConfig) -> list[list[Word]]:
+    """Committed words as complete sentences plus the (possibly empty) unfinished rest, always last."""
+    from .stabilizer import is_sentence_final
+
+    out, cur = [], []
+    for w in words:
+        cur.append(w)
+        if is_sentence_final(w.text, cfg.sentence_final):
+            out.append(cur)
+            cur = []
+    return out + [cur]
+
+
+def run_stream(cascade: SpeechCascade, chunks: Iterable[np.ndarray]) -> list[Emission]:
+    """Feed every chunk, then finish; return all emissions."""
+    for chunk in chunks:
+        cascade.process_chunk(chunk)
+    cascade.finish()
+    return cascade.emissions
+
+
+def talk_references(talk_wav: str | Path, tgt_lang: str) -> tuple[list[str], list[tuple[float, float]]]:
+    """Reference sentences and their (offset, duration) in ms for a shipped test talk (`data/talks/talkNN.wav`)."""
+    from .data import read_corpus, surface
+
+    wav = Path(talk_wav)
+    manifest = wav.parent / "talks.json"
+    if not manifest.is_file():
+        raise AlignheadsError(f"{manifest} not found: references are known only for the shipped talks")
+    meta = json.loads(manifest.read_text(encoding="utf-8"))
+    talk = meta["talks"].get(wav.stem)
+    if talk is None:
+        raise AlignheadsError(f"{wav.name} is not one of the shipped talks ({', '.join(meta['talks'])})")
+    gold = wav.parent.parent / "gold" / f"en-{tgt_lang}.test.tsv"
+    corpus = {p.id: p for p in read_corpus(gold)}
+    refs, segs = [], []
+    for s in talk["sentences"]:
+        refs.append(surface(corpus[s["id"]].tgt_words, tgt_lang).text)
+        segs.append((s["start"] * 1000, (s["end"] - s["start"]) * 1000))
+    return refs, segs

@@ -1,0 +1,96 @@
+"""The speech cascade: real whisper ASR + stabiliser + translator (tiny random LLM), times and logs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from alignheads.asr import load_asr
+from alignheads.audio import SAMPLE_RATE, iter_chunks, load_audio
+from alignheads.cascade import SpeechCascade, run_stream, talk_references
+from alignheads.evaluation import read_instances, target_units
+from alignheads.headset import Head
+from alignheads.stabilizer import StabilizerConfig
+from alignheads.translator import SimultaneousTranslator
+from tests.conftest import ROOT
+
+TALK = ROOT / "data" / "talks" / "talk05.wav"
+
+
+@pytest.fixture(scope="module")
+def whisper():
+    return load_asr("whisper")
+
+
+@pytest.fixture(scope="module")
+def stream_run(whisper, tiny4):
+    translator = SimultaneousTranslator(tiny4, [Head(2, 1), Head(3, 0, "emit")], "en", "de", "alignatt")
+    cfg = StabilizerConfig(chunk_ms=1500)
+    seen = []
+    cascade = SpeechCascade(whisper, translator, "en", cfg, on_emit=seen.append)
+    audio = load_audio(TALK)[: 11 * SAMPLE_RATE]
+    run_stream(cascade, iter_chunks(audio, cfg.chunk_samples))
+    return cascade, seen
+
+
+def test_emissions_are_append_only_with_consistent_times(stream_run):
+    cascade, seen = stream_run
+    em = cascade.emissions
+    assert em and [e for batch in seen for e in batch] == em  # everything printed as it was emitted
+    cu = [e.time_cu for e in em]
+    ca = [e.time_ca for e in em]
+    assert cu == sorted(cu) and ca == sorted(ca)
+    assert all(c >= u for c, u in zip(ca, cu, strict=True))  # computation only ever adds delay
+    assert cu[0] >= cascade.config.min_start_s and cu[-1] <= cascade.now + 1e-9
+    assert cascade.stats.sentences >= 2 and cascade.stats.rtf > 0
+    assert [e.sentence for e in em] == sorted(e.sentence for e in em)
+
+
+def test_instance_log_matches_the_emitted_units(stream_run, tmp_path):
+    from alignheads.evaluation import write_instances
+
+    cascade, _ = stream_run
+    inst = cascade.instance()
+    assert len(inst.delays) == len(inst.elapsed) == len(target_units(inst.prediction, "de"))
+    assert inst.source_length == pytest.approx(11000)
+    write_instances(tmp_path / "instances.log", [inst])
+    assert read_instances(tmp_path / "instances.log", "de")[0].prediction == inst.prediction
+
+
+def test_talk_references_align_with_the_gold_test_set():
+    refs, segments = talk_references(TALK, "zh")
+    assert len(refs) == len(segments) == 6 and all(refs)
+    assert all(d > 0 for _, d in segments) and [o for o, _ in segments] == sorted(o for o, _ in segments)
+
+
+def test_silence_and_tiny_streams_do_not_crash(whisper, tiny3):
+    translator = SimultaneousTranslator(tiny3, None, "en", "de", "wait-k")
+    cascade = SpeechCascade(whisper, translator, "en", StabilizerConfig(chunk_ms=1500))
+    run_stream(cascade, iter_chunks(np.zeros(3 * SAMPLE_RATE, dtype=np.float32), 24000))
+    assert cascade.emissions == [] and cascade.text == ""
+    cascade.reset()
+    run_stream(cascade, [np.zeros(800, dtype=np.float32)])  # 50 ms, below the 2 s start
+    assert cascade.emissions == []
+
+
+def _cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "alignheads.cli", *args], capture_output=True, text=True, **kw)
+
+
+def test_translate_cli_from_stdin_pcm_and_bad_audio(tmp_path):
+    pcm = (load_audio(TALK)[: 5 * SAMPLE_RATE] * 32767).astype("<i2").tobytes()
+    r = subprocess.run([sys.executable, "-m", "alignheads.cli", "translate", "-", "--model", "tiny-gemma3",
+                        "--policy", "wait-k", "--tgt", "de", "--chunk-ms", "1500", "--out", str(tmp_path / "o")],
+                       input=pcm, capture_output=True)
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    assert (tmp_path / "o" / "instances.log").is_file() and (tmp_path / "o" / "emissions.json").is_file()
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x00\x00not really a wav")
+    r = _cli("translate", str(bad), "--model", "tiny-gemma3", "--policy", "wait-k", "--tgt", "de",
+             "--out", str(tmp_path / "b"))
+    assert r.returncode == 2 and "bad.wav" in r.stderr and "Traceback" not in r.stderr
+    r = _cli("translate", str(TALK), "--model", "tiny-gemma3", "--tgt", "de", "--out", str(tmp_path / "c"))
+    assert r.returncode == 2 and "--heads" in r.stderr
