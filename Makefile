@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0          # the CPU wheel; a GPU user installs their CUDA torch first
-	$(BIN)/pip install -q -e ".[dev,qwen]"
+	$(BIN)/pip install -q -e ".[dev,qwen,simulstream]"
 	$(BIN)/pip install -q --no-deps qwen-asr==0.0.6   # pins transformers 4.x; runs on 5.x via alignheads.qwen_asr
 	touch $(STAMP)
 
