@@ -54,6 +54,12 @@ def _register(base: str) -> str:
     return name
 
 
+def _own(t: torch.Tensor) -> torch.Tensor:
+    """A detached tensor that does not keep a larger parent (a whole query block, a whole KV cache) alive."""
+    t = t.detach()
+    return t.clone() if t.untyped_storage().nbytes() > t.numel() * t.element_size() else t
+
+
 @dataclass
 class LayerRecord:
     """Queries and keys of one layer, by absolute position; plus the kernel arguments to replay with."""
@@ -103,14 +109,14 @@ class AttentionCapture:
         if start > rec.key_end or not rec.keys:  # first call, or a cache reused from before capture
             rec.keys, rec.key_start, rec.key_end = [], start, start
         if end > rec.key_end:
-            rec.keys.append(key[:, :, k_len - (end - rec.key_end) :].detach())
+            rec.keys.append(_own(key[:, :, k_len - (end - rec.key_end) :]))
             rec.key_end = end
         rec.scaling = kwargs.get("scaling") if kwargs.get("scaling") is not None else query.shape[-1] ** -0.5
         rec.sliding_window = kwargs.get("sliding_window")
         rec.softcap = kwargs.get("softcap")
         keep = max(0, self.q_from - (end - n))
         if keep < n:
-            rec.queries.append(query[:, :, keep:].detach())
+            rec.queries.append(_own(query[:, :, keep:]))
             rec.q_positions.append(torch.arange(end - n + keep, end))
 
     def __enter__(self) -> AttentionCapture:
@@ -137,7 +143,7 @@ class AttentionCapture:
         """All kept queries of `layer` as (B, H, n, D) and their absolute positions (n,)."""
         rec = self._rec(layer)
         if not rec.queries:
-            raise ValueError(f"no queries recorded for layer {layer} (q_from={self.q_from}, seen={rec.seen})")
+            raise ValueError(f"no queries recorded for layer {layer} (q_from={self.q_from}, keys up to {rec.key_end})")
         if len(rec.queries) > 1:  # consolidate so repeated reads don't re-concatenate
             rec.queries = [torch.cat(rec.queries, dim=2)]
             rec.q_positions = [torch.cat(rec.q_positions)]

@@ -126,3 +126,16 @@ def test_word_pooling_sums_tokens_and_picks_query_positions():
     torch.testing.assert_close(pooled, torch.tensor([[0.3, 0.3, 0.4]]))
     assert word_query_positions([[5, 6], [7]]) == [5, 7]
     assert word_query_positions([[5, 6], [7]], emitting=True) == [4, 6]
+
+
+def test_records_do_not_pin_parent_tensors_and_errors_are_clear(tiny3):
+    ids = _ids(tiny3, 30)
+    with torch.no_grad(), AttentionCapture(tiny3.model, [0], q_from=28) as cap:
+        tiny3.model.generate(ids, max_new_tokens=4, do_sample=False)
+    rec = cap.records[0]
+    for t in (*rec.queries, *rec.keys):  # no view into a whole query block or KV cache
+        assert t.untyped_storage().nbytes() == t.numel() * t.element_size()
+    with torch.no_grad(), AttentionCapture(tiny3.model, [0], q_from=100) as cap:
+        tiny3.model(ids)
+    with pytest.raises(ValueError, match="no queries recorded"):
+        cap.queries(0)
