@@ -41,21 +41,28 @@ def replay_rows(
         if missing:
             raise ValueError(f"query positions {missing[:5]} of layer {layer} were not captured")
         idx = torch.tensor([lookup[int(p)] for p in pos], dtype=torch.long)
-    q = q_all[batch][heads][:, idx].float()  # (h, n, D)
-    kv = k[[h // (n_heads // n_kv) for h in heads]].float()  # (h, T, D)
+    q = q_all[batch][heads][:, idx]  # (h, n, D)
+    kv = k[[h // (n_heads // n_kv) for h in heads]]  # (h, T, D)
     rec = cap.records[layer]
-    scores = torch.matmul(q, kv.transpose(-1, -2)) * rec.scaling
-    if rec.softcap is not None:
-        scores = torch.tanh(scores / rec.softcap) * rec.softcap
-    key_pos = torch.arange(k_start, k_start + kv.shape[1])
-    visible = key_pos[None, :] <= pos[:, None]
     lowest = pos if rec.sliding_window is None else pos - rec.sliding_window + 1
     if k_start > 0 and bool((lowest.clamp(min=0) < k_start).any()):
         raise ValueError(f"layer {layer}: keys before position {k_start} were not captured")
-    if rec.sliding_window is not None:
-        visible &= key_pos[None, :] >= lowest[:, None]
-    scores = scores.masked_fill(~visible, float("-inf"))
-    rows = torch.softmax(scores, dim=-1)
+    return attention_probs(q, kv, pos, k_start, rec.scaling, rec.softcap, rec.sliding_window)
+
+
+def attention_probs(q: torch.Tensor, k: torch.Tensor, q_pos: torch.Tensor, k_start: int, scaling: float,
+                    softcap: float | None = None, sliding_window: int | None = None) -> torch.Tensor:
+    """`softmax(scaling · q kᵀ + causal/sliding mask)` in float32 for q (h, n, D) at absolute positions
+    `q_pos` and k (h, T_k, D) starting at position `k_start`; columns are absolute key positions."""
+    scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) * scaling
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap
+    key_pos = torch.arange(k_start, k_start + k.shape[-2], device=q.device)
+    q_pos = q_pos.to(q.device)
+    visible = key_pos[None, :] <= q_pos[:, None]
+    if sliding_window is not None:
+        visible &= key_pos[None, :] > q_pos[:, None] - sliding_window
+    rows = torch.softmax(scores.masked_fill(~visible, float("-inf")), dim=-1)
     if k_start > 0:  # keep the column index == absolute position
         rows = torch.nn.functional.pad(rows, (k_start, 0))
     return rows

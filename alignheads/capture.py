@@ -13,7 +13,7 @@ query's position, so appending the unseen tail gives every layer's keys by absol
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -79,9 +79,15 @@ class AttentionCapture:
 
     `q_from` drops queries before that absolute position (e.g. the prompt, when only a draft's
     rows are wanted). Records are cleared on every `__enter__` and by `reset()`.
+
+    Streaming mode: with `on_rows(layer, rows, positions)`, each layer's attention rows for the kept
+    queries (all heads, float32 (B, H, n, T)) are computed inside the forward, from the very tensors
+    the kernel gets, and handed over; nothing is stored, so the attention data alive at any time is
+    one layer's rows. Meant for single full forwards (teacher forcing), where the keys are complete.
     """
 
-    def __init__(self, model, layers: Iterable[int] | None = None, q_from: int = 0):
+    def __init__(self, model, layers: Iterable[int] | None = None, q_from: int = 0,
+                 on_rows: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None):
         self.model = model
         self.modules = attention_modules(model)
         self.layers = sorted(set(range(len(self.modules)) if layers is None else layers))
@@ -89,6 +95,7 @@ class AttentionCapture:
         if bad:
             raise ValueError(f"layers {bad} out of range: the model has {len(self.modules)} layers")
         self.q_from = q_from
+        self.on_rows = on_rows
         self.records: dict[int, LayerRecord] = {}
         self._previous_impl: str | None = None
 
@@ -101,6 +108,9 @@ class AttentionCapture:
     def record(self, layer: int, query: torch.Tensor, key: torch.Tensor, kwargs: dict) -> None:
         rec = self.records[layer]
         n, k_len = query.shape[2], key.shape[2]
+        if self.on_rows is not None:
+            self._stream(layer, query, key, kwargs)
+            return
         pos_ids = kwargs.get("position_ids")
         # Queries are the last n positions; keys end at the last query (the cache is already updated).
         # Gemma-4's KV-shared layers see only the final query during prefill, hence position_ids.
@@ -118,6 +128,25 @@ class AttentionCapture:
         if keep < n:
             rec.queries.append(_own(query[:, :, keep:]))
             rec.q_positions.append(torch.arange(end - n + keep, end))
+
+    def _stream(self, layer: int, query: torch.Tensor, key: torch.Tensor, kwargs: dict) -> None:
+        from .attention import attention_probs
+
+        n, k_len = query.shape[2], key.shape[2]
+        pos_ids = kwargs.get("position_ids")
+        end = int(pos_ids[0, -1]) + 1 if pos_ids is not None else k_len
+        keep = max(0, self.q_from - (end - n))
+        if keep >= n:
+            return
+        positions = torch.arange(end - n + keep, end)
+        group = query.shape[1] // key.shape[1]
+        scaling = kwargs.get("scaling") if kwargs.get("scaling") is not None else query.shape[-1] ** -0.5
+        rows = torch.stack([
+            attention_probs(query[b, :, keep:], key[b].repeat_interleave(group, dim=0), positions, end - k_len,
+                            scaling, kwargs.get("softcap"), kwargs.get("sliding_window"))
+            for b in range(query.shape[0])
+        ])
+        self.on_rows(layer, rows, positions)
 
     def __enter__(self) -> AttentionCapture:
         impl = self.model.config._attn_implementation

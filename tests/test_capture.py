@@ -139,3 +139,21 @@ def test_records_do_not_pin_parent_tensors_and_errors_are_clear(tiny3):
         tiny3.model(ids)
     with pytest.raises(ValueError, match="no queries recorded"):
         cap.queries(0)
+
+
+@pytest.mark.parametrize("name", ["tiny3", "tiny4"])
+def test_streaming_rows_equal_replay_and_store_nothing(name, request):
+    """on_rows hands over each layer's rows inside the forward; they equal replayed rows; no q/k is kept."""
+    lm = request.getfixturevalue(name)
+    ids = _ids(lm, 40)
+    with torch.no_grad(), AttentionCapture(lm.model, q_from=30) as cap:
+        lm.model(ids)
+    streamed = {}
+    with torch.no_grad(), AttentionCapture(lm.model, q_from=30,
+                                           on_rows=lambda layer, rows, pos: streamed.setdefault(layer, (rows, pos))
+                                           ) as stream:
+        lm.model(ids)
+    assert stream.nbytes() == 0 and sorted(streamed) == list(range(lm.facts.num_layers))
+    for layer, (rows, pos) in streamed.items():
+        assert pos.tolist() == list(range(30, 40))
+        torch.testing.assert_close(rows[0], replay_rows(cap, layer, positions=pos), atol=1e-6, rtol=0)
