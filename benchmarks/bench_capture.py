@@ -3,7 +3,8 @@
 1. Capture overhead: prompt + 16-token greedy decode with capture on all layers vs without
    (interleaved repetitions, medians); the generated tokens must be identical.
 2. All-head attention rows for the target span of a ~200-token teacher-forced prompt:
-   (a) base decoder (no output projection) under capture + replay of every head's rows, layer by layer,
+   (a) base decoder (no output projection) under capture in streaming mode (each layer's rows computed
+   inside the forward from the live q/k, reduced and dropped: one layer's rows alive at a time),
    vs (b) eager `output_attentions=True` on the full causal LM, then slicing the target rows.
    Time ratio, attention-data bytes, peak torch allocations, and the max difference of the rows.
 
@@ -165,7 +166,6 @@ def replay_and_eager(lm, rendered):
 
     Both return (argmax over keys per layer/head/row, rows kept when asked) and put byte counts in `stats`.
     """
-    from alignheads.attention import replay_rows
     from alignheads.capture import AttentionCapture
 
     model = lm.model
@@ -176,22 +176,23 @@ def replay_and_eager(lm, rendered):
     stats: dict[str, int] = {}
 
     def replay(parts: Parts, keep_rows: bool = False):
-        """(a) base decoder under capture, then every head's rows for the target positions, layer by layer."""
+        """(a) base decoder under capture in streaming mode: each layer's rows for the target positions are
+        computed inside the forward from the q/k the kernel gets, reduced (argmax) and dropped, so the
+        attention data alive at any time is one layer's rows; nothing is stored."""
+        best, kept, largest = {}, [], [0]
+
+        def consume(layer, rows, pos):
+            largest[0] = max(largest[0], tensor_bytes([rows]))
+            best[layer] = rows[0].argmax(-1)
+            if keep_rows:
+                kept.append(rows[0])
+
         with torch.inference_mode():
-            with AttentionCapture(model, q_from=q_from) as cap:
+            with AttentionCapture(model, q_from=q_from, on_rows=consume) as cap:
                 model.model(input_ids=ids, use_cache=False)  # the base decoder: no 262k-vocabulary projection
-            parts.lap("forward")
-            best, kept, largest = [], [], 0
-            for layer in range(n_layers):
-                rows = replay_rows(cap, layer, positions=positions)  # (heads, n_target, T)
-                largest = max(largest, tensor_bytes([rows]))
-                best.append(rows.argmax(-1))
-                if keep_rows:
-                    kept.append(rows)
-                del rows
-            parts.lap("replay")
-        stats.update(captured=cap.nbytes(), captured_storage=storage_bytes(_cap_tensors(cap)), largest_block=largest)
-        return torch.stack(best), kept
+            parts.lap("forward+rows")
+        stats.update(captured=cap.nbytes(), captured_storage=storage_bytes(_cap_tensors(cap)), largest_block=largest[0])
+        return torch.stack([best[layer] for layer in range(n_layers)]), kept
 
     def eager(parts: Parts, keep_rows: bool = False, base: bool = False):
         """(b) the reference: eager kernel, output_attentions on the full causal LM, target rows sliced.
