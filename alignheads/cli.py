@@ -214,17 +214,28 @@ def cmd_translate(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """The main job on embedded defaults: score the shipped en-de dev set, export the head set, show it."""
+    """The main job on embedded defaults: calibrate en-de heads on the shipped dev set, export them, then
+    translate a shipped test talk end to end with them and score it."""
+    from .headset import headset_filename
+    from .models import EMBEDDED_MODEL_ID
+
     root = Path(__file__).resolve().parents[1]
-    data = root / "data" / "gold" / "en-de.dev.tsv"
-    if not data.is_file():
-        raise AlignheadsError(f"{data} not found: run the demo from a checkout of the repository")
-    ns = argparse.Namespace(
+    data, talk = root / "data" / "gold" / "en-de.dev.tsv", root / "data" / "talks" / "talk04.wav"
+    if not data.is_file() or not talk.is_file():
+        raise AlignheadsError(f"{data.parent.parent} not found: run the demo from a checkout of the repository")
+    out = Path(args.out)
+    common = {"model": args.model, "device": None, "dtype": None}
+    print(f"== 1/2 scoring every head of {args.model} on {data.name}")
+    cmd_score(argparse.Namespace(
         data=str(data), format=None, src="en", tgt="de", gold=None, tgt_file=None, swap=False, limit=args.limit,
-        model=args.model, device=None, dtype=None, layout=None, query="own,emit", sure_only=False, seed=0,
-        selection="greedy", k=8, threshold=0.1, out=args.out,
-    )
-    return cmd_score(ns)
+        layout=None, query="own,emit", sure_only=False, seed=0, selection="greedy", k=8, threshold=0.1,
+        out=str(out / "heads"), **common))
+    model_id = EMBEDDED_MODEL_ID if args.model == "embedded" else args.model
+    heads = out / "heads" / headset_filename(model_id, "en", "de")
+    print(f"\n== 2/2 simultaneous speech translation of {talk.name} (whisper + AlignAtt, 850 ms chunks)")
+    return cmd_translate(argparse.Namespace(
+        audio=str(talk), heads=str(heads), top_k=None, policy="alignatt", asr="whisper", asr_model="embedded",
+        src="en", tgt="de", chunk_ms=850, holdback=0.0, ref="auto", out=str(out / "talk04"), **common))
 
 
 # --- parser -----------------------------------------------------------------------------------
@@ -298,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, metavar="DIR")
     s.set_defaults(func=cmd_translate)
 
-    s = sub.add_parser("demo", help="main job on embedded defaults: score shipped en-de heads and export them")
+    s = sub.add_parser("demo", help="main job on embedded defaults: calibrate en-de heads, translate a talk")
     s.add_argument("--model", default="embedded")
     s.add_argument("--limit", type=int)
     s.add_argument("--out", default="out/demo", metavar="DIR")
