@@ -1,0 +1,534 @@
+"""Incremental (simultaneous) translation with a decoder-only LLM under AlignAtt or a baseline policy.
+
+Each `update(words, now)` renders the run-time prompt (every source word received so far, the
+accepted translation as prefill), drafts up to `max_draft` greedy tokens (with q/k capture on the head
+set's layers only, for AlignAtt), replays the selected heads' rows at the draft positions, pools them
+to source words and lets the policy decide how much of the draft to emit. Output is append-only.
+
+Time: one clock. `SourceWord.end_time` and `now` are seconds on the same stream clock (never times
+relative to an utterance); a word is accessible when `end_time <= now - holdback`.
+
+The KV cache is kept across updates (and sentences): the new prompt's token ids are compared with
+the ids in the cache, the cache is cut back to the common prefix and only the rest is fed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .attention import pool_source_words, replay_rows
+from .capture import AttentionCapture
+from .errors import AlignheadsError
+from .evaluation import target_units
+from .headset import Head, HeadSet
+from .languages import get_language
+from .models import LoadedModel
+from .policy import (
+    END_OF_DRAFT,
+    FINAL,
+    AlignAttConfig,
+    alignatt_cut,
+    alignatt_positions,
+    cut_last,
+    local_agreement,
+    unit_cut,
+    unit_ends,
+    wait_k,
+)
+from .prompts import PromptLayout, RenderedPrompt, render
+
+POLICIES = ("alignatt", "wait-k", "cut-last", "local-agreement")
+NO_SOURCE = "no_source"
+NO_NEW_SOURCE = "no_new_source"
+_END_TOKENS = ("<end_of_turn>", "<turn|>", "<|im_end|>", "<|eot_id|>", "<|end|>")
+
+
+class TranslatorError(AlignheadsError):
+    """The translator was given input it cannot work with (bad words, a source beyond the context, misuse)."""
+
+
+@dataclass(frozen=True)
+class SourceWord:
+    """One source word and the stream-clock time (seconds) at which it ended."""
+
+    text: str
+    end_time: float
+
+
+@dataclass
+class TranslatorConfig:
+    """Translator settings; the draft length `alignatt.max_draft` applies to every policy."""
+
+    alignatt: AlignAttConfig = field(default_factory=AlignAttConfig)
+    wait_k: int = 3  # wait-k: source words before the first target unit
+    cut_last: int = 2  # cut-last-x: draft words withheld
+    holdback: float = 0.0  # seconds a word must be old before it counts as accessible
+    top_k: int | None = None  # heads taken from a HeadSet (its order); None = all of them
+    final_max_tokens: int = 256  # length cap of the final (policy-free) translation
+    reuse_cache: bool = True
+    stop_at_newline: bool = True  # a newline ends a draft (completion layouts go on with the next example)
+    context_limit: int | None = None  # tokens; None = the model's max_position_embeddings
+    memo_size: int = 0  # >0: remember drafts per prompt (sweeps over policy parameters share them)
+
+    def param(self, policy: str) -> Any:
+        """The parameter a quality-latency curve varies for `policy`."""
+        return {"alignatt": self.alignatt.border, "wait-k": self.wait_k, "cut-last": self.cut_last,
+                "local-agreement": 2}[policy]
+
+
+@dataclass
+class TokenDecision:
+    """One draft token and what the policy did with it."""
+
+    index: int
+    token_id: int
+    text: str
+    position: int | None  # aligned source word (AlignAtt), 0-based
+    head_positions: list[int] | None
+    status: str  # "emitted" | "unit_cut" | a stop reason (on the stopping token) | "after_stop" | "held"
+
+
+@dataclass
+class DecisionTrace:
+    """Everything one update decided, inspectable (see `to_frame`)."""
+
+    policy: str
+    n_source: int
+    n_accessible: int
+    stop_reason: str
+    stop_index: int | None = None  # draft token that stopped the scan
+    tokens: list[TokenDecision] = field(default_factory=list)
+    draft_text: str = ""
+    draft_end: str | None = None  # "eos" | "newline" | "max_draft" | "length_cap"
+    kept_tokens: int = 0  # tokens the rule accepted (before the unit cut)
+    emitted_chars: int = 0
+    prompt_tokens: int = 0
+    reused_tokens: int = 0  # prompt tokens served from the KV cache
+    heads: list[str] = field(default_factory=list)
+    attention: np.ndarray | None = None  # [heads, draft tokens, source words] as the rule saw it
+    timings: dict[str, float] = field(default_factory=dict)  # prefill, draft, replay, decide (s); draft_forwards
+    memo_hit: bool = False
+
+    def to_frame(self):
+        """One row per draft token: index, token_id, text, position, head_positions, status."""
+        import pandas as pd
+
+        return pd.DataFrame([asdict(t) for t in self.tokens],
+                            columns=["index", "token_id", "text", "position", "head_positions", "status"])
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("attention")
+        return d
+
+
+@dataclass
+class Update:
+    """The result of one `update`: text appended to the output, its units, and the decision trace."""
+
+    new_text: str
+    emitted_units: list[str]
+    decision_trace: DecisionTrace
+    time: float  # `now` of the update (stream clock)
+    n_source: int
+    n_accessible: int
+    final: bool
+    compute_s: float  # wall time the update took (a remembered draft is charged what it first cost)
+    first_unit: int = 0  # index (in the sentence's output) of emitted_units[0]
+
+    @property
+    def stop_reason(self) -> str:
+        return self.decision_trace.stop_reason
+
+
+@dataclass
+class Draft:
+    """A greedy draft: text tokens (stop token excluded), how it ended, and optionally the heads' attention."""
+
+    ids: list[int]
+    end: str
+    tail: str = ""  # text a stop token carried before its newline
+    attention: np.ndarray | None = None
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    compute_s: float = 0.0
+    memo_hit: bool = False
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def _rollback(cache, n: int) -> bool:
+    """Cut a DynamicCache (past recording on) back to its first n positions; False if that is impossible."""
+    for layer in cache.layers:
+        keys = getattr(layer, "keys", None)
+        if keys is None:  # KV-shared consumer layers hold nothing of their own
+            continue
+        cum = getattr(layer, "cumulative_length", keys.shape[-2])
+        if keys.shape[-2] != cum or n > cum:  # a sliding layer that already dropped old positions
+            return False
+    for layer in cache.layers:
+        if getattr(layer, "keys", None) is None:
+            continue
+        layer.keys = layer.keys[:, :, :n]
+        layer.values = layer.values[:, :, :n]
+        if hasattr(layer, "cumulative_length"):
+            layer.cumulative_length = n
+    return True
+
+
+def _as_heads(heads, lm: LoadedModel, layout: PromptLayout, top_k: int | None) -> list[Head]:
+    if heads is None:
+        return []
+    if isinstance(heads, HeadSet):
+        heads.validate(lm.facts, layout)
+        heads = heads.top(top_k)
+    out = []
+    for h in heads:
+        if not isinstance(h, Head):
+            raise TranslatorError(f"heads must be Head(layer, head, query) or a HeadSet, got {h!r}")
+        if not (0 <= h.layer < lm.facts.num_layers and 0 <= h.head < lm.facts.num_heads):
+            raise TranslatorError(f"head {h} out of range for {lm.facts.num_layers} layers x "
+                                  f"{lm.facts.num_heads} heads of {lm.facts.model_id}")
+        if h.query not in ("own", "emit"):
+            raise TranslatorError(f"head {h}: query must be 'own' or 'emit', not {h.query!r}")
+        out.append(h)
+    return out
+
+
+class SimultaneousTranslator:
+    """Append-only simultaneous translation of one sentence at a time (call `reset()` between sentences)."""
+
+    def __init__(
+        self,
+        lm: LoadedModel,
+        heads: Sequence[Head] | HeadSet | None = None,
+        src_lang: str = "en",
+        tgt_lang: str = "de",
+        policy: str = "alignatt",
+        config: TranslatorConfig | None = None,
+        *,
+        layout: PromptLayout | None = None,
+        memo: OrderedDict | None = None,  # drafts by prompt, shared only by translators of one model, heads, config
+    ):
+        if policy not in POLICIES:
+            raise TranslatorError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
+        self.lm = lm
+        self.policy = policy
+        self.config = config or TranslatorConfig()
+        self.layout = layout or PromptLayout.for_tokenizer(lm.tokenizer, src_lang, tgt_lang)
+        self.src_lang, self.tgt_lang = self.layout.src_lang, self.layout.tgt_lang
+        self.spaced = get_language(self.tgt_lang).spaced
+        self.heads = _as_heads(heads, lm, self.layout, self.config.top_k)
+        if policy == "alignatt" and not self.heads:
+            raise TranslatorError("the alignatt policy needs alignment heads (a HeadSet or a list of Head)")
+        self._layers = sorted({h.layer for h in self.heads})
+        self._groups: dict[tuple[int, str], list[int]] = {}
+        for i, h in enumerate(self.heads):
+            self._groups.setdefault((h.layer, h.query), []).append(i)
+        tok = lm.tokenizer
+        ids = {tok.eos_token_id, *(_ids(getattr(lm.model, "generation_config", None)))}
+        vocab = tok.get_vocab()
+        ids.update(vocab[t] for t in _END_TOKENS if t in vocab)
+        self._stop_ids = {i for i in ids if i is not None}
+        cfg_limit = getattr(lm.model.config.get_text_config(), "max_position_embeddings", None)
+        self.context_limit = self.config.context_limit or cfg_limit or 2**31
+        # A memo shared by translators of one sweep (same model, layout and heads) is passed in; else own.
+        self._memo = memo if memo is not None else (OrderedDict() if self.config.memo_size else None)
+        self._cache = None
+        self._cache_ids: list[int] = []
+        self.stats = {"updates": 0, "model_updates": 0, "prompt_tokens": 0, "reused_tokens": 0,
+                      "draft_tokens": 0, "memo_hits": 0}
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    def reset(self) -> None:
+        """Start the next sentence: forget the source and the output (the KV cache stays, it is keyed by ids)."""
+        self.target = ""
+        self.history: list[Update] = []
+        self.finished = False
+        self._last_key: tuple | None = None
+        self._last_position: int | None = None
+        self._la_previous: list[str] | None = None
+        self._n_units = 0
+
+    @property
+    def heads_label(self) -> list[str]:
+        return [str(h) for h in self.heads]
+
+    # ------------------------------------------------------------------ update
+    def update(self, words: Sequence[SourceWord], now: float, final: bool = False) -> Update:
+        """Take the current source (every word received, with end times on the stream clock) and emit what the
+        policy allows; with `final` the source is complete and the sentence is translated to the end."""
+        t_start = time.perf_counter()
+        words = self._check_words(words, now)
+        if self.finished:
+            if final:
+                return self._empty(words, now, len(words), FINAL, final, t_start)
+            raise TranslatorError("this sentence was already finished (final=True): call reset() first")
+        n_acc = len(words) if final else sum(1 for w in words if w.end_time <= now - self.config.holdback)
+        key = (tuple(w.text for w in words), n_acc, final)
+        self.stats["updates"] += 1
+        if not words:
+            self.finished = final
+            return self._empty(words, now, 0, FINAL if final else NO_SOURCE, final, t_start)
+        if key == self._last_key:
+            return self._empty(words, now, n_acc, NO_NEW_SOURCE, final, t_start)
+        prompt = render(self.layout, self.lm.tokenizer, [w.text for w in words], prefix=self.target)
+        if final:
+            cap = min(self.config.final_max_tokens, 16 + 3 * (prompt.src_token_span[1] - prompt.src_token_span[0]))
+            draft = self._draft(prompt, cap, attention=False, end_if_cap="length_cap")
+        else:
+            draft = self._draft(prompt, self.config.alignatt.max_draft, attention=self.policy == "alignatt")
+        self._last_key = key  # only once the draft succeeded: a failed update is retried, not skipped
+        t_decide = time.perf_counter()
+        trace = self._decide(prompt, draft, n_acc, len(words), final)
+        trace.timings["decide"] = time.perf_counter() - t_decide
+        new_text = trace.draft_text[: trace.emitted_chars]
+        if not self.target:
+            new_text = new_text.lstrip()
+        before = self._n_units
+        self.target += new_text
+        units = target_units(self.target, self.tgt_lang)
+        emitted = units[before:]
+        self._n_units = len(units)
+        self.finished = final
+        compute = time.perf_counter() - t_start + (draft.compute_s if draft.memo_hit else 0.0)
+        upd = Update(new_text, emitted, trace, now, len(words), n_acc, final, compute, before)
+        self.history.append(upd)
+        return upd
+
+    def _check_words(self, words, now) -> list[SourceWord]:
+        if not isinstance(now, (int, float)) or not math.isfinite(now):
+            raise TranslatorError(f"now must be a finite number of seconds on the stream clock, got {now!r}")
+        out: list[SourceWord] = []
+        for i, w in enumerate(words):
+            if isinstance(w, tuple) and len(w) == 2:
+                w = SourceWord(*w)
+            if not isinstance(w, SourceWord):
+                raise TranslatorError(f"word {i}: expected SourceWord(text, end_time), got {w!r}")
+            text = w.text.strip() if isinstance(w.text, str) else None
+            if not text or any(c.isspace() for c in text):
+                raise TranslatorError(f"word {i}: text must be one non-empty word without spaces, got {w.text!r}")
+            if not isinstance(w.end_time, (int, float)) or not math.isfinite(w.end_time):
+                raise TranslatorError(f"word {i} ({text!r}): end_time must be a finite number, got {w.end_time!r}")
+            if out and w.end_time < out[-1].end_time:
+                raise TranslatorError(f"word {i} ({text!r}) ends at {w.end_time} before word {i - 1} "
+                                      f"({out[-1].end_time}): end times must not decrease")
+            out.append(w if text == w.text else SourceWord(text, w.end_time))
+        return out
+
+    def _empty(self, words, now, n_acc, reason, final, t_start) -> Update:
+        trace = DecisionTrace(self.policy, len(words), n_acc or 0, reason, heads=self.heads_label)
+        upd = Update("", [], trace, now, len(words), n_acc or 0, final, time.perf_counter() - t_start, self._n_units)
+        self.history.append(upd)
+        return upd
+
+    # ------------------------------------------------------------------ drafting
+    def _draft(self, prompt: RenderedPrompt, max_tokens: int, attention: bool, end_if_cap: str = "max_draft") -> Draft:
+        P = len(prompt)
+        if P + max_tokens + 1 > self.context_limit:
+            raise TranslatorError(
+                f"the prompt ({P} tokens for {len(prompt.src_words)} source words and {len(self.target)} characters "
+                f"of accepted output) plus {max_tokens} draft tokens exceeds the context limit of "
+                f"{self.context_limit} tokens; end the sentence (final=True) sooner or raise "
+                "TranslatorConfig.context_limit if the model allows more"
+            )
+        key = (tuple(prompt.input_ids), max_tokens, end_if_cap)
+        if self._memo is not None and key in self._memo:
+            hit: Draft = self._memo[key]
+            if hit.attention is not None or not attention:
+                self._memo.move_to_end(key)
+                self.stats["memo_hits"] += 1
+                return Draft(hit.ids, hit.end, hit.tail, hit.attention, hit.prompt_tokens, hit.prompt_tokens,
+                             dict(hit.timings), hit.compute_s, memo_hit=True)
+        draft = self._generate(prompt, max_tokens, attention, end_if_cap)
+        if self._memo is not None:
+            self._memo[key] = draft
+            while len(self._memo) > max(1, self.config.memo_size):
+                self._memo.popitem(last=False)
+        return draft
+
+    @torch.inference_mode()
+    def _generate(self, prompt: RenderedPrompt, max_tokens: int, attention: bool, end_if_cap: str) -> Draft:
+        from transformers import DynamicCache
+
+        t0 = time.perf_counter()
+        model, tok = self.lm.model, self.lm.tokenizer
+        ids = prompt.input_ids
+        P = len(ids)
+        reused = 0
+        if self.config.reuse_cache and self._cache is not None:
+            reused = min(_common_prefix(self._cache_ids, ids), P - 1)
+            if not _rollback(self._cache, reused):
+                reused = 0
+        if reused == 0:
+            self._cache = DynamicCache(config=model.config)
+            self._cache.activate_past_recording()  # sliding layers keep every position, so rollback stays possible
+        self._cache_ids = list(ids[:reused])
+        need_own = attention and any(h.query == "own" for h in self.heads)
+        need_emit = attention and any(h.query == "emit" for h in self.heads)
+        capture = AttentionCapture(model, self._layers, q_from=P - 1 if need_emit else P) if attention else None
+        device = self.lm.device
+        out_ids: list[int] = []
+        end, tail = None, ""
+        timings: dict[str, float] = {}
+        with capture if capture is not None else nullcontext():
+            out = model(input_ids=torch.tensor([ids[reused:]], device=device), cache=self._cache, use_cache=True,
+                        logits_to_keep=1)
+            self._cache_ids = list(ids)
+            timings["prefill"] = time.perf_counter() - t0
+            for step in range(max_tokens):
+                nxt = int(out.logits[0, -1].argmax())
+                if nxt in self._stop_ids:
+                    end = "eos"
+                    break
+                if self.config.stop_at_newline:
+                    piece = tok.decode([nxt])
+                    if "\n" in piece:
+                        end, tail = "newline", piece.split("\n", 1)[0]
+                        break
+                out_ids.append(nxt)
+                if step == max_tokens - 1 and not need_own:
+                    break  # the last token's own row is not needed: do not feed it
+                out = model(input_ids=torch.tensor([[nxt]], device=device), cache=self._cache, use_cache=True)
+                self._cache_ids.append(nxt)
+            timings["draft"] = time.perf_counter() - t0 - timings["prefill"]
+            timings["draft_forwards"] = len(self._cache_ids) - P  # one-token forwards after the prefill
+        att = None
+        if attention:
+            t1 = time.perf_counter()
+            att = self._attention(capture, prompt, P, len(out_ids))
+            timings["replay"] = time.perf_counter() - t1
+        self.stats["model_updates"] += 1
+        self.stats["prompt_tokens"] += P
+        self.stats["reused_tokens"] += reused
+        self.stats["draft_tokens"] += len(out_ids)
+        return Draft(out_ids, end or end_if_cap, tail, att, P, reused, timings, time.perf_counter() - t0)
+
+    def _attention(self, cap: AttentionCapture, prompt: RenderedPrompt, P: int, n: int) -> np.ndarray:
+        """Selected heads' attention of the n draft tokens on the source words: [heads, n, source words]."""
+        S = len(prompt.src_tokens)
+        att = np.zeros((len(self.heads), n, S), dtype=np.float32)
+        if n == 0:
+            return att
+        for (layer, query), idx in self._groups.items():
+            first = P if query == "own" else P - 1
+            rows = replay_rows(cap, layer, [self.heads[i].head for i in idx], range(first, first + n))
+            att[idx] = pool_source_words(rows, prompt.src_tokens).cpu().numpy()
+        return att
+
+    # ------------------------------------------------------------------ deciding
+    def _char_ends(self, ids: list[int], text: str) -> list[int]:
+        """ends[t]: characters of `text` covered by the first t tokens (a split multi-byte character waits)."""
+        ends = [0]
+        for t in range(1, len(ids) + 1):
+            s = self.lm.tokenizer.decode(ids[:t])
+            ok = text.startswith(s) and not s.endswith("\ufffd")
+            ends.append(len(s) if ok else ends[-1])
+        return ends
+
+    def _decide(self, prompt: RenderedPrompt, draft: Draft, n_acc: int, n_src: int, final: bool) -> DecisionTrace:
+        tok = self.lm.tokenizer
+        n = len(draft.ids)
+        body = tok.decode(draft.ids)
+        text = body + draft.tail
+        ends = self._char_ends(draft.ids, body)
+        complete = draft.end in ("eos", "newline")
+        trace = DecisionTrace(self.policy, n_src, n_acc, END_OF_DRAFT, draft_text=text, draft_end=draft.end,
+                              prompt_tokens=draft.prompt_tokens, reused_tokens=draft.reused_tokens,
+                              heads=self.heads_label, attention=draft.attention, timings=dict(draft.timings),
+                              memo_hit=draft.memo_hit)
+        positions = head_pos = None
+        stop_index = None
+        if final:
+            keep_tokens, reason = n, FINAL
+            cut = len(text.rstrip())
+        elif self.policy == "alignatt":
+            positions, head_pos = alignatt_positions(draft.attention, self.config.alignatt)
+            keep_tokens, reason, stop_index = alignatt_cut(positions, n_acc, self.config.alignatt, self._last_position)
+            keep_chars = len(text) if keep_tokens == n and complete else ends[keep_tokens]
+            cut = unit_cut(text, keep_chars, self.spaced, complete and keep_tokens == n)
+        else:
+            unit_end = unit_ends(text, self.spaced, complete)
+            units = [text[(unit_end[i - 1] if i else 0): e].strip() for i, e in enumerate(unit_end)]
+            if self.policy == "wait-k":
+                keep_units = wait_k(len(units), self._n_units, n_acc, self.config.wait_k)
+                reason = "wait_k"
+            elif self.policy == "cut-last":
+                all_words = len(text.split()) if self.spaced else len(units)
+                keep_units = min(len(units), cut_last(all_words, self.config.cut_last))
+                reason = "cut_last"
+            else:
+                keep_units = local_agreement(self._la_previous, units)
+                self._la_previous = units[keep_units:]
+                reason = "local_agreement"
+            if keep_units == len(units):
+                reason = END_OF_DRAFT
+            cut = unit_end[keep_units - 1] if keep_units else 0
+            keep_tokens = next((t for t in range(n + 1) if ends[t] >= cut), n)
+        trace.stop_reason, trace.stop_index = reason, stop_index
+        trace.kept_tokens, trace.emitted_chars = keep_tokens, cut
+        last_emitted = None
+        for t in range(n):
+            piece = body[ends[t]: ends[t + 1]]
+            if t < keep_tokens:
+                status = "emitted" if ends[t + 1] <= cut else "unit_cut"
+                last_emitted = t if status == "emitted" else last_emitted
+            elif stop_index is not None:
+                status = reason if t == stop_index else "after_stop"
+            else:
+                status = "held"
+            trace.tokens.append(TokenDecision(
+                t, draft.ids[t], piece,
+                None if positions is None else int(positions[t]),
+                None if head_pos is None else [int(p) for p in head_pos[:, t]],
+                status,
+            ))
+        if positions is not None and last_emitted is not None:
+            self._last_position = int(positions[last_emitted])
+        return trace
+
+    # ------------------------------------------------------------------ views
+    def trace_frame(self, origin: float = 0.0):
+        """The sentence's emissions as the DataFrame `alignheads.viz.policy_trace` plots (time relative to origin)."""
+        return policy_trace_frame(self.history, origin)
+
+
+def policy_trace_frame(updates: Sequence[Update], origin: float = 0.0):
+    """One row per emitted target unit: time, source_available, target_index, text, stop_reason.
+
+    `stop_reason` is the rule that ended the update, on the last unit it emitted ("" on the others).
+    """
+    import pandas as pd
+
+    rows = []
+    for u in updates:
+        for i, unit in enumerate(u.emitted_units):
+            last = i == len(u.emitted_units) - 1
+            rows.append({"time": u.time - origin, "source_available": u.n_accessible,
+                         "target_index": u.first_unit + i, "text": unit,
+                         "stop_reason": u.stop_reason if last else ""})
+    return pd.DataFrame(rows, columns=["time", "source_available", "target_index", "text", "stop_reason"])
+
+
+def _ids(generation_config) -> list[int]:
+    eos = getattr(generation_config, "eos_token_id", None)
+    if eos is None:
+        return []
+    return list(eos) if isinstance(eos, (list, tuple)) else [eos]
