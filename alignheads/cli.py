@@ -213,6 +213,20 @@ def cmd_translate(args) -> int:
     return 0
 
 
+def cmd_simulate(args) -> int:
+    from .simulate import simulate_main
+
+    print(json.dumps(simulate_main(args), indent=2, default=str))
+    return 0
+
+
+def cmd_policy_eval(args) -> int:
+    from .simulate import policy_eval_main
+
+    print(json.dumps(policy_eval_main(args), indent=2, default=str))
+    return 0
+
+
 def cmd_demo(args) -> int:
     """The main job on embedded defaults: calibrate en-de heads on the shipped dev set, export them, then
     translate a shipped test talk end to end with them and score it."""
@@ -291,6 +305,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(s, langs_required=True)
     s.add_argument("--top-k", type=int, help="use the first K heads of the file (default: all)")
     s.set_defaults(func=cmd_heads_eval)
+
+    from .simulate import add_policy_eval_arguments, add_simulate_arguments
+
+    s = sub.add_parser("simulate", help="text-stream simultaneous translation of a corpus: instances.log + scores")
+    add_simulate_arguments(s)
+    s.set_defaults(func=cmd_simulate)
+
+    s = sub.add_parser("policy-eval", help="oracle evaluation of the AlignAtt rule on gold alignments "
+                       "(premature emissions, over-wait)")
+    add_policy_eval_arguments(s)
+    s.set_defaults(func=cmd_policy_eval)
 
     s = sub.add_parser("translate", help="simultaneous speech translation: audio -> ASR -> AlignAtt MT")
     s.add_argument("audio", metavar="AUDIO", help="wav/flac/mp3/ogg (any rate, channels), or - for raw 16 kHz "

@@ -1,0 +1,69 @@
+"""The command line end to end on a tiny model: score -> heads-eval -> simulate / policy-eval; clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+DEV, TEST = ROOT / "data" / "gold" / "en-de.dev.tsv", ROOT / "data" / "gold" / "en-de.test.tsv"
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "alignheads.cli", *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    out = tmp_path_factory.mktemp("score")
+    r = _cli("score", "--model", "tiny-gemma4", "--data", DEV, "--src", "en", "--tgt", "de", "--limit", "4",
+             "--threshold", "0", "--out", out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out, r.stdout
+
+
+def test_score_writes_csv_headset_and_heatmap(scored):
+    out, stdout = scored
+    csv = (out / "scores.csv").read_text().splitlines()
+    assert {"layer", "head", "ts", "source_acc", "gold_mass", "aer", "n_tokens"} <= set(csv[0].split(","))
+    heads = json.loads((out / "translation_heads_tiny-gemma4_en-de.json").read_text())
+    assert heads["token_alignment_heads"] and heads["calibration"]["n_pairs_scored"] == 4
+    assert (out / "ts_heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Baselines" in stdout and "diagonal" in stdout
+
+
+def test_heads_eval_prints_one_json_object(scored):
+    out, _ = scored
+    r = _cli("heads-eval", "--heads", out / "translation_heads_tiny-gemma4_en-de.json", "--model", "tiny-gemma4",
+             "--data", TEST, "--src", "en", "--tgt", "de", "--limit", "3", "--top-k", "2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads(r.stdout)
+    assert {"ts_mean", "source_acc_mean", "aer", "precision", "recall", "diagonal"} <= set(result)
+    assert len(result["heads"]) <= 2 and result["n_pairs"] == 3
+
+
+def test_simulate_and_policy_eval(scored, tmp_path):
+    out, _ = scored
+    heads = out / "translation_heads_tiny-gemma4_en-de.json"
+    r = _cli("simulate", "--model", "tiny-gemma4", "--heads", heads, "--data", TEST, "--limit", "2",
+             "--max-draft", "4", "--final-max-tokens", "8", "--out", tmp_path / "sim")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "sim" / "instances.log").is_file() and (tmp_path / "sim" / "scores.json").is_file()
+    r = _cli("policy-eval", "--model", "tiny-gemma4", "--heads", heads, "--data", TEST, "--limit", "2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads(r.stdout)
+
+
+def test_bad_input_is_a_one_line_error(tmp_path):
+    r = _cli("score", "--model", "tiny-gemma3", "--data", DEV, "--src", "en", "--tgt", "it", "--out", tmp_path)
+    assert r.returncode == 2 and "the file says 'de'" in r.stderr and "Traceback" not in r.stderr
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("a b\tc d\t0-0 1-7\n")
+    r = _cli("data", "validate", bad, "--src", "en", "--tgt", "de")
+    assert r.returncode == 2 and "bad.tsv, line 1" in r.stderr and "out of range" in r.stderr
+    r = _cli("data", "validate", DEV, "--strict")
+    assert r.returncode == 0 and "36 pairs" in r.stdout
