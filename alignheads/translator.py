@@ -30,6 +30,7 @@ from .capture import AttentionCapture
 from .errors import AlignheadsError
 from .evaluation import target_units
 from .headset import Head, HeadSet
+from .kvcache import common_prefix, rollback
 from .languages import get_language
 from .models import LoadedModel
 from .policy import (
@@ -163,33 +164,6 @@ class Draft:
     timings: dict[str, float] = field(default_factory=dict)
     compute_s: float = 0.0
     memo_hit: bool = False
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
-def _rollback(cache, n: int) -> bool:
-    """Cut a DynamicCache (past recording on) back to its first n positions; False if that is impossible."""
-    for layer in cache.layers:
-        keys = getattr(layer, "keys", None)
-        if keys is None:  # KV-shared consumer layers hold nothing of their own
-            continue
-        cum = getattr(layer, "cumulative_length", keys.shape[-2])
-        if keys.shape[-2] != cum or n > cum:  # a sliding layer that already dropped old positions
-            return False
-    for layer in cache.layers:
-        if getattr(layer, "keys", None) is None:
-            continue
-        layer.keys = layer.keys[:, :, :n]
-        layer.values = layer.values[:, :, :n]
-        if hasattr(layer, "cumulative_length"):
-            layer.cumulative_length = n
-    return True
 
 
 def _as_heads(heads, lm: LoadedModel, layout: PromptLayout, top_k: int | None) -> list[Head]:
@@ -374,8 +348,8 @@ class SimultaneousTranslator:
         P = len(ids)
         reused = 0
         if self.config.reuse_cache and self._cache is not None:
-            reused = min(_common_prefix(self._cache_ids, ids), P - 1)
-            if not _rollback(self._cache, reused):
+            reused = min(common_prefix(self._cache_ids, ids), P - 1)
+            if not rollback(self._cache, reused):
                 reused = 0
         if reused == 0:
             self._cache = DynamicCache(config=model.config)
