@@ -67,3 +67,23 @@ def test_bad_input_is_a_one_line_error(tmp_path):
     assert r.returncode == 2 and "bad.tsv, line 1" in r.stderr and "out of range" in r.stderr
     r = _cli("data", "validate", DEV, "--strict")
     assert r.returncode == 0 and "36 pairs" in r.stdout
+
+
+def test_align_writes_silver_data_that_score_accepts(tmp_path):
+    pytest.importorskip("simalign")
+    from alignheads.encoder import EncoderUnavailable, prepare_encoder
+
+    try:
+        prepare_encoder()
+    except EncoderUnavailable as e:
+        pytest.skip(f"embedded encoder unavailable: {e}")
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("We show the results .\tWir zeigen die Ergebnisse .\nThank you .\tDanke .\n")
+    out = tmp_path / "silver.tsv"
+    r = _cli("align", "--data", pairs, "--src", "en", "--tgt", "de", "--out", out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = _cli("score", "--model", "tiny-gemma3", "--data", out, "--src", "en", "--tgt", "de", "--threshold", "0",
+             "--out", tmp_path / "s")
+    assert r.returncode == 0, r.stderr[-3000:]
+    heads = json.loads((tmp_path / "s" / "translation_heads_tiny-gemma3_en-de.json").read_text())
+    assert heads["calibration"]["alignments"] == "silver" and heads["calibration"]["silver"]["aligner"] == "simalign"
