@@ -44,6 +44,7 @@ __all__ = [
     "headset_overlap",
     "stability_scatter",
     "quality_latency",
+    "headset_ablation",
     "policy_trace",
     "save_figure",
 ]
@@ -743,6 +744,67 @@ def quality_latency(
     ax.legend(title="policy", loc="best")
     ax.margins(x=0.08, y=0.1)
     ax.set_title(title or f"{METRIC_LABELS.get(quality, quality)} vs latency")
+    return _finish(fig, save)
+
+
+# ----------------------------------------------------------------------------- head-set ablation
+
+
+@_styled
+def headset_ablation(
+    table: pd.DataFrame,
+    metric: str = "aer",
+    *,
+    baselines: pd.DataFrame | None = None,
+    title: str | None = None,
+    save: str | os.PathLike | None = None,
+) -> Figure:
+    """Ensemble `metric` of a head set's first k heads against k: one colour per `direction`, one line style
+    per `split` (e.g. calibration, held-out); `baselines` (`direction`, `name`, metric) as horizontal lines."""
+    what = "head-set ablation"
+    _require_columns(table, ("direction", "k", metric), what)
+    if table.empty:
+        raise DataFormatError(None, None, f"{what}: no rows")
+    ks = _int_column(table, "k", what, minimum=1)
+    ys = _float_column(table, metric, what, allow_nan=False)
+    splits = list(pd.unique(table["split"])) if "split" in table.columns else [None]
+    styles = ("-", ":", "--", "-.")
+    fig = _figure(6.2, 4.4)
+    ax = fig.subplots()
+    directions = list(pd.unique(table["direction"]))
+    for i, direction in enumerate(directions):
+        color = mpl.colormaps["tab10"](i % 10)
+        for j, split in enumerate(splits):
+            sel = (table["direction"] == direction).to_numpy()
+            if split is not None:
+                sel = sel & (table["split"] == split).to_numpy()
+            idx = np.flatnonzero(sel)
+            idx = idx[np.argsort(ks[idx], kind="stable")]
+            if not idx.size:
+                continue
+            label = str(direction) if split is None else f"{direction}, {split}"
+            ax.plot(ks[idx], ys[idx], linestyle=styles[j % len(styles)], marker="o", markersize=4, linewidth=1.6,
+                    color=color, label=label, gid=f"ablation:{label}")
+        if baselines is not None:
+            _require_columns(baselines, ("direction", "name", metric), f"{what} baselines")
+            base = baselines[baselines["direction"] == direction]
+            for r, (name, value) in enumerate(zip(base["name"], base[metric], strict=True)):
+                ax.axhline(float(value), color=color, linewidth=0.9, alpha=0.6, linestyle=styles[(r + 2) % 4],
+                           gid=f"baseline:{direction}:{name}")
+                ax.annotate(f"{name} ({direction})", (1.0, float(value)), xycoords=("axes fraction", "data"),
+                            xytext=(-2, 2), textcoords="offset points", ha="right", va="bottom", fontsize=7,
+                            color=color, gid="baseline-label")
+    ax.set_xscale("log", base=2)
+    ticks = sorted(set(ks.tolist()))
+    ax.set_xticks(ticks, [str(k) for k in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("heads in the ensemble (first k by calibration TS)")
+    ax.set_ylabel(SCORE_LABELS.get(metric, metric))
+    ax.grid(color="#e6e6e6", linewidth=0.6)
+    ax.set_axisbelow(True)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(loc="best")
+    ax.set_title(title or f"Head-set ablation: {SCORE_LABELS.get(metric, metric)} vs k")
     return _finish(fig, save)
 
 

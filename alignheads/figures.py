@@ -1,0 +1,566 @@
+"""The paper's figures for one model, from the shipped data: `python -m alignheads.figures [--fast] [--out figures/]`.
+
+Per direction (en-de, en-it, en-zh) heads are calibrated on the `dev` split and evaluated on `test`
+(never the other way round). Figures written to the output folder:
+
+- `ts_heatmap_<dir>.png`: layer x head Translation Score, top-k marked, KV-shared layers hatched;
+- `shared_kernel.png`: the top-k heads (TS > threshold) of every direction and their intersections
+  (the published Gemma-4 heads join in when the model is Gemma-4-E4B-it);
+- `stability_<dir>.png`: TS of every head on two seeded halves of the calibration data;
+- `attention_<dir>.png`: the best head's word-level attention on one calibration pair, gold overlaid;
+- `headset_ablation.png`: ensemble AER of the first k heads (by calibration TS) vs k, calibration and
+  held-out, with the diagonal and mean-of-all-heads baselines;
+- `quality_latency_<dir>.png`: BLEU vs LAAL (seconds) of AlignAtt (the calibrated head set) against
+  wait-k and cut-last on held-out sentences streamed as text at a fixed pace;
+- `policy_trace_<dir>.png`: one sentence of the AlignAtt run, emissions against available source.
+
+`manifest.json` beside them records the model, data hashes, settings, selected heads and the
+numbers behind the ablation and quality-latency plots. Notebook 05 calls the same functions.
+Also here: small glue between `HeadScores` and `viz` that the notebooks use (`leaderboard`,
+`pair_attention`, `attention_figure`, `browse_attention`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from . import __version__, viz
+from .calibrate import calibrate
+from .data import Corpus, SentencePair, read_corpus
+from .errors import AlignheadsError
+from .fileio import write_json
+from .headset import Head, HeadSet, HeadSetError
+from .models import LoadedModel, ModelFacts, load_model
+from .prompts import PromptLayout
+from .registry import PUBLISHED
+from .scoring import HeadScores, ScoreConfig, score_heads
+from .selection import Selection, SelectionConfig, ensemble_metrics, topk_by_ts
+
+DIRECTIONS = ("en-de", "en-it", "en-zh")
+DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "gold"
+QL_GRID: dict[str, list] = {"alignatt": [1, 0, -1, -2], "wait-k": [1, 3, 5], "cut-last": [0, 2, 4]}
+QL_GRID_FAST: dict[str, list] = {"alignatt": [1, -1], "wait-k": [1, 3], "cut-last": [0, 2]}
+
+
+@dataclass
+class FigureConfig:
+    """What `make_figures` computes; `fast()` gives the few-pair variant CI and quick looks use."""
+
+    model: str = "embedded"
+    directions: tuple[str, ...] = DIRECTIONS
+    data_dir: Path = DATA_DIR
+    calib_split: str = "dev"
+    test_split: str = "test"
+    limit: int | None = None  # pairs per corpus (None: all)
+    k: int = 8  # top-k for heatmaps, the shared kernel and the stability plot
+    threshold: float = 0.1  # a head counts when ts > threshold (paper)
+    ks: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16)
+    selection: str = "greedy"  # how the head set the translator uses is chosen ("greedy" | "topk")
+    seed: int = 0
+    example_pair: str | None = None  # id of the pair the attention figures show (default: picked by length)
+    ql_directions: tuple[str, ...] = DIRECTIONS
+    ql_limit: int | None = 6  # held-out sentences per quality-latency sweep (the script of spoken talk04)
+    ql_grid: dict[str, list] = field(default_factory=lambda: dict(QL_GRID))
+    ql_pace: float = 0.4  # seconds per source word on the simulated stream
+    progress: bool = True
+
+    @classmethod
+    def fast(cls, **kw) -> FigureConfig:
+        """A quick variant: 4 pairs per corpus; quality-latency on en-de only, 2 sentences, a 6-point grid."""
+        base = {"limit": 4, "ks": (1, 2, 4, 8), "ql_directions": ("en-de",), "ql_limit": 2,
+                "ql_grid": dict(QL_GRID_FAST)}
+        return cls(**{**base, **kw})
+
+
+@dataclass
+class DirectionRun:
+    """One direction: calibration corpus and scores, the calibrated head set, held-out corpus and scores."""
+
+    name: str
+    calib: Corpus
+    scores: HeadScores
+    selection: Selection
+    headset: HeadSet
+    layout: PromptLayout
+    test: Corpus | None = None
+    test_scores: HeadScores | None = None
+
+
+# ----------------------------------------------------------------------------- data and scoring
+
+
+def parse_direction(direction: str) -> tuple[str, str]:
+    """'en-de' -> ('en', 'de'), with a clear error otherwise."""
+    parts = direction.split("-")
+    if len(parts) != 2 or not all(parts):
+        raise AlignheadsError(f"direction must look like 'en-de', got {direction!r}")
+    return parts[0], parts[1]
+
+
+def load_direction(direction: str, split: str, data_dir: str | Path = DATA_DIR, limit: int | None = None) -> Corpus:
+    """The shipped corpus `<data_dir>/<src>-<tgt>.<split>.tsv`, optionally its first `limit` pairs."""
+    src, tgt = parse_direction(direction)
+    path = Path(data_dir) / f"{src}-{tgt}.{split}.tsv"
+    if not path.is_file():
+        have = sorted(p.name for p in Path(data_dir).glob("*.tsv")) if Path(data_dir).is_dir() else []
+        raise AlignheadsError(f"no corpus {path} for {direction} {split}; have {have or 'nothing there'}")
+    corpus = read_corpus(path)
+    return corpus.head(limit) if limit else corpus
+
+
+def run_direction(lm: LoadedModel, direction: str, cfg: FigureConfig) -> DirectionRun:
+    """Calibrate on the calibration split (score, select, head set), then score the held-out split."""
+    calib = load_direction(direction, cfg.calib_split, cfg.data_dir, cfg.limit)
+    layout = PromptLayout.for_tokenizer(lm.tokenizer, calib.src_lang, calib.tgt_lang)
+    score_cfg = ScoreConfig(progress=cfg.progress)
+    select_cfg = SelectionConfig(method=cfg.selection, k=cfg.k, threshold=cfg.threshold, seed=cfg.seed)
+    scores, selection, headset = calibrate(lm, calib, layout, score_cfg, select_cfg)
+    run = DirectionRun(direction, calib, scores, selection, headset, layout)
+    if cfg.test_split:
+        run.test = load_direction(direction, cfg.test_split, cfg.data_dir, cfg.limit)
+        run.test_scores = score_heads(lm, run.test, layout, score_cfg)
+    return run
+
+
+def run_directions(lm: LoadedModel, cfg: FigureConfig) -> dict[str, DirectionRun]:
+    """`run_direction` for every configured direction, in order."""
+    return {d: run_direction(lm, d, cfg) for d in cfg.directions}
+
+
+# ----------------------------------------------------------------------------- glue for the notebooks
+
+
+def leaderboard(scores: HeadScores, k: int = 8, column: str = "ts", query: str = "own") -> pd.DataFrame:
+    """The k best heads by `column` at one query position, followed by the baseline rows, for side-by-side reading."""
+    low = column in viz.LOWER_IS_BETTER
+    heads = scores.heads[scores.heads["query"] == query].sort_values(column, ascending=low).head(k)
+    base = scores.baselines[scores.baselines["query"] == query]
+    cols = ["kind", "query", "layer", "head", "ts", "source_acc", "gold_mass", "aer", "precision", "recall"]
+    return pd.concat([heads, base])[cols].reset_index(drop=True)
+
+
+def _as_head(h) -> Head:
+    return h if isinstance(h, Head) else Head(int(h[0]), int(h[1]), *(h[2:3] or ()))
+
+
+def pair_attention(scores: HeadScores, pair_index: int, heads: Sequence[Head | tuple]) -> np.ndarray:
+    """Word-level attention [tgt words x src words] of one scored pair: one head's, or the mean over `heads`."""
+    if not 0 <= pair_index < len(scores.word_attention):
+        raise AlignheadsError(f"pair index {pair_index} out of range: {len(scores.word_attention)} pairs were scored")
+    hs = [_as_head(h) for h in heads]
+    if not hs:
+        raise AlignheadsError("pair_attention: no heads given")
+    wa = scores.word_attention[pair_index]
+    for h in hs:
+        if h.query not in scores.queries:
+            raise AlignheadsError(f"head {h}: query {h.query!r} was not scored (have {scores.queries})")
+        if not (0 <= h.layer < scores.n_layers and 0 <= h.head < scores.n_heads):
+            raise AlignheadsError(f"head {h} outside {scores.n_layers} layers x {scores.n_heads} heads")
+    return np.mean([wa.words[scores.queries.index(h.query), h.layer, h.head] for h in hs], axis=0)
+
+
+def scored_pair(scores: HeadScores, corpus: Corpus, pair_index: int) -> SentencePair:
+    """The corpus pair behind `scores`' pair number `pair_index`."""
+    if not 0 <= pair_index < len(scores.pair_ids):
+        raise AlignheadsError(f"pair index {pair_index} out of range: {len(scores.pair_ids)} pairs were scored")
+    by_id = {p.id: p for p in corpus}
+    pid = scores.pair_ids[pair_index]
+    if pid not in by_id:
+        raise AlignheadsError(f"pair {pid!r} was scored but is not in corpus {corpus.name!r}")
+    return by_id[pid]
+
+
+def attention_figure(scores: HeadScores, corpus: Corpus, pair_index: int, heads: Sequence[Head | tuple], *,
+                     title: str | None = None, save: str | Path | None = None) -> Figure:
+    """`viz.attention_map` of one scored pair for one head or the mean of a head set, gold links overlaid."""
+    pair = scored_pair(scores, corpus, pair_index)
+    hs = [_as_head(h) for h in heads]
+    label = str(hs[0]) if len(hs) == 1 else f"mean of {len(hs)} heads ({' '.join(map(str, hs))})"
+    return viz.attention_map(pair_attention(scores, pair_index, hs), pair.src_words, pair.tgt_words,
+                             sure=pair.sure, possible=pair.possible - pair.sure,
+                             title=title or f"{pair.id}: {label}", save=save)
+
+
+def example_pair_index(scores: HeadScores, corpus: Corpus, pair_id: str | None = None,
+                       words: tuple[int, int] = (9, 16)) -> int:
+    """Index (in `scores`) of `pair_id`, or of the first scored pair whose source has a readable length."""
+    by_id = {p.id: p for p in corpus}
+    if pair_id is not None:
+        if pair_id not in scores.pair_ids:
+            raise AlignheadsError(f"pair {pair_id!r} was not scored; scored: {scores.pair_ids[:8]}...")
+        return scores.pair_ids.index(pair_id)
+    for i, pid in enumerate(scores.pair_ids):
+        if words[0] <= len(by_id[pid].src_words) <= words[1]:
+            return i
+    return 0
+
+
+def browse_attention(scores: HeadScores, corpus: Corpus, *, widgets: bool | None = None):
+    """Interactive attention maps (ipywidgets sliders for pair, layer, head, query) when ipywidgets is installed;
+    returns the widget, or None when `widgets` is False or ipywidgets is missing (use `attention_figure`)."""
+    if widgets is False:
+        return None
+    try:
+        import ipywidgets
+        from IPython.display import display
+    except ImportError:
+        if widgets:
+            raise AlignheadsError("browse_attention(widgets=True) needs ipywidgets (pip install ipywidgets)") from None
+        return None
+
+    def show(pair: int, layer: int, head: int, query: str) -> None:
+        display(attention_figure(scores, corpus, pair, [Head(layer, head, query)]))
+
+    return ipywidgets.interactive(
+        show,
+        pair=ipywidgets.IntSlider(0, 0, len(scores.pair_ids) - 1, description="pair"),
+        layer=ipywidgets.IntSlider(0, 0, scores.n_layers - 1, description="layer"),
+        head=ipywidgets.IntSlider(0, 0, scores.n_heads - 1, description="head"),
+        query=ipywidgets.Dropdown(options=list(scores.queries), description="query"),
+    )
+
+
+def resolve_heads(scores: HeadScores, heads: Sequence[Head | tuple] | None = None, k: int = 3,
+                  query: str = "own") -> list[Head]:
+    """`heads` as `Head`s ((layer, head) tuples read at `query`), or the k best by TS at `query` when empty."""
+    if heads:
+        return [h if isinstance(h, Head) else Head(int(h[0]), int(h[1]), *(tuple(h[2:3]) or (query,)))
+                for h in heads]
+    return topk_by_ts(scores, k, query, threshold=-np.inf)
+
+
+def published_comparison(ours: HeadSet, published: HeadSet, facts: ModelFacts) -> tuple[pd.DataFrame, str]:
+    """The published heads next to our calibration: our TS (own) and rank of each, and whether we chose it;
+    plus a verdict on whether the published set fits this model at all."""
+    try:
+        published.validate(facts, strict_model=False)
+        same_model = published.model_id.lower() == facts.model_id.lower()
+        verdict = (f"the published {published.model_id} heads fit {facts.model_id}"
+                   + ("" if same_model else " in shape only (another model: head indices mean nothing here)"))
+    except HeadSetError as e:
+        return pd.DataFrame([{"layer": h.layer, "head": h.head, "paper_ts": h.ts} for h in published.heads]), (
+            f"not comparable: {e}")
+    ts = np.asarray(ours.scores.get("ts", {}).get("own", []), dtype=float)
+    order = {} if ts.size == 0 else {
+        (int(i // ts.shape[1]), int(i % ts.shape[1])): r for r, i in enumerate(np.argsort(-np.nan_to_num(ts, nan=-1),
+                                                                                      axis=None), start=1)}
+    chosen = {(h.layer, h.head) for h in ours.heads}
+    rows = [{"layer": h.layer, "head": h.head, "paper_ts": h.ts,
+             "our_ts": float(ts[h.layer, h.head]) if ts.size else None,
+             "our_rank": order.get((h.layer, h.head)), "in_our_set": (h.layer, h.head) in chosen}
+            for h in published.heads]
+    return pd.DataFrame(rows), verdict
+
+
+def talk_clip(talk_wav: str | Path, tgt_lang: str, seconds: float | None = None):
+    """A shipped test talk's audio cut to the sentences that end within its first `seconds` (None: all), with
+    their reference translations and (offset, duration) segments in ms: what `score_longform` needs."""
+    from .audio import SAMPLE_RATE, load_audio
+    from .cascade import talk_references
+
+    audio = load_audio(talk_wav)
+    refs, segments = talk_references(talk_wav, tgt_lang)
+    if seconds is None:
+        return audio, refs, segments
+    keep = [i for i, (start, dur) in enumerate(segments) if start + dur <= seconds * 1000]
+    if not keep:
+        raise AlignheadsError(f"{talk_wav}: no sentence ends within the first {seconds:g} s "
+                              f"(the first ends at {(segments[0][0] + segments[0][1]) / 1000:.1f} s)")
+    # Cut where the first sentence left out begins, so no half sentence is transcribed and translated.
+    end = segments[keep[-1] + 1][0] / 1000 if keep[-1] + 1 < len(segments) else seconds
+    return audio[: int(min(seconds, end) * SAMPLE_RATE)], [refs[i] for i in keep], [segments[i] for i in keep]
+
+
+def split_tables(scores: HeadScores, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score tables of two seeded random halves of the scored pairs (the stability gate's first split)."""
+    n = len(scores.pair_ids)
+    if n < 2:
+        raise AlignheadsError(f"a half-split needs at least 2 scored pairs, have {n}")
+    perm = np.random.default_rng(seed).permutation(n)
+    return scores.subset(perm[: n // 2]), scores.subset(perm[n // 2:])
+
+
+# ----------------------------------------------------------------------------- the paper's figures
+
+
+def ts_heatmap(run: DirectionRun, facts: ModelFacts, k: int = 8, *, save: str | Path | None = None) -> Figure:
+    """Layer x head TS at the target token itself (the paper's score), top-k marked, KV-shared layers hatched."""
+    own = run.scores.heads[run.scores.heads["query"] == "own"]
+    return viz.head_heatmap(own, "ts", top_k=k, kv_shared_layers=facts.kv_shared,
+                            title=f"{facts.model_id} {run.name}: translation score, top {k}", save=save)
+
+
+def kernel_sets(runs: Mapping[str, DirectionRun], k: int = 8, threshold: float = 0.1,
+                facts: ModelFacts | None = None) -> dict[str, list[tuple[int, int]]]:
+    """Top-k heads by calibration TS (ts > threshold) per direction, plus the published sets for this model."""
+    sets = {name: [(h.layer, h.head) for h in topk_by_ts(run.scores, k, "own", threshold)]
+            for name, run in runs.items()}
+    if facts is not None:
+        for (model_id, src, tgt), hs in PUBLISHED.items():
+            if model_id.lower() == facts.model_id.lower() and f"{src}-{tgt}" in runs:
+                sets[f"{src}-{tgt} (paper)"] = [(h.layer, h.head) for h in hs.heads]
+    return sets
+
+
+def shared_kernel(runs: Mapping[str, DirectionRun], facts: ModelFacts, k: int = 8, threshold: float = 0.1, *,
+                  save: str | Path | None = None) -> Figure:
+    """`viz.headset_overlap` of the directions' top-k heads: the heads every direction shares."""
+    return viz.headset_overlap(kernel_sets(runs, k, threshold, facts), n_layers=facts.num_layers,
+                               n_heads=facts.num_heads, title=f"{facts.model_id}: top-{k} heads across directions",
+                               save=save)
+
+
+def stability_figure(scores: HeadScores, k: int = 8, seed: int = 0, *, title: str | None = None,
+                     save: str | Path | None = None) -> Figure:
+    """TS (own) of every head on two seeded halves of the scored pairs, each half's top-k marked."""
+    a, b = split_tables(scores, seed)
+    shape = {"n_layers": scores.n_layers, "n_heads": scores.n_heads}
+    return viz.stability_scatter(viz.score_matrix(a, "ts", "own", **shape), viz.score_matrix(b, "ts", "own", **shape),
+                                 top_k=k, title=title, save=save)
+
+
+def best_head(scores: HeadScores, query: str = "own") -> Head:
+    """The head with the highest TS at `query`."""
+    h = scores.heads[scores.heads["query"] == query].sort_values("ts", ascending=False).iloc[0]
+    return Head(int(h["layer"]), int(h["head"]), query)
+
+
+def attention_example(run: DirectionRun, pair_id: str | None = None, *, save: str | Path | None = None) -> Figure:
+    """The best head's word-level attention on one calibration pair, gold overlaid."""
+    head = best_head(run.scores)
+    i = example_pair_index(run.scores, run.calib, pair_id)
+    ts = float(run.scores.heads.query("layer == @head.layer and head == @head.head and query == 'own'").ts.iloc[0])
+    return attention_figure(run.scores, run.calib, i, [head],
+                            title=f"{run.name} {run.scores.pair_ids[i]}: best head {head} (TS {ts:.2f})", save=save)
+
+
+def k_table(heads: Sequence[Head], splits: Mapping[str, tuple[HeadScores, Corpus]], ks: Sequence[int] | None = None,
+            direction: str = "") -> pd.DataFrame:
+    """Ensemble AER / precision / recall of the first k of `heads` (in their order) on each named split of scored
+    pairs, for k in `ks` (default 1..len(heads)): how many of a head-set file's heads a reader should take."""
+    heads = list(heads)
+    ks = sorted({k for k in (ks or range(1, len(heads) + 1)) if 1 <= k <= len(heads)})
+    rows = [{"direction": direction, "split": split, "k": k, "heads": " ".join(map(str, heads[:k])),
+             **ensemble_metrics(scores, corpus, heads[:k])}
+            for split, (scores, corpus) in splits.items() for k in ks]
+    return pd.DataFrame(rows, columns=["direction", "split", "k", "heads", "aer", "precision", "recall"])
+
+
+def ablation_table(runs: Mapping[str, DirectionRun], ks: Sequence[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`k_table` of every direction's heads ranked by calibration TS (all heads, no threshold), on the held-out
+    and the calibration pairs; and the baselines (diagonal, mean of all heads) on the held-out pairs."""
+    tables, base = [], []
+    for name, run in runs.items():
+        ranked = topk_by_ts(run.scores, max(ks), "own", threshold=-np.inf)
+        splits = {"calibration": (run.scores, run.calib)}
+        if run.test_scores is not None:
+            splits = {"held-out": (run.test_scores, run.test), **splits}
+        tables.append(k_table(ranked, splits, ks, name))
+        split, (scores, _) = next(iter(splits.items()))
+        base.append(baseline_table(scores, name, split))
+    return pd.concat(tables, ignore_index=True), pd.concat(base, ignore_index=True)
+
+
+def baseline_table(scores: HeadScores, direction: str = "", split: str = "", query: str = "own") -> pd.DataFrame:
+    """The baselines' (diagonal, mean of all heads) AER / precision / recall, in `k_table`'s shape."""
+    b = scores.baselines[scores.baselines["query"] == query]
+    return pd.DataFrame({"direction": direction, "split": split, "name": b["kind"].to_numpy(),
+                         "aer": b["aer"].to_numpy(), "precision": b["precision"].to_numpy(),
+                         "recall": b["recall"].to_numpy()})
+
+
+def best_k(table: pd.DataFrame, split: str = "calibration") -> int:
+    """The smallest k with the lowest ensemble AER on `split` of a `k_table` (choose on calibration data)."""
+    rows = table[table["split"] == split]
+    if rows.empty:
+        raise AlignheadsError(f"no {split!r} rows in the k table (splits: {sorted(set(table['split']))}); "
+                              "was any head selected? (a head needs ts above the selection threshold)")
+    return int(rows.sort_values(["aer", "k"]).iloc[0]["k"])
+
+
+def ablation_figure(table: pd.DataFrame, baselines: pd.DataFrame | None = None, *,
+                    save: str | Path | None = None) -> Figure:
+    """`viz.headset_ablation` of an `ablation_table` (AER vs k)."""
+    return viz.headset_ablation(table, "aer", baselines=baselines, save=save)
+
+
+def quality_latency_seconds(lm: LoadedModel, corpus: Corpus, heads: HeadSet | Sequence[Head],
+                            grid: Mapping[str, Sequence] | None = None, *, pace: float = 0.4,
+                            limit: int | None = None, layout: PromptLayout | None = None,
+                            progress: bool = True) -> pd.DataFrame:
+    """`simulate.quality_latency` on a text stream at `pace` s/word, with every latency column in seconds (the
+    `viz.quality_latency` axis unit) instead of source words."""
+    from .simulate import SimulationConfig, quality_latency
+
+    sim = SimulationConfig(pace=pace, limit=limit, unit="ms", progress=progress)
+    curves = quality_latency(lm, corpus, heads, dict(grid or QL_GRID), sim=sim, layout=layout)
+    latency = [c for c in curves.columns if c.endswith(("_cu", "_ca"))]
+    curves[latency] = curves[latency].astype(float) / 1000.0
+    return curves
+
+
+def quality_latency_curves(lm: LoadedModel, run: DirectionRun, cfg: FigureConfig) -> pd.DataFrame:
+    """AlignAtt with the direction's calibrated head set against the baseline policies on the held-out pairs."""
+    corpus = run.test if run.test is not None else run.calib
+    return quality_latency_seconds(lm, corpus, run.headset, cfg.ql_grid, pace=cfg.ql_pace, limit=cfg.ql_limit,
+                                   layout=run.layout, progress=cfg.progress)
+
+
+def quality_latency_figure(curves: pd.DataFrame, direction: str, *, save: str | Path | None = None) -> Figure:
+    """BLEU against computation-unaware LAAL in seconds (`quality_latency_seconds`), one line per policy."""
+    n = int(curves["n_instances"].max()) if "n_instances" in curves and len(curves) else 0
+    return viz.quality_latency(curves, latency="laal_cu", quality="bleu",
+                               title=f"{direction}: BLEU vs LAAL, {n} held-out sentences as a text stream",
+                               save=save)
+
+
+def policy_trace_example(lm: LoadedModel, run: DirectionRun, cfg: FigureConfig, index: int = 0, *,
+                         save: str | Path | None = None) -> Figure:
+    """One held-out sentence translated under AlignAtt with the calibrated heads: emissions against source."""
+    from .simulate import SimulationConfig, simulate
+
+    corpus = run.test if run.test is not None else run.calib
+    sim = SimulationConfig(pace=cfg.ql_pace, progress=False)
+    result = simulate(lm, replace(corpus, pairs=[corpus[index]]), run.headset, "alignatt", sim=sim, layout=run.layout)
+    sentence = result.runs[0]
+    trace = sentence.trace_frame()
+    if trace.empty:
+        raise AlignheadsError(f"{corpus[index].id}: the translator emitted nothing, no trace to plot")
+    return viz.policy_trace(trace, title=f"{run.name} {corpus[index].id}: AlignAtt emissions ({cfg.ql_pace:g} s/word)",
+                            save=save)
+
+
+# ----------------------------------------------------------------------------- everything
+
+
+def make_figures(cfg: FigureConfig, out: str | Path = "figures", lm: LoadedModel | None = None, *,
+                 command: str | None = None) -> dict[str, Any]:
+    """Compute and write every figure of the module docstring into `out`; return (and write) the manifest."""
+    out = Path(out)
+    t0 = time.perf_counter()
+    for d in cfg.directions:  # fail on missing data before spending time on the model
+        for split in (cfg.calib_split, cfg.test_split):
+            if split:
+                load_direction(d, split, cfg.data_dir)
+    missing = [d for d in cfg.ql_directions if d not in cfg.directions]
+    if missing:
+        raise AlignheadsError(f"quality-latency directions {missing} are not among the scored {list(cfg.directions)}")
+    lm = lm or load_model(cfg.model)
+    runs = run_directions(lm, cfg)
+    written: dict[str, str] = {}
+
+    def save(name: str, fig: Figure) -> None:
+        viz.save_figure(fig, out / name)
+        titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+        written[name] = fig.get_suptitle() or (titles[0] if titles else "")
+
+    facts = lm.facts
+    for name, run in runs.items():
+        save(f"ts_heatmap_{name}.png", ts_heatmap(run, facts, cfg.k))
+        save(f"stability_{name}.png", stability_figure(run.scores, cfg.k, cfg.seed,
+                                                       title=f"{name}: half-split stability of TS"))
+        save(f"attention_{name}.png", attention_example(run, cfg.example_pair))
+    save("shared_kernel.png", shared_kernel(runs, facts, cfg.k, cfg.threshold))
+    table, baselines = ablation_table(runs, cfg.ks)
+    save("headset_ablation.png", ablation_figure(table, baselines[baselines["name"] == "diagonal"]))
+    curves: dict[str, list] = {}
+    for name in cfg.ql_directions:
+        c = quality_latency_curves(lm, runs[name], cfg)
+        curves[name] = c.to_dict("records")
+        save(f"quality_latency_{name}.png", quality_latency_figure(c, name))
+        save(f"policy_trace_{name}.png", policy_trace_example(lm, runs[name], cfg))
+    manifest = {
+        "tool": {"name": "alignheads", "version": __version__},
+        "command": command,
+        "model": facts.to_dict(),
+        "config": {k: (_display_path(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "data": {name: {"calibration": {"name": r.calib.name, "pairs": len(r.calib), "hash": r.calib.content_hash()},
+                        "held_out": None if r.test is None else
+                        {"name": r.test.name, "pairs": len(r.test), "hash": r.test.content_hash()}}
+                 for name, r in runs.items()},
+        "headsets": {name: {"selection": cfg.selection, "heads": [str(h) for h in r.headset.top()],
+                            "promoted": r.headset.promoted,
+                            "topk_by_ts": [str(h) for h in topk_by_ts(r.scores, cfg.k, "own", cfg.threshold)]}
+                     for name, r in runs.items()},
+        "ablation": table.to_dict("records"),
+        "baselines": baselines.to_dict("records"),
+        "quality_latency": curves,
+        "figures": written,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    write_json(out / "manifest.json", json.loads(json.dumps(manifest, default=_json_default)))
+    return manifest
+
+
+def _display_path(path: Path) -> str:
+    """`path` relative to the working directory when it lies inside it (manifests stay machine-independent)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _json_default(o):
+    if isinstance(o, np.integer | np.floating):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m alignheads.figures", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="figures", help="output folder (default: figures/)")
+    p.add_argument("--fast", action="store_true", help="4 pairs per corpus, a small quality-latency sweep")
+    p.add_argument("--model", default="embedded", help="model spec (default: embedded; google/gemma-4-E4B-it on GPU)")
+    p.add_argument("--directions", default=",".join(DIRECTIONS), help="comma-separated, e.g. en-de,en-zh")
+    p.add_argument("--data-dir", default=str(DATA_DIR), help="folder with <src>-<tgt>.<split>.tsv")
+    p.add_argument("--limit", type=int, help="pairs per corpus")
+    p.add_argument("--k", type=int, default=8, help="top-k heads in heatmaps, shared kernel, head set (default 8)")
+    p.add_argument("--threshold", type=float, default=0.1, help="a head counts when its TS exceeds this (0.1)")
+    p.add_argument("--ql-directions", help="directions of the quality-latency sweep ('' for none; default: every "
+                   "scored direction, en-de only with --fast)")
+    p.add_argument("--ql-limit", type=int, help="held-out sentences in the quality-latency sweep")
+    p.add_argument("--threads", type=int, help="torch CPU threads (1 is much faster on a busy 2-core machine)")
+    args = p.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    directions = tuple(d for d in args.directions.split(",") if d)
+    if args.ql_directions is not None:
+        ql = tuple(d for d in args.ql_directions.split(",") if d)
+    else:
+        ql = tuple(d for d in directions if d == "en-de" or not args.fast)
+    kw: dict[str, Any] = {"model": args.model, "directions": directions, "data_dir": Path(args.data_dir), "k": args.k,
+                          "threshold": args.threshold, "ql_directions": ql}
+    if args.limit is not None:
+        kw["limit"] = args.limit
+    if args.ql_limit is not None:
+        kw["ql_limit"] = args.ql_limit
+    cfg = FigureConfig.fast(**kw) if args.fast else FigureConfig(**kw)
+    try:
+        command = "python -m alignheads.figures " + " ".join(argv if argv is not None else sys.argv[1:])
+        manifest = make_figures(cfg, args.out, command=command.strip())
+    except AlignheadsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for name in manifest["figures"]:
+        print(Path(args.out) / name)
+    print(f"{len(manifest['figures'])} figures in {manifest['seconds']} s; manifest {Path(args.out) / 'manifest.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

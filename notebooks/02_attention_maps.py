@@ -1,0 +1,87 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · Attention maps of alignment heads
+#
+# Word-level attention of a head on one sentence pair (target words × source words, attention summed over
+# each source word's tokens), with the gold links overlaid: solid boxes are sure links, dashed ones
+# possible links, red dots the row argmax. Then the mean of a head set, an interactive browser, and a
+# check that TransformerLens sees exactly the attention alignheads replays.
+
+# %%
+# %matplotlib inline
+from IPython.display import display
+
+from alignheads import figures, tlens
+from alignheads.data import read_corpus
+from alignheads.models import load_model
+from alignheads.prompts import PromptLayout
+from alignheads.scoring import ScoreConfig, score_heads
+
+# %% tags=["parameters"]
+model = "embedded"  # "google/gemma-4-E4B-it" on a GPU machine; "tiny-gemma4" for a quick run
+corpus_path = "../data/gold/en-zh.dev.tsv"
+limit = 12  # pairs to score (the maps come from the scoring pass)
+pair_id = None  # e.g. "talk01-s05"; None: the first pair of readable length
+heads = []  # [(layer, head), ...]; empty: the 3 best heads by TS
+query = "own"  # "own" (row at the target token) or "emit" (row that produces it)
+fast = False
+
+# %%
+lm = load_model(model)
+corpus = read_corpus(corpus_path)
+scores = score_heads(lm, corpus, config=ScoreConfig(limit=3 if fast else limit))
+chosen = figures.resolve_heads(scores, heads, k=3, query=query)
+i = figures.example_pair_index(scores, corpus, pair_id)
+print("heads:", " ".join(map(str, chosen)), "| pair:", scores.pair_ids[i])
+
+# %% [markdown]
+# ## One head at a time
+
+# %%
+for head in chosen:
+    display(figures.attention_figure(scores, corpus, i, [head]))
+
+# %% [markdown]
+# ## The mean of the head set
+# What the AlignAtt policy averages (after per-head normalisation) before taking the argmax.
+
+# %%
+display(figures.attention_figure(scores, corpus, i, chosen))
+
+# %% [markdown]
+# ## Compare heads interactively
+# Sliders for pair, layer and head when `ipywidgets` is installed; otherwise use `figures.attention_figure`
+# as above (the static maps are the fallback).
+
+# %%
+browser = figures.browse_attention(scores, corpus)
+display(browser if browser is not None else "ipywidgets is not installed: use the static maps above")
+
+# %% [markdown]
+# ## TransformerLens sees the same attention
+# `tlens.boot_bridge` boots a `TransformerBridge` on its own copy of the model (a bridged model switches to
+# eager attention; multimodal classes are refused, since booting one makes TransformerLens pip-install
+# torchvision). Its `blocks.{l}.attn.hook_pattern` rows at the target tokens must equal the rows
+# alignheads replays from the captured queries and keys. Optional extra: skipped when transformer-lens is
+# not installed.
+
+# %%
+if tlens.available():
+    bridge = tlens.boot_bridge(lm)
+    layout = PromptLayout.for_tokenizer(lm.tokenizer, corpus.src_lang, corpus.tgt_lang)
+    display(tlens.compare_on_pair(lm, bridge, figures.scored_pair(scores, corpus, i), chosen, layout))
+else:
+    print("transformer-lens is not installed; see alignheads/tlens.py for the pinned install line")
