@@ -67,6 +67,16 @@ def _bridge_class():
     return TransformerBridge
 
 
+def unavailable_reason(lm: LoadedModel) -> str | None:
+    """Why `boot_bridge(lm)` cannot run here (transformer-lens missing, a multimodal class), or None when it can."""
+    if is_multimodal(lm.model):
+        return (f"{lm.facts.model_id} is loaded as the multimodal class {type(lm.model).__name__}; the TransformerLens "
+                "bridge is only booted on text-only causal LMs")
+    if not available():
+        return f"transformer-lens is not installed (optional): {INSTALL_HINT}"
+    return None
+
+
 def is_multimodal(model) -> bool:
     """True when `model` is a multimodal class (its text config is a sub-config, or it has vision/audio parts)."""
     cfg = model.config

@@ -75,13 +75,14 @@ display(browser if browser is not None else "ipywidgets is not installed: use th
 # `tlens.boot_bridge` boots a `TransformerBridge` on its own copy of the model (a bridged model switches to
 # eager attention; multimodal classes are refused, since booting one makes TransformerLens pip-install
 # torchvision). Its `blocks.{l}.attn.hook_pattern` rows at the target tokens must equal the rows
-# alignheads replays from the captured queries and keys. Optional extra: skipped when transformer-lens is
-# not installed.
+# alignheads replays from the captured queries and keys. Optional extra: skipped, with the reason, when
+# transformer-lens is not installed or the model is a multimodal class (Gemma-4 *-it).
 
 # %%
-if tlens.available():
+reason = tlens.unavailable_reason(lm)
+if reason is None:
     bridge = tlens.boot_bridge(lm)
     layout = PromptLayout.for_tokenizer(lm.tokenizer, corpus.src_lang, corpus.tgt_lang)
     display(tlens.compare_on_pair(lm, bridge, figures.scored_pair(scores, corpus, i), chosen, layout))
 else:
-    print("transformer-lens is not installed; see alignheads/tlens.py for the pinned install line")
+    print("TransformerLens comparison skipped:", reason)

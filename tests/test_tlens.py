@@ -52,9 +52,13 @@ def test_multimodal_class_is_refused_before_booting(tiny_multimodal):
     assert (importlib.util.find_spec("torchvision") is not None) == had_torchvision
 
 
-def test_text_models_are_not_multimodal(tiny3, tiny4):
+def test_text_models_are_not_multimodal(tiny3, tiny4, tiny_multimodal):
     assert not tlens.is_multimodal(tiny3.model)
     assert not tlens.is_multimodal(tiny4.model)
+    assert "multimodal class Gemma3ForConditionalGeneration" in tlens.unavailable_reason(tiny_multimodal)
+    expected = None if tlens.available() else "transformer-lens is not installed"
+    reason = tlens.unavailable_reason(tiny4)
+    assert reason == expected or reason.startswith(expected)
 
 
 @needs_tl
