@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0          # the CPU wheel; a GPU user installs their CUDA torch first
-	$(BIN)/pip install -q -e ".[dev,qwen,simulstream]"
-	$(BIN)/pip install -q --no-deps qwen-asr==0.0.6   # pins transformers 4.x; runs on 5.x via alignheads.qwen_asr
+	$(BIN)/pip install -q -e ".[dev,qwen,simulstream,tlens]"
+	$(BIN)/pip install -q --no-deps qwen-asr==0.0.6 transformer-lens==4.3.0  # their pins clash; see pyproject extras
 	touch $(STAMP)
 
 prepare: venv
@@ -30,8 +30,11 @@ lint: venv
 test: venv lint
 	$(BIN)/python -m pytest -q
 
+notebooks: venv
+	$(BIN)/jupytext --to ipynb notebooks/0*.py
+
 figures: prepare
-	$(BIN)/python -m alignheads.figures
+	$(BIN)/python -m alignheads.figures --threads 1
 
 bench: prepare
 	$(BIN)/python benchmarks/bench_capture.py
