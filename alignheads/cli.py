@@ -212,8 +212,10 @@ def cmd_translate(args) -> int:
                                   "--policy alignatt")
         heads = (published_headset(lm.facts.model_id, args.src, args.tgt) if args.heads == "published"
                  else load_headset(args.heads))
-    translator = SimultaneousTranslator(lm, heads, args.src, args.tgt, args.policy,
-                                        TranslatorConfig(top_k=args.top_k))
+    from .policy import AlignAttConfig
+
+    config = TranslatorConfig(alignatt=AlignAttConfig(border=args.border), top_k=args.top_k, holdback=args.holdback)
+    translator = SimultaneousTranslator(lm, heads, args.src, args.tgt, args.policy, config)
     asr_kw = {"model": args.asr_model} if args.asr == "whisper" else {}
     cfg = StabilizerConfig(chunk_ms=args.chunk_ms, holdback_s=args.holdback)
     sep = " " if translator.spaced else ""
@@ -285,7 +287,7 @@ def cmd_demo(args) -> int:
     print(f"\n== 2/2 simultaneous speech translation of {talk.name} (whisper + AlignAtt, 850 ms chunks)")
     return cmd_translate(argparse.Namespace(
         audio=str(talk), heads=str(heads), top_k=None, policy="alignatt", asr="whisper", asr_model="embedded",
-        src="en", tgt="de", chunk_ms=850, holdback=0.0, ref="auto", out=str(out / "talk04"), **common))
+        src="en", tgt="de", chunk_ms=850, holdback=0.25, border=1, ref="auto", out=str(out / "talk04"), **common))
 
 
 # --- parser -----------------------------------------------------------------------------------
@@ -385,7 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--src", default="en")
     s.add_argument("--tgt", required=True)
     s.add_argument("--chunk-ms", type=int, default=850, help="850 (low latency) or 1500 (high latency)")
-    s.add_argument("--holdback", type=float, default=0.0, help="seconds of ASR tail not yet trusted (e.g. 0.25)")
+    s.add_argument("--holdback", type=float, default=0.25,
+                   help="seconds of ASR tail shown in the prompt but not yet accessible (default 0.25)")
+    s.add_argument("--border", type=int, default=1, help="AlignAtt border b: stop when a draft token attends "
+                   "source word >= N_accessible + b (default 1, the paper's)")
     s.add_argument("--ref", help="reference translation (one sentence per line), or 'auto' for a shipped talk")
     s.add_argument("--out", required=True, metavar="DIR")
     s.set_defaults(func=cmd_translate)

@@ -8,6 +8,8 @@ YAML for `simulstream_inference --speech-processor-config alignheads.yaml ...`:
     heads: out/demo/translation_heads_gemma-3-270m-Q4_K_M_en-de.json   # or "published"
     policy: alignatt
     asr: whisper                   # or qwen
+    holdback: 0.25                 # seconds of ASR tail shown but not yet accessible
+    border: 1
     source_lang: en
     target_lang: de
 
@@ -28,9 +30,10 @@ from .cascade import SpeechCascade
 from .headset import load_headset
 from .languages import get_language
 from .models import load_model
+from .policy import AlignAttConfig
 from .registry import published_headset
 from .stabilizer import StabilizerConfig
-from .translator import SimultaneousTranslator
+from .translator import SimultaneousTranslator, TranslatorConfig
 
 
 class AlignheadsSpeechProcessor(SpeechProcessor):
@@ -61,9 +64,10 @@ class AlignheadsSpeechProcessor(SpeechProcessor):
             spec = getattr(cfg, "heads", "published")
             heads = (published_headset(self._lm.facts.model_id, self.src_lang, self.tgt_lang) if spec == "published"
                      else load_headset(spec))
-        translator = SimultaneousTranslator(self._lm, heads, self.src_lang, self.tgt_lang, policy)
-        stab = StabilizerConfig(chunk_ms=int(round(self.speech_chunk_size * 1000)),
-                                holdback_s=float(getattr(cfg, "holdback", 0.0)))
+        holdback = float(getattr(cfg, "holdback", 0.25))
+        config = TranslatorConfig(alignatt=AlignAttConfig(border=int(getattr(cfg, "border", 1))), holdback=holdback)
+        translator = SimultaneousTranslator(self._lm, heads, self.src_lang, self.tgt_lang, policy, config)
+        stab = StabilizerConfig(chunk_ms=int(round(self.speech_chunk_size * 1000)), holdback_s=holdback)
         return SpeechCascade(self._asr, translator, self.src_lang, stab)
 
     def _output(self, units: list[str]) -> IncrementalOutput:

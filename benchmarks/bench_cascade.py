@@ -30,15 +30,17 @@ from alignheads.headset import load_headset  # noqa: E402
 from alignheads.models import load_model  # noqa: E402
 from alignheads.scoring import ScoreConfig  # noqa: E402
 from alignheads.stabilizer import StabilizerConfig  # noqa: E402
-from alignheads.translator import SimultaneousTranslator  # noqa: E402
+from alignheads.translator import SimultaneousTranslator, TranslatorConfig  # noqa: E402
+
+HOLDBACK = 0.25  # the paper's: ASR tail words shown but not yet accessible
 
 ROOT = Path(__file__).resolve().parents[1]
 TALKS = ROOT / "data" / "talks"
 
 
 def run_talk(lm, asr, heads, chunk_ms: int, talk: Path) -> dict:
-    translator = SimultaneousTranslator(lm, heads, "en", "de", "alignatt")
-    cascade = SpeechCascade(asr, translator, "en", StabilizerConfig(chunk_ms=chunk_ms))
+    translator = SimultaneousTranslator(lm, heads, "en", "de", "alignatt", TranslatorConfig(holdback=HOLDBACK))
+    cascade = SpeechCascade(asr, translator, "en", StabilizerConfig(chunk_ms=chunk_ms, holdback_s=HOLDBACK))
     audio = load_audio(talk)
     t0 = time.perf_counter()
     for chunk in iter_chunks(audio, cascade.config.chunk_samples):
@@ -58,8 +60,8 @@ def soak(lm, asr, heads, minutes: float, chunk_ms: int) -> dict:
     gap = np.zeros(SAMPLE_RATE, dtype=np.float32)
     one = np.concatenate([x for t in talks for x in (t, gap)])
     audio = np.tile(one, int(np.ceil(minutes * 60 * SAMPLE_RATE / len(one))))[: int(minutes * 60 * SAMPLE_RATE)]
-    translator = SimultaneousTranslator(lm, heads, "en", "de", "alignatt")
-    cascade = SpeechCascade(asr, translator, "en", StabilizerConfig(chunk_ms=chunk_ms))
+    translator = SimultaneousTranslator(lm, heads, "en", "de", "alignatt", TranslatorConfig(holdback=HOLDBACK))
+    cascade = SpeechCascade(asr, translator, "en", StabilizerConfig(chunk_ms=chunk_ms, holdback_s=HOLDBACK))
     proc = psutil.Process()
     samples = []
     for chunk in iter_chunks(audio, cascade.config.chunk_samples):

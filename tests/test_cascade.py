@@ -11,10 +11,11 @@ import pytest
 from alignheads.asr import load_asr
 from alignheads.audio import SAMPLE_RATE, iter_chunks, load_audio
 from alignheads.cascade import SpeechCascade, run_stream, talk_references
+from alignheads.errors import AlignheadsError
 from alignheads.evaluation import read_instances, target_units
 from alignheads.headset import Head
 from alignheads.stabilizer import StabilizerConfig
-from alignheads.translator import SimultaneousTranslator
+from alignheads.translator import SimultaneousTranslator, TranslatorConfig
 from tests.conftest import ROOT
 
 TALK = ROOT / "data" / "talks" / "talk05.wav"
@@ -27,8 +28,9 @@ def whisper():
 
 @pytest.fixture(scope="module")
 def stream_run(whisper, tiny4):
-    translator = SimultaneousTranslator(tiny4, [Head(2, 1), Head(3, 0, "emit")], "en", "de", "alignatt")
-    cfg = StabilizerConfig(chunk_ms=1500)
+    translator = SimultaneousTranslator(tiny4, [Head(2, 1), Head(3, 0, "emit")], "en", "de", "alignatt",
+                                        TranslatorConfig(holdback=0.25))
+    cfg = StabilizerConfig(chunk_ms=1500, holdback_s=0.25)
     seen = []
     cascade = SpeechCascade(whisper, translator, "en", cfg, on_emit=seen.append)
     audio = load_audio(TALK)[: 11 * SAMPLE_RATE]
@@ -47,6 +49,14 @@ def test_emissions_are_append_only_with_consistent_times(stream_run):
     assert cu[0] >= cascade.config.min_start_s and cu[-1] <= cascade.now + 1e-9
     assert cascade.stats.sentences >= 2 and cascade.stats.rtf > 0
     assert [e.sentence for e in em] == sorted(e.sentence for e in em)
+    # the unstable tail is in the prompt but not accessible: that is what AlignAtt's border looks at
+    assert any(u.n_accessible < u.n_source for u in cascade.translator_updates)
+
+
+def test_holdback_must_agree(whisper, tiny3):
+    translator = SimultaneousTranslator(tiny3, None, "en", "de", "wait-k", TranslatorConfig(holdback=0.25))
+    with pytest.raises(AlignheadsError, match="holdback"):
+        SpeechCascade(whisper, translator, "en", StabilizerConfig(holdback_s=0.0))
 
 
 def test_instance_log_matches_the_emitted_units(stream_run, tmp_path):
