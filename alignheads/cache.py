@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -75,15 +76,18 @@ def ensure_artifact(
     build: Callable[[Path], None],
     *,
     force: bool = False,
-    log: Callable[[str], None] | None = print,
+    log: Callable[[str], None] | None = None,
 ) -> Path:
     """Return the cache directory `name`, building it with `build(tmpdir)` if absent or broken."""
     target = cache_dir() / name
     problem = "forced rebuild" if force else (verify_artifact(target, version) if target.exists() else "not built yet")
     if problem is None:
         return target
+    message = f"[alignheads] preparing {name} in {target.parent} ({problem}) ..."
     if log:
-        log(f"[alignheads] preparing {name} in {target.parent} ({problem}) ...")
+        log(message)
+    else:  # stderr: stdout may be a JSON result another tool parses
+        print(message, file=sys.stderr, flush=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
     try:

@@ -37,10 +37,16 @@ def rollback(cache, n: int) -> bool:
 
 
 class PrefixCache:
-    """A DynamicCache plus the token ids it holds; `run` feeds only what differs from the last call."""
+    """A DynamicCache plus the token ids it holds; `run` feeds only what differs from the last call.
 
-    def __init__(self, model):
+    With an `anchor` (token ids every input starts with, e.g. a layout's fixed prompt head), only the
+    anchor is ever reused: it is computed once on its own, so every input is computed from the very same
+    cached state whatever came before it (results do not depend on order or sharding).
+    """
+
+    def __init__(self, model, anchor: Sequence[int] | None = None):
         self.model = model
+        self.anchor = list(anchor) if anchor is not None else None
         self.cache = None
         self.ids: list[int] = []
         self.reused_tokens = 0
@@ -49,30 +55,42 @@ class PrefixCache:
     def reset(self) -> None:
         self.cache, self.ids = None, []
 
-    def prepare(self, ids: Sequence[int]) -> int:
-        """Roll the cache back to the common prefix with `ids` (keeping ≥ 1 token to compute); return its length."""
+    def _new_cache(self):
         from transformers import DynamicCache
 
-        n = min(common_prefix(self.ids, ids), len(ids) - 1)
+        cache = DynamicCache(config=self.model.config)
+        cache.activate_past_recording()  # sliding layers keep every position, so rollback stays possible
+        return cache
+
+    def prepare(self, ids: Sequence[int], keep_from: int | None = None, module=None) -> int:
+        """Roll the cache back to the reusable prefix of `ids` (never past `keep_from`, and keeping ≥ 1 token
+        to compute); return its length."""
+        limit = len(ids) - 1 if keep_from is None else min(len(ids) - 1, keep_from)
+        if self.anchor is not None:
+            if self.cache is None or self.ids[: len(self.anchor)] != self.anchor:
+                self.cache, self.ids = self._new_cache(), []
+                if len(self.anchor) > 1 and module is not None:
+                    self._forward(module, self.anchor, 0)
+            n = min(common_prefix(self.anchor, ids), limit)
+        else:
+            n = min(common_prefix(self.ids, ids), limit)
         if self.cache is None or n <= 0 or not rollback(self.cache, n):
-            self.cache = DynamicCache(config=self.model.config)
-            self.cache.activate_past_recording()  # sliding layers keep every position, so rollback stays possible
-            n = 0
+            self.cache, n = self._new_cache(), 0
         self.ids = list(ids[:n])
         self.reused_tokens += n
         return n
 
-    def run(self, module, ids: Sequence[int], **kwargs):
-        """Forward `ids` through `module` (the LM or its decoder), reusing the cached prefix."""
-        n = self.prepare(ids)
+    def _forward(self, module, ids: Sequence[int], n: int, **kwargs):
         device = next(self.model.parameters()).device
         out = module(input_ids=torch.tensor([list(ids[n:])], device=device), cache=self.cache, use_cache=True,
                      **kwargs)
         self.ids = list(ids)
-        self.computed_tokens += len(ids) - n
         return out
 
-    def append(self, token: int) -> None:
-        """Record a token fed by the caller directly (step-by-step decoding with `self.cache`)."""
-        self.ids.append(token)
-        self.computed_tokens += 1
+    def run(self, module, ids: Sequence[int], keep_from: int | None = None, **kwargs):
+        """Forward `ids` through `module` (the LM or its decoder), reusing the cached prefix; positions from
+        `keep_from` on are always computed (so a capture sees their queries)."""
+        n = self.prepare(ids, keep_from, module)
+        out = self._forward(module, ids, n, **kwargs)
+        self.computed_tokens += len(ids) - n
+        return out

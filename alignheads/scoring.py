@@ -105,6 +105,13 @@ def teacher_forced_prompt(lm: LoadedModel, layout: PromptLayout, pair: SentenceP
     return render(layout, lm.tokenizer, pair.src_words, target_words=pair.tgt_words)
 
 
+def prompt_head_ids(lm: LoadedModel, layout: PromptLayout) -> list[int]:
+    """Token ids every prompt of `layout` starts with: the text before the source (system text / few-shot
+    block), minus its last token, which may merge with the source's first characters."""
+    head, start = layout.head_text(lm.tokenizer, "")
+    return lm.tokenizer(head[:start], add_special_tokens=False)["input_ids"][:-1]
+
+
 def _decoder(model):
     """The decoder stack without the output projection (scoring needs no logits)."""
     return model.get_decoder() if hasattr(model, "get_decoder") else model.model
@@ -115,14 +122,14 @@ def pair_rows(lm: LoadedModel, r: RenderedPrompt, positions: Sequence[int], laye
               prefix_cache: PrefixCache | None = None):
     """Attention rows of all heads at `positions`: float32 [L, H, n, T] (one forward, capture + replay).
 
-    With a `PrefixCache`, the prompt head shared with the previous pair is not recomputed.
+    With a `PrefixCache`, the layout's fixed prompt head is not recomputed.
     """
     layers = list(range(lm.facts.num_layers)) if layers is None else list(layers)
     with AttentionCapture(lm.model, layers, q_from=min(positions)) as cap:
         if prefix_cache is None:
             _decoder(lm.model)(input_ids=torch.tensor([r.input_ids], device=lm.device))
         else:
-            prefix_cache.run(_decoder(lm.model), r.input_ids)
+            prefix_cache.run(_decoder(lm.model), r.input_ids, keep_from=min(positions))
     return torch.stack([replay_rows(cap, layer, positions=positions) for layer in layers]).cpu()
 
 
@@ -286,7 +293,7 @@ def score_heads(
     rank, world = _world()
     mine = idx[rank::world]
     results = {}
-    prefix = PrefixCache(lm.model)  # the prompt head (system text / few-shot block) is computed once
+    prefix = PrefixCache(lm.model, anchor=prompt_head_ids(lm, layout))  # computed once, reused by every pair
     for i in tqdm(mine, desc="scoring heads", unit="pair", disable=not cfg.progress or rank != 0):
         results[i] = score_pair(lm, layout, corpus[i], cfg, prefix)
     if world > 1:  # pairs were sharded across ranks: gather, then sum in the single-process order
