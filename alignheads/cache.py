@@ -25,7 +25,8 @@ def cache_dir() -> Path:
     return Path(root).expanduser()
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -39,7 +40,7 @@ def _file_table(root: Path, hashes: bool) -> dict[str, dict]:
         if p.is_file() and p.name != MANIFEST:
             entry: dict = {"size": p.stat().st_size}
             if hashes:
-                entry["sha256"] = _sha256(p)
+                entry["sha256"] = sha256_file(p)
             table[p.relative_to(root).as_posix()] = entry
     return table
 

