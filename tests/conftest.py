@@ -46,3 +46,14 @@ def embedded():
     if os.environ.get("ALIGNHEADS_SKIP_EMBEDDED") == "1":
         pytest.skip("ALIGNHEADS_SKIP_EMBEDDED=1")
     return load_model("embedded")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module's tiny-model tests single-threaded: two torch threads thrash on a busy 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from alignheads.data import read_corpus
 from alignheads.errors import AlignheadsError, DataFormatError
@@ -37,12 +36,7 @@ HEADS = [Head(2, 1), Head(5, 0, "emit"), Head(0, 3)]
 FAST = TranslatorConfig(alignatt=AlignAttConfig(border=-1, max_draft=5), final_max_tokens=10)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

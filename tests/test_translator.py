@@ -6,7 +6,6 @@ import random
 
 import numpy as np
 import pytest
-import torch
 
 from alignheads.headset import Head, HeadEntry, HeadSet
 from alignheads.policy import AlignAttConfig
@@ -24,13 +23,7 @@ HEADS3 = [Head(2, 1), Head(5, 0, "emit"), Head(0, 3)]
 HEADS4 = [Head(2, 1), Head(4, 3), Head(5, 0, "emit")]  # layers 4 and 5 read Gemma-4's shared KV
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest single-threaded on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def words(n: int, start: float = 0.0, pace: float = 0.4, src=SRC) -> list[SourceWord]:
