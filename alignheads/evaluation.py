@@ -20,7 +20,7 @@ from sacrebleu.metrics import BLEU, CHRF
 
 from . import latency
 from .errors import AlignheadsError, DataFormatError
-from .fileio import atomic_open, write_json
+from .fileio import atomic_open, read_jsonl, write_json
 from .languages import get_language
 
 
@@ -88,37 +88,28 @@ def write_instances(path: str | os.PathLike, instances: Sequence[Instance]) -> N
 def read_instances(path: str | os.PathLike, lang: str | None = None) -> list[Instance]:
     """Read a SimulEval-style `instances.log`; given `lang`, also check one delay per target unit."""
     instances = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataFormatError(str(path), lineno, f"not valid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(record, dict):
-                raise DataFormatError(str(path), lineno, "expected a JSON object")
-            missing = [k for k in ("prediction", "delays", "source_length") if k not in record]
-            if missing:
-                raise DataFormatError(str(path), lineno, f"missing field(s) {', '.join(missing)}")
-            if not isinstance(record["prediction"], str):
-                raise DataFormatError(str(path), lineno, "prediction must be a string")
-            if not isinstance(record.get("index", 0), int):
-                raise DataFormatError(str(path), lineno, "index must be an integer")
-            reference = record.get("reference")
-            if reference is not None and not isinstance(reference, str):
-                raise DataFormatError(str(path), lineno, "reference must be a string or null")
-            ins = Instance(
-                index=record.get("index", len(instances)),
-                prediction=record["prediction"],
-                delays=record["delays"],
-                elapsed=record.get("elapsed"),
-                source_length=record["source_length"],
-                reference=reference,
-                source=record.get("source"),
-            )
-            check_instance(ins, lang, where=(str(path), lineno))
-            instances.append(ins)
+    for lineno, record in read_jsonl(path, "instances log"):
+        missing = [k for k in ("prediction", "delays", "source_length") if k not in record]
+        if missing:
+            raise DataFormatError(str(path), lineno, f"missing field(s) {', '.join(missing)}")
+        if not isinstance(record["prediction"], str):
+            raise DataFormatError(str(path), lineno, "prediction must be a string")
+        if not isinstance(record.get("index", 0), int):
+            raise DataFormatError(str(path), lineno, "index must be an integer")
+        reference = record.get("reference")
+        if reference is not None and not isinstance(reference, str):
+            raise DataFormatError(str(path), lineno, "reference must be a string or null")
+        ins = Instance(
+            index=record.get("index", len(instances)),
+            prediction=record["prediction"],
+            delays=record["delays"],
+            elapsed=record.get("elapsed"),
+            source_length=record["source_length"],
+            reference=reference,
+            source=record.get("source"),
+        )
+        check_instance(ins, lang, where=(str(path), lineno))
+        instances.append(ins)
     return instances
 
 

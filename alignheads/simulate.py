@@ -32,7 +32,7 @@ from .attention import pool_source_words
 from .data import Corpus, SentencePair, surface
 from .errors import AlignheadsError, DataFormatError
 from .evaluation import Instance, score_instances, write_instances, write_scores
-from .fileio import atomic_open
+from .fileio import atomic_open, read_jsonl
 from .headset import Head, HeadSet
 from .models import LoadedModel
 from .policy import AlignAttConfig, alignatt_cut, alignatt_positions, diagonal_positions
@@ -114,20 +114,9 @@ def paced_times(n_words: int, start: float, pace: float) -> list[float]:
 
 def read_word_times(path: str | Path) -> dict[str, list[float]]:
     """Per-pair word end times (seconds from the sentence start) from JSONL lines {"id": …, "end_times": […]}."""
-    path = Path(path)
     out: dict[str, list[float]] = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataFormatError(str(path), None, f"cannot read word times ({e})") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataFormatError(str(path), n, f"not valid JSON ({e.msg})") from None
-        if not (isinstance(rec, dict) and isinstance(rec.get("id"), str) and isinstance(rec.get("end_times"), list)):
+    for n, rec in read_jsonl(path, "word times"):
+        if not (isinstance(rec.get("id"), str) and isinstance(rec.get("end_times"), list)):
             raise DataFormatError(str(path), n, 'expected {"id": "<pair id>", "end_times": [seconds, ...]}')
         times = rec["end_times"]
         if not all(isinstance(t, (int, float)) and math.isfinite(t) and t >= 0 for t in times):

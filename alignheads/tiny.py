@@ -72,8 +72,14 @@ def tiny_tokenizer():
     )
 
 
-def _ids(tok) -> dict:
-    return {"pad_token_id": tok.pad_token_id, "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id}
+def _common(tok, sliding_window: int) -> dict:
+    """Config fields both tiny families share: 6 layers of width 64, 4 query heads over 2 KV heads."""
+    return {
+        "vocab_size": len(tok), "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 6,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "sliding_window": sliding_window,
+        "max_position_embeddings": 2048, "pad_token_id": tok.pad_token_id, "bos_token_id": tok.bos_token_id,
+        "eos_token_id": tok.eos_token_id,
+    }
 
 
 def tiny_gemma3(seed: int = 0, sliding_window: int = 16):
@@ -81,19 +87,7 @@ def tiny_gemma3(seed: int = 0, sliding_window: int = 16):
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
     tok = tiny_tokenizer()
-    config = Gemma3TextConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=6,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        query_pre_attn_scalar=16,
-        sliding_window=sliding_window,
-        max_position_embeddings=2048,
-        **_ids(tok),
-    )
+    config = Gemma3TextConfig(query_pre_attn_scalar=16, **_common(tok, sliding_window))
     torch.manual_seed(seed)
     return Gemma3ForCausalLM(config).eval(), tok
 
@@ -106,21 +100,12 @@ def tiny_gemma4(seed: int = 0, sliding_window: int = 16):
     tok = tiny_tokenizer()
     layer_types = ["sliding_attention", "sliding_attention", "full_attention"] * 2
     config = Gemma4TextConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=6,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
         global_head_dim=32,
         layer_types=layer_types,
-        sliding_window=sliding_window,
         num_kv_shared_layers=2,
         hidden_size_per_layer_input=16,
         vocab_size_per_layer_input=len(tok),
-        max_position_embeddings=2048,
-        **_ids(tok),
+        **_common(tok, sliding_window),
     )
     torch.manual_seed(seed)
     return Gemma4ForCausalLM(config).eval(), tok
