@@ -34,7 +34,7 @@ notebooks: venv
 	$(BIN)/jupytext --to ipynb notebooks/0*.py
 
 figures: prepare
-	$(BIN)/python -m alignheads.figures --threads 1
+	$(BIN)/alignheads figures --threads 1
 
 bench: prepare
 	$(BIN)/python benchmarks/bench_capture.py

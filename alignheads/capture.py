@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .models import attention_modules
+from .qk import attention_probs
 
 PREFIX = "alignheads+"
 _registered: set[str] = set()
@@ -130,8 +131,6 @@ class AttentionCapture:
             rec.q_positions.append(torch.arange(end - n + keep, end))
 
     def _stream(self, layer: int, query: torch.Tensor, key: torch.Tensor, kwargs: dict) -> None:
-        from .attention import attention_probs
-
         n, k_len = query.shape[2], key.shape[2]
         pos_ids = kwargs.get("position_ids")
         end = int(pos_ids[0, -1]) + 1 if pos_ids is not None else k_len

@@ -4,7 +4,7 @@ Every chunk (850 ms low latency, 1500 ms high) re-transcribes the audio since th
 sentence; the stabiliser commits up to the last sentence end inside the agreement of the last two
 hypotheses. Committed and partial words (their end times on the stream clock) go to the
 translator, which shows them all in the prompt but counts as accessible only words that ended at
-least `holdback` seconds ago (default 0.25 s: the ASR tail is wrong 17% of the time, 8% 250 ms
+least `TranslatorConfig.holdback` seconds ago (default 0.25 s: the ASR tail is wrong 17% of the time, 8% 250 ms
 behind it). With no hold-back every heard word is accessible and the paper's border b = 1 can
 never fire. A committed sentence is translated to its end and the translator moves on. Output is
 append-only; each emitted unit gets two times, like the IWSLT simultaneous track:
@@ -17,18 +17,15 @@ append-only; each emitted unit gets two times, like the IWSLT simultaneous track
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from .asr import ASRBackend, Word
 from .audio import SAMPLE_RATE
-from .errors import AlignheadsError
 from .evaluation import Instance
 from .languages import get_language
 from .stabilizer import Stabilizer, StabilizerConfig
@@ -73,10 +70,6 @@ class SpeechCascade:
 
     def __post_init__(self):
         self.spaced = get_language(self.translator.tgt_lang).spaced
-        if self.translator.config.holdback != self.config.holdback_s:
-            raise AlignheadsError(
-                f"the translator's holdback ({self.translator.config.holdback} s) and the stabiliser's "
-                f"({self.config.holdback_s} s) must be the same: both decide which heard words are trusted")
         self.reset()
 
     def reset(self) -> None:
@@ -205,24 +198,3 @@ def run_stream(cascade: SpeechCascade, chunks: Iterable[np.ndarray]) -> list[Emi
         cascade.process_chunk(chunk)
     cascade.finish()
     return cascade.emissions
-
-
-def talk_references(talk_wav: str | Path, tgt_lang: str) -> tuple[list[str], list[tuple[float, float]]]:
-    """Reference sentences and their (offset, duration) in ms for a shipped test talk (`data/talks/talkNN.wav`)."""
-    from .data import read_corpus, surface
-
-    wav = Path(talk_wav)
-    manifest = wav.parent / "talks.json"
-    if not manifest.is_file():
-        raise AlignheadsError(f"{manifest} not found: references are known only for the shipped talks")
-    meta = json.loads(manifest.read_text(encoding="utf-8"))
-    talk = meta["talks"].get(wav.stem)
-    if talk is None:
-        raise AlignheadsError(f"{wav.name} is not one of the shipped talks ({', '.join(meta['talks'])})")
-    gold = wav.parent.parent / "gold" / f"en-{tgt_lang}.test.tsv"
-    corpus = {p.id: p for p in read_corpus(gold)}
-    refs, segs = [], []
-    for s in talk["sentences"]:
-        refs.append(surface(corpus[s["id"]].tgt_words, tgt_lang).text)
-        segs.append((s["start"] * 1000, (s["end"] - s["start"]) * 1000))
-    return refs, segs

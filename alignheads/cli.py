@@ -9,53 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from . import options as opt
 from .errors import AlignheadsError
-
-FORMATS = ("alignheads", "xlwa", "talp", "pharaoh")
-
-
-# --- shared argument groups -------------------------------------------------------------------
-def _add_data_args(p: argparse.ArgumentParser, *, langs_required: bool = False) -> None:
-    g = p.add_argument_group("data")
-    g.add_argument("--data", required=True, metavar="PATH", help="aligned corpus (any supported format)")
-    g.add_argument("--format", choices=FORMATS, help="input format (default: detected)")
-    g.add_argument("--src", required=langs_required, help="source language code, e.g. en")
-    g.add_argument("--tgt", required=langs_required, help="target language code, e.g. de")
-    g.add_argument("--gold", metavar="FILE", help="gold alignment file (talp / pharaoh formats)")
-    g.add_argument("--tgt-file", metavar="FILE", help="target text file (pharaoh format)")
-    g.add_argument("--swap", action="store_true", help="use the file's direction reversed (zh-en gold as en->zh)")
-    g.add_argument("--limit", type=int, help="use at most N pairs")
-
-
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("model")
-    g.add_argument("--model", default="embedded",
-                   help="embedded | tiny-gemma3 | tiny-gemma4 | hub id (e.g. google/gemma-4-E4B-it) | local dir")
-    g.add_argument("--device", help="cpu | cuda (default: cuda when available)")
-    g.add_argument("--dtype", help="float32 | bfloat16 (default: float32 on CPU, bfloat16 on CUDA)")
-
-
-def _read_data(args):
-    from .data import read_corpus
-    from .languages import get_language
-
-    src, tgt = (args.tgt, args.src) if args.swap else (args.src, args.tgt)
-    corpus = read_corpus(args.data, args.format, src_lang=src, tgt_lang=tgt, gold=args.gold, tgt=args.tgt_file)
-    if args.swap:
-        corpus = corpus.swap()
-    for side, want, got in (("source", args.src, corpus.src_lang), ("target", args.tgt, corpus.tgt_lang)):
-        if want and get_language(want).code != got:
-            raise AlignheadsError(f"{args.data}: {side} language is {got!r}, but --{side[:3]} {want!r} was given"
-                                  + ("" if args.swap else " (use --swap to reverse the file's direction)"))
-    if getattr(args, "limit", None):
-        corpus = corpus.head(args.limit)
-    return corpus
-
-
-def _load(args):
-    from .models import load_model
-
-    return load_model(args.model, device=args.device, dtype=args.dtype)
 
 
 def _init_distributed() -> int:
@@ -96,12 +51,14 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_data_validate(args) -> int:
-    from .data import format_report, validate_path
+    from .data import format_report, validate_corpus
 
+    paths = [*args.paths, *([args.data] if args.data else [])]
+    if not paths:
+        raise AlignheadsError("data validate: name at least one file (PATH ... or --data PATH)")
     status = 0
-    for path in args.paths:
-        report = validate_path(path, args.format, strict=args.strict, src_lang=args.src, tgt_lang=args.tgt,
-                               gold=args.gold, tgt=args.tgt_file)
+    for path in paths:
+        report = validate_corpus(opt.read_data(args, path), strict=args.strict)
         print(f"{path}: {format_report(report)}")
         status = status or (0 if report.ok else 1)
     return status
@@ -115,9 +72,9 @@ def cmd_score(args) -> int:
     from .selection import SelectionConfig
     from .viz import head_heatmap
 
-    corpus = _read_data(args)
+    corpus = opt.read_data(args)
     rank = _init_distributed()
-    lm = _load(args)
+    lm = opt.load(args)
     layout = PromptLayout(corpus.src_lang, corpus.tgt_lang, family=args.layout) if args.layout else None
     score_cfg = ScoreConfig(queries=tuple(args.query.split(",")), use_possible=not args.sure_only, seed=args.seed)
     select_cfg = SelectionConfig(method=args.selection, k=args.k, threshold=args.threshold, seed=args.seed)
@@ -158,11 +115,11 @@ def _print_summary(scores, selection, headset) -> None:
 
 def cmd_heads_eval(args) -> int:
     from .calibrate import evaluate_headset
-    from .headset import load_headset
+    from .pipeline import resolve_heads
 
-    headset = load_headset(args.heads)
-    corpus = _read_data(args)
-    lm = _load(args)
+    corpus = opt.read_data(args)
+    lm = opt.load(args)
+    headset = resolve_heads(args.heads, lm.facts.model_id, corpus.src_lang, corpus.tgt_lang)
     result = evaluate_headset(lm, headset, corpus, top_k=args.top_k)
     if args.simalign_encoder != "none":
         from .encoder import EncoderUnavailable
@@ -179,58 +136,53 @@ def cmd_heads_eval(args) -> int:
 
 def cmd_align(args) -> int:
     from .data import write_corpus
-    from .silver import SilverAligner, align_parallel, read_parallel
+    from .silver import SilverAligner, align_parallel
 
-    text = read_parallel(args.data[0] if len(args.data) == 1 else tuple(args.data), args.src, args.tgt)
+    text = opt.read_parallel_data(args)
     if text.ignored_links:
-        print(f"note: {args.data[0]} has alignment links; they are ignored (only its words are aligned)")
+        print(f"note: {args.data} has alignment links; they are ignored (only its words are aligned)")
+    opt.setup_threads(args)
     aligner = SilverAligner(args.encoder, layer=args.layer, device=args.device or "cpu", batch_size=args.batch_size)
-    corpus = align_parallel(text, args.src, args.tgt, method=args.method, aligner=aligner)
+    corpus = align_parallel(text, method=args.method, aligner=aligner)
     write_corpus(corpus, args.out)
     print(f"wrote {args.out}: {len(corpus)} pairs, {sum(len(p.sure) for p in corpus)} silver links "
           f"(simalign {args.method}, layer {args.layer}, encoder {args.encoder})")
     return 0
 
 
+def cascade_config(args):
+    """The cascade the translate flags describe."""
+    from .pipeline import CascadeConfig
+    from .stabilizer import StabilizerConfig
+
+    base = CascadeConfig()
+    return CascadeConfig(model=args.model, heads=args.heads, src=args.src, tgt=args.tgt, policy=args.policy,
+                         translator=opt.translator_config(args, base.translator),
+                         stabilizer=StabilizerConfig(chunk_ms=args.chunk_ms), asr=args.asr,
+                         asr_model=args.asr_model, device=args.device, dtype=args.dtype)
+
+
 def cmd_translate(args) -> int:
     """Simultaneous speech translation of an audio file (or raw 16 kHz PCM on stdin)."""
-    from .asr import load_asr
     from .audio import iter_chunks, load_audio, read_pcm_stream
-    from .cascade import SpeechCascade, talk_references
+    from .cascade import run_stream
     from .evaluation import score_longform, write_instances, write_scores
     from .fileio import write_json
-    from .headset import load_headset
-    from .registry import published_headset
-    from .stabilizer import StabilizerConfig
-    from .translator import SimultaneousTranslator, TranslatorConfig
+    from .pipeline import build_cascade
+    from .talks import talk_references
 
-    lm = _load(args)
-    heads = None
-    if args.policy == "alignatt":
-        if not args.heads:
-            raise AlignheadsError("--heads FILE (from `alignheads score`) or --heads published is required for "
-                                  "--policy alignatt")
-        heads = (published_headset(lm.facts.model_id, args.src, args.tgt) if args.heads == "published"
-                 else load_headset(args.heads))
-    from .policy import AlignAttConfig
-
-    config = TranslatorConfig(alignatt=AlignAttConfig(border=args.border), top_k=args.top_k, holdback=args.holdback)
-    translator = SimultaneousTranslator(lm, heads, args.src, args.tgt, args.policy, config)
-    asr_kw = {"model": args.asr_model} if args.asr == "whisper" else {}
-    cfg = StabilizerConfig(chunk_ms=args.chunk_ms, holdback_s=args.holdback)
-    sep = " " if translator.spaced else ""
+    config = cascade_config(args)
+    opt.setup_threads(args)
+    sep = " " if _spaced(args.tgt) else ""
 
     def printer(emitted):  # a terminal user sees the translation grow
         print(sep.join(e.text for e in emitted), end=sep, flush=True)
 
-    cascade = SpeechCascade(load_asr(args.asr, **asr_kw), translator, args.src, cfg, on_emit=printer)
-    if args.audio == "-":
-        chunks = read_pcm_stream(sys.stdin.buffer, cfg.chunk_samples)
-    else:
-        chunks = iter_chunks(load_audio(args.audio), cfg.chunk_samples)
-    for chunk in chunks:
-        cascade.process_chunk(chunk)
-    cascade.finish()
+    cascade = build_cascade(config, on_emit=printer)
+    samples = config.stabilizer.chunk_samples
+    chunks = (read_pcm_stream(sys.stdin.buffer, samples) if args.audio == "-"
+              else iter_chunks(load_audio(args.audio), samples))
+    run_stream(cascade, chunks)
     print()
     out = Path(args.out)
     refs = segments = None
@@ -251,17 +203,76 @@ def cmd_translate(args) -> int:
     return 0
 
 
-def cmd_simulate(args) -> int:
-    from .simulate import simulate_main
+def _spaced(lang: str) -> bool:
+    from .languages import get_language
 
-    print(json.dumps(simulate_main(args), indent=2, default=str))
+    return get_language(lang).spaced
+
+
+def cmd_simulate(args) -> int:
+    """Text-stream simulation of a corpus (or, with --sweep, every policy over its grid)."""
+    from .simulate import SimulationConfig, read_word_times, simulate
+    from .sweep import default_grid, quality_latency
+
+    corpus = opt.read_data(args)
+    lm = opt.load(args)
+    config = opt.translator_config(args)
+    sim = SimulationConfig(pace=args.pace, unit=args.unit, use_omnisteval=not args.no_omnisteval)
+    times = read_word_times(args.word_times) if args.word_times else None
+    if args.sweep:
+        out = Path(args.out)
+        table = quality_latency(lm, corpus, args.heads and _heads(args, lm, corpus), default_grid(bool(args.heads)),
+                                config, sim, word_times=times, out_csv=out / "curves.csv", out_dir=out)
+        result = {"curves": str(out / "curves.csv"), "rows": len(table)}
+    else:
+        from .pipeline import build_translator
+
+        heads = args.heads and _heads(args, lm, corpus)
+        build_translator(lm, heads, corpus.src_lang, corpus.tgt_lang, args.policy, config)  # checks before the run
+        result = simulate(lm, corpus, heads, args.policy, config, sim, word_times=times, out_dir=args.out).scores
+    print(json.dumps(result, indent=2, default=str))
     return 0
 
 
-def cmd_policy_eval(args) -> int:
-    from .simulate import policy_eval_main
+def _heads(args, lm, corpus):
+    from .pipeline import resolve_heads
 
-    print(json.dumps(policy_eval_main(args), indent=2, default=str))
+    return resolve_heads(args.heads, lm.facts.model_id, corpus.src_lang, corpus.tgt_lang)
+
+
+def cmd_policy_eval(args) -> int:
+    """Oracle evaluation of the AlignAtt rule on gold alignments."""
+    from .fileio import write_json
+    from .oracle import policy_eval
+
+    corpus = opt.read_data(args)
+    lm = opt.load(args)
+    result = policy_eval(lm, corpus, _heads(args, lm, corpus), opt.alignatt_config(args),
+                         show_future=args.show_future, top_k=args.top_k)
+    if args.out:
+        write_json(Path(args.out), result)
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def cmd_figures(args) -> int:
+    """The paper's figures for one model from the shipped data (what `make figures` runs)."""
+    from .figures import DIRECTIONS, FigureConfig, make_figures
+
+    opt.setup_threads(args)
+    directions = tuple(d for d in args.directions.split(",") if d)
+    if args.ql_directions is not None:
+        ql = tuple(d for d in args.ql_directions.split(",") if d)
+    else:
+        ql = tuple(d for d in directions if d == "en-de" or not args.fast)
+    kw = {"model": args.model, "directions": directions or DIRECTIONS, "data_dir": Path(args.data_dir), "k": args.k,
+          "threshold": args.threshold, "ql_directions": ql}
+    kw.update({k: v for k, v in (("limit", args.limit), ("ql_limit", args.ql_limit)) if v is not None})
+    cfg = FigureConfig.fast(**kw) if args.fast else FigureConfig(**kw)
+    manifest = make_figures(cfg, args.out, command="alignheads " + " ".join(args.argv))
+    for name in manifest["figures"]:
+        print(Path(args.out) / name)
+    print(f"{len(manifest['figures'])} figures in {manifest['seconds']} s; manifest {Path(args.out) / 'manifest.json'}")
     return 0
 
 
@@ -276,23 +287,24 @@ def cmd_demo(args) -> int:
     if not data.is_file() or not talk.is_file():
         raise AlignheadsError(f"{data.parent.parent} not found: run the demo from a checkout of the repository")
     out = Path(args.out)
-    common = {"model": args.model, "device": None, "dtype": None}
+    model = ["--model", args.model] + (["--threads", str(args.threads)] if args.threads else [])
+    parser = build_parser()
     print(f"== 1/2 scoring every head of {args.model} on {data.name}")
-    cmd_score(argparse.Namespace(
-        data=str(data), format=None, src="en", tgt="de", gold=None, tgt_file=None, swap=False, limit=args.limit,
-        layout=None, query="own,emit", sure_only=False, seed=0, selection="greedy", k=8, threshold=0.1,
-        out=str(out / "heads"), **common))
+    score = ["score", *model, "--data", str(data), "--src", "en", "--tgt", "de", "--out", str(out / "heads")]
+    cmd_score(parser.parse_args(score + (["--limit", str(args.limit)] if args.limit else [])))
     model_id = EMBEDDED_MODEL_ID if args.model == "embedded" else args.model
     heads = out / "heads" / headset_filename(model_id, "en", "de")
     print(f"\n== 2/2 simultaneous speech translation of {talk.name} (whisper + AlignAtt, 850 ms chunks)")
-    return cmd_translate(argparse.Namespace(
-        audio=str(talk), heads=str(heads), top_k=None, policy="alignatt", asr="whisper", asr_model="embedded",
-        src="en", tgt="de", chunk_ms=850, holdback=0.25, border=1, ref="auto", out=str(out / "talk04"), **common))
+    return cmd_translate(parser.parse_args(["translate", str(talk), *model, "--heads", str(heads), "--tgt", "de",
+                                            "--chunk-ms", "850", "--ref", "auto", "--out", str(out / "talk04")]))
 
 
 # --- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .figures import DATA_DIR, DIRECTIONS
+    from .pipeline import DEFAULT_HOLDBACK
+    from .silver import METHODS
 
     p = argparse.ArgumentParser(
         prog="alignheads",
@@ -310,12 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="word-aligned data tools")
     dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     v = dsub.add_parser("validate", help="check aligned corpus files; print pair and link counts")
-    v.add_argument("paths", nargs="+", metavar="PATH")
-    v.add_argument("--format", choices=FORMATS)
-    v.add_argument("--src")
-    v.add_argument("--tgt")
-    v.add_argument("--gold", metavar="FILE")
-    v.add_argument("--tgt-file", metavar="FILE")
+    v.add_argument("paths", nargs="*", metavar="PATH", help="corpus files (or --data PATH)")
+    opt.add_data_args(v, data_required=False)
     v.add_argument("--strict", action="store_true",
                    help="also require every non-punctuation word to be linked or marked unaligned")
     v.set_defaults(func=cmd_data_validate)
@@ -323,8 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("score", help="score every head, select translation heads, export the head set",
                        description="Score every head, select translation heads, export the head set. "
                        "Runs sharded under `torchrun --nproc_per_node=N -m alignheads.cli score ...`.")
-    _add_model_args(s)
-    _add_data_args(s, langs_required=True)
+    opt.add_model_args(s)
+    opt.add_data_args(s, langs_required=True)
     g = s.add_argument_group("scoring and selection")
     g.add_argument("--query", default="own,emit", help="query positions to score: own, emit or own,emit")
     g.add_argument("--sure-only", action="store_true", help="count only sure links as gold for ts/source_acc")
@@ -339,64 +347,91 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_score)
 
     s = sub.add_parser("heads-eval", help="evaluate a head set's alignment on (held-out) aligned data")
-    s.add_argument("--heads", required=True, metavar="FILE", help="head-set JSON")
-    _add_model_args(s)
-    _add_data_args(s, langs_required=True)
-    s.add_argument("--top-k", type=int, help="use the first K heads of the file (default: all)")
+    opt.add_heads_args(s, required=True)
+    opt.add_model_args(s)
+    opt.add_data_args(s, langs_required=True)
     g = s.add_argument_group("SimAlign comparison")
     g.add_argument("--simalign-encoder", default="embedded", help="embedded | hub id | local dir | none (skip)")
-    g.add_argument("--simalign-method", default="itermax", choices=("inter", "itermax", "mwmf"))
+    g.add_argument("--simalign-method", default="itermax", choices=METHODS)
     g.add_argument("--simalign-layer", type=int, default=8)
     s.set_defaults(func=cmd_heads_eval)
 
-    s = sub.add_parser("align", help="word-align plain parallel text with SimAlign (silver alignments)")
-    s.add_argument("--data", nargs="+", required=True, metavar="PATH",
-                   help="one file (src<TAB>tgt, src ||| tgt, or an aligned corpus whose links are ignored) or two "
-                   "files (source, target)")
-    s.add_argument("--src", required=True)
-    s.add_argument("--tgt", required=True)
-    s.add_argument("--out", required=True, metavar="FILE", help="output corpus (alignheads format, silver links)")
-    s.add_argument("--encoder", default="embedded",
+    s = sub.add_parser("align", help="word-align plain parallel text with SimAlign (silver alignments)",
+                       description="Word-align plain parallel text with SimAlign. --data is one file (src<TAB>tgt, "
+                       "src ||| tgt, or an aligned corpus whose links are ignored), or the source side with "
+                       "--tgt-file the target side.")
+    opt.add_data_args(s, langs_required=True)
+    g = s.add_argument_group("SimAlign")
+    g.add_argument("--encoder", default="embedded",
                    help="embedded (multilingual-e5-small, 4-bit-derived) | bert-base-multilingual-cased | local dir")
-    s.add_argument("--method", default="itermax", choices=("inter", "itermax", "mwmf"))
-    s.add_argument("--layer", type=int, default=8)
-    s.add_argument("--batch-size", type=int, default=32)
-    s.add_argument("--device", help="cpu | cuda")
+    g.add_argument("--method", default="itermax", choices=METHODS)
+    g.add_argument("--layer", type=int, default=8)
+    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--device", help="cpu | cuda")
+    g.add_argument("--threads", type=int, help="torch CPU threads")
+    s.add_argument("--out", required=True, metavar="FILE", help="output corpus (alignheads format, silver links)")
     s.set_defaults(func=cmd_align)
 
-    from .simulate import add_policy_eval_arguments, add_simulate_arguments
-
     s = sub.add_parser("simulate", help="text-stream simultaneous translation of a corpus: instances.log + scores")
-    add_simulate_arguments(s)
+    opt.add_heads_args(s)
+    opt.add_model_args(s)
+    opt.add_data_args(s)
+    opt.add_policy_args(s)
+    g = s.add_argument_group("simulation")
+    g.add_argument("--pace", type=float, default=0.4, help="seconds per source word (without --word-times)")
+    g.add_argument("--word-times", help='JSONL of {"id", "end_times"} (seconds from each sentence start)')
+    g.add_argument("--unit", choices=("word", "ms"), default="word", help="latency unit: source words or ms")
+    g.add_argument("--no-omnisteval", action="store_true", help="score latency with alignheads' own code")
+    g.add_argument("--sweep", action="store_true",
+                   help="run every policy over its parameter grid and write curves.csv instead")
+    s.add_argument("--out", required=True, metavar="DIR")
     s.set_defaults(func=cmd_simulate)
 
     s = sub.add_parser("policy-eval", help="oracle evaluation of the AlignAtt rule on gold alignments "
                        "(premature emissions, over-wait)")
-    add_policy_eval_arguments(s)
+    opt.add_heads_args(s, required=True)
+    opt.add_model_args(s)
+    opt.add_data_args(s)
+    opt.add_policy_args(s, alignatt_only=True)
+    s.add_argument("--show-future", action="store_true",
+                   help="prompt shows the whole source; only the revealed prefix counts as accessible")
+    s.add_argument("--out", metavar="FILE", help="also write the JSON result to this file")
     s.set_defaults(func=cmd_policy_eval)
 
     s = sub.add_parser("translate", help="simultaneous speech translation: audio -> ASR -> AlignAtt MT")
     s.add_argument("audio", metavar="AUDIO", help="wav/flac/mp3/ogg (any rate, channels), or - for raw 16 kHz "
                    "s16le PCM on stdin")
-    _add_model_args(s)
-    s.add_argument("--heads", help="head-set JSON from `alignheads score`, or 'published' (package registry)")
-    s.add_argument("--top-k", type=int, help="use the first K heads of the head set")
-    s.add_argument("--policy", default="alignatt", choices=("alignatt", "wait-k", "cut-last", "local-agreement"))
-    s.add_argument("--asr", default="whisper", choices=("whisper", "qwen"))
-    s.add_argument("--asr-model", default="embedded", help="whisper: embedded | CTranslate2 dir | size name")
-    s.add_argument("--src", default="en")
-    s.add_argument("--tgt", required=True)
-    s.add_argument("--chunk-ms", type=int, default=850, help="850 (low latency) or 1500 (high latency)")
-    s.add_argument("--holdback", type=float, default=0.25,
-                   help="seconds of ASR tail shown in the prompt but not yet accessible (default 0.25)")
-    s.add_argument("--border", type=int, default=1, help="AlignAtt border b: stop when a draft token attends "
-                   "source word >= N_accessible + b (default 1, the paper's)")
+    opt.add_heads_args(s)
+    opt.add_model_args(s)
+    opt.add_policy_args(s, holdback=DEFAULT_HOLDBACK)
+    g = s.add_argument_group("speech")
+    g.add_argument("--src", default="en")
+    g.add_argument("--tgt", required=True)
+    g.add_argument("--asr", default="whisper", choices=("whisper", "qwen"))
+    g.add_argument("--asr-model", default="embedded", help="whisper: embedded | CTranslate2 dir | size name")
+    g.add_argument("--chunk-ms", type=int, default=850, help="850 (low latency) or 1500 (high latency)")
     s.add_argument("--ref", help="reference translation (one sentence per line), or 'auto' for a shipped talk")
     s.add_argument("--out", required=True, metavar="DIR")
     s.set_defaults(func=cmd_translate)
 
+    s = sub.add_parser("figures", help="the paper's figures for one model from the shipped data (make figures)")
+    s.add_argument("--out", default="figures", help="output folder (default: figures/)")
+    s.add_argument("--fast", action="store_true", help="4 pairs per corpus, a small quality-latency sweep")
+    s.add_argument("--model", default="embedded", help="model spec (default: embedded; google/gemma-4-E4B-it on GPU)")
+    s.add_argument("--threads", type=int, help="torch CPU threads (1 is much faster on a busy 2-core machine)")
+    s.add_argument("--directions", default=",".join(DIRECTIONS), help="comma-separated, e.g. en-de,en-zh")
+    s.add_argument("--data-dir", default=str(DATA_DIR), help="folder with <src>-<tgt>.<split>.tsv")
+    s.add_argument("--limit", type=int, help="pairs per corpus")
+    s.add_argument("--k", type=int, default=8, help="top-k heads in heatmaps, shared kernel, head set (default 8)")
+    s.add_argument("--threshold", type=float, default=0.1, help="a head counts when its TS exceeds this (0.1)")
+    s.add_argument("--ql-directions", help="directions of the quality-latency sweep ('' for none; default: every "
+                   "scored direction, en-de only with --fast)")
+    s.add_argument("--ql-limit", type=int, help="held-out sentences in the quality-latency sweep")
+    s.set_defaults(func=cmd_figures)
+
     s = sub.add_parser("demo", help="main job on embedded defaults: calibrate en-de heads, translate a talk")
     s.add_argument("--model", default="embedded")
+    s.add_argument("--threads", type=int, help="torch CPU threads")
     s.add_argument("--limit", type=int)
     s.add_argument("--out", default="out/demo", metavar="DIR")
     s.set_defaults(func=cmd_demo)
@@ -404,7 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         return int(args.func(args) or 0)

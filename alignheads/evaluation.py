@@ -21,7 +21,7 @@ from sacrebleu.metrics import BLEU, CHRF
 from . import latency
 from .errors import AlignheadsError, DataFormatError
 from .fileio import atomic_open, read_jsonl, write_json
-from .languages import get_language
+from .languages import get_language, target_units
 
 
 @dataclass
@@ -35,13 +35,6 @@ class Instance:
     source_length: float  # ms of audio or number of source words
     reference: str | None = None
     source: str | list | None = None
-
-
-def target_units(text: str, lang: str) -> list[str]:
-    """Latency units of `text`: words for spaced languages, non-space characters for zh/ja."""
-    if get_language(lang).spaced:
-        return text.split()
-    return [c for c in text if not c.isspace()]
 
 
 def check_instance(ins: Instance, lang: str | None = None, *, where: tuple[str | None, int | None] = (None, None)):

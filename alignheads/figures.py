@@ -1,4 +1,4 @@
-"""The paper's figures for one model, from the shipped data: `python -m alignheads.figures [--fast] [--out figures/]`.
+"""The paper's figures for one model, from the shipped data: `alignheads figures [--fast] [--out figures/]`.
 
 Per direction (en-de, en-it, en-zh) heads are calibrated on the `dev` split and evaluated on `test`
 (never the other way round). Figures written to the output folder:
@@ -15,16 +15,13 @@ Per direction (en-de, en-it, en-zh) heads are calibrated on the `dev` split and 
 - `policy_trace_<dir>.png`: one sentence of the AlignAtt run, emissions against available source.
 
 `manifest.json` beside them records the model, data hashes, settings, selected heads and the
-numbers behind the ablation and quality-latency plots. Notebook 05 calls the same functions.
-Also here: small glue between `HeadScores` and `viz` that the notebooks use (`leaderboard`,
-`pair_attention`, `attention_figure`, `browse_attention`).
+numbers behind the ablation and quality-latency plots. Notebook 05 calls the same functions;
+`alignheads figures` (`make figures`) runs them all.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -36,11 +33,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from . import __version__, viz
+from .analysis import attention_figure, example_pair_index, split_tables
 from .calibrate import calibrate
-from .data import Corpus, SentencePair, read_corpus
+from .data import Corpus, read_corpus
 from .errors import AlignheadsError
 from .fileio import write_json
-from .headset import Head, HeadSet, HeadSetError
+from .headset import Head, HeadSet
 from .models import LoadedModel, ModelFacts, load_model
 from .prompts import PromptLayout
 from .registry import PUBLISHED
@@ -136,159 +134,6 @@ def run_direction(lm: LoadedModel, direction: str, cfg: FigureConfig) -> Directi
 def run_directions(lm: LoadedModel, cfg: FigureConfig) -> dict[str, DirectionRun]:
     """`run_direction` for every configured direction, in order."""
     return {d: run_direction(lm, d, cfg) for d in cfg.directions}
-
-
-# ----------------------------------------------------------------------------- glue for the notebooks
-
-
-def leaderboard(scores: HeadScores, k: int = 8, column: str = "ts", query: str = "own") -> pd.DataFrame:
-    """The k best heads by `column` at one query position, followed by the baseline rows, for side-by-side reading."""
-    low = column in viz.LOWER_IS_BETTER
-    heads = scores.heads[scores.heads["query"] == query].sort_values(column, ascending=low).head(k)
-    base = scores.baselines[scores.baselines["query"] == query]
-    cols = ["kind", "query", "layer", "head", "ts", "source_acc", "gold_mass", "aer", "precision", "recall"]
-    return pd.concat([heads, base])[cols].reset_index(drop=True)
-
-
-def _as_head(h) -> Head:
-    return h if isinstance(h, Head) else Head(int(h[0]), int(h[1]), *(h[2:3] or ()))
-
-
-def pair_attention(scores: HeadScores, pair_index: int, heads: Sequence[Head | tuple]) -> np.ndarray:
-    """Word-level attention [tgt words x src words] of one scored pair: one head's, or the mean over `heads`."""
-    if not 0 <= pair_index < len(scores.word_attention):
-        raise AlignheadsError(f"pair index {pair_index} out of range: {len(scores.word_attention)} pairs were scored")
-    hs = [_as_head(h) for h in heads]
-    if not hs:
-        raise AlignheadsError("pair_attention: no heads given")
-    wa = scores.word_attention[pair_index]
-    for h in hs:
-        if h.query not in scores.queries:
-            raise AlignheadsError(f"head {h}: query {h.query!r} was not scored (have {scores.queries})")
-        if not (0 <= h.layer < scores.n_layers and 0 <= h.head < scores.n_heads):
-            raise AlignheadsError(f"head {h} outside {scores.n_layers} layers x {scores.n_heads} heads")
-    return np.mean([wa.words[scores.queries.index(h.query), h.layer, h.head] for h in hs], axis=0)
-
-
-def scored_pair(scores: HeadScores, corpus: Corpus, pair_index: int) -> SentencePair:
-    """The corpus pair behind `scores`' pair number `pair_index`."""
-    if not 0 <= pair_index < len(scores.pair_ids):
-        raise AlignheadsError(f"pair index {pair_index} out of range: {len(scores.pair_ids)} pairs were scored")
-    by_id = {p.id: p for p in corpus}
-    pid = scores.pair_ids[pair_index]
-    if pid not in by_id:
-        raise AlignheadsError(f"pair {pid!r} was scored but is not in corpus {corpus.name!r}")
-    return by_id[pid]
-
-
-def attention_figure(scores: HeadScores, corpus: Corpus, pair_index: int, heads: Sequence[Head | tuple], *,
-                     title: str | None = None, save: str | Path | None = None) -> Figure:
-    """`viz.attention_map` of one scored pair for one head or the mean of a head set, gold links overlaid."""
-    pair = scored_pair(scores, corpus, pair_index)
-    hs = [_as_head(h) for h in heads]
-    label = str(hs[0]) if len(hs) == 1 else f"mean of {len(hs)} heads ({' '.join(map(str, hs))})"
-    return viz.attention_map(pair_attention(scores, pair_index, hs), pair.src_words, pair.tgt_words,
-                             sure=pair.sure, possible=pair.possible - pair.sure,
-                             title=title or f"{pair.id}: {label}", save=save)
-
-
-def example_pair_index(scores: HeadScores, corpus: Corpus, pair_id: str | None = None,
-                       words: tuple[int, int] = (9, 16)) -> int:
-    """Index (in `scores`) of `pair_id`, or of the first scored pair whose source has a readable length."""
-    by_id = {p.id: p for p in corpus}
-    if pair_id is not None:
-        if pair_id not in scores.pair_ids:
-            raise AlignheadsError(f"pair {pair_id!r} was not scored; scored: {scores.pair_ids[:8]}...")
-        return scores.pair_ids.index(pair_id)
-    for i, pid in enumerate(scores.pair_ids):
-        if words[0] <= len(by_id[pid].src_words) <= words[1]:
-            return i
-    return 0
-
-
-def browse_attention(scores: HeadScores, corpus: Corpus, *, widgets: bool | None = None):
-    """Interactive attention maps (ipywidgets sliders for pair, layer, head, query) when ipywidgets is installed;
-    returns the widget, or None when `widgets` is False or ipywidgets is missing (use `attention_figure`)."""
-    if widgets is False:
-        return None
-    try:
-        import ipywidgets
-        from IPython.display import display
-    except ImportError:
-        if widgets:
-            raise AlignheadsError("browse_attention(widgets=True) needs ipywidgets (pip install ipywidgets)") from None
-        return None
-
-    def show(pair: int, layer: int, head: int, query: str) -> None:
-        display(attention_figure(scores, corpus, pair, [Head(layer, head, query)]))
-
-    return ipywidgets.interactive(
-        show,
-        pair=ipywidgets.IntSlider(0, 0, len(scores.pair_ids) - 1, description="pair"),
-        layer=ipywidgets.IntSlider(0, 0, scores.n_layers - 1, description="layer"),
-        head=ipywidgets.IntSlider(0, 0, scores.n_heads - 1, description="head"),
-        query=ipywidgets.Dropdown(options=list(scores.queries), description="query"),
-    )
-
-
-def resolve_heads(scores: HeadScores, heads: Sequence[Head | tuple] | None = None, k: int = 3,
-                  query: str = "own") -> list[Head]:
-    """`heads` as `Head`s ((layer, head) tuples read at `query`), or the k best by TS at `query` when empty."""
-    if heads:
-        return [h if isinstance(h, Head) else Head(int(h[0]), int(h[1]), *(tuple(h[2:3]) or (query,)))
-                for h in heads]
-    return topk_by_ts(scores, k, query, threshold=-np.inf)
-
-
-def published_comparison(ours: HeadSet, published: HeadSet, facts: ModelFacts) -> tuple[pd.DataFrame, str]:
-    """The published heads next to our calibration: our TS (own) and rank of each, and whether we chose it;
-    plus a verdict on whether the published set fits this model at all."""
-    try:
-        published.validate(facts, strict_model=False)
-        same_model = published.model_id.lower() == facts.model_id.lower()
-        verdict = (f"the published {published.model_id} heads fit {facts.model_id}"
-                   + ("" if same_model else " in shape only (another model: head indices mean nothing here)"))
-    except HeadSetError as e:
-        return pd.DataFrame([{"layer": h.layer, "head": h.head, "paper_ts": h.ts} for h in published.heads]), (
-            f"not comparable: {e}")
-    ts = np.asarray(ours.scores.get("ts", {}).get("own", []), dtype=float)
-    order = {} if ts.size == 0 else {
-        (int(i // ts.shape[1]), int(i % ts.shape[1])): r for r, i in enumerate(np.argsort(-np.nan_to_num(ts, nan=-1),
-                                                                                      axis=None), start=1)}
-    chosen = {(h.layer, h.head) for h in ours.heads}
-    rows = [{"layer": h.layer, "head": h.head, "paper_ts": h.ts,
-             "our_ts": float(ts[h.layer, h.head]) if ts.size else None,
-             "our_rank": order.get((h.layer, h.head)), "in_our_set": (h.layer, h.head) in chosen}
-            for h in published.heads]
-    return pd.DataFrame(rows), verdict
-
-
-def talk_clip(talk_wav: str | Path, tgt_lang: str, seconds: float | None = None):
-    """A shipped test talk's audio cut to the sentences that end within its first `seconds` (None: all), with
-    their reference translations and (offset, duration) segments in ms: what `score_longform` needs."""
-    from .audio import SAMPLE_RATE, load_audio
-    from .cascade import talk_references
-
-    audio = load_audio(talk_wav)
-    refs, segments = talk_references(talk_wav, tgt_lang)
-    if seconds is None:
-        return audio, refs, segments
-    keep = [i for i, (start, dur) in enumerate(segments) if start + dur <= seconds * 1000]
-    if not keep:
-        raise AlignheadsError(f"{talk_wav}: no sentence ends within the first {seconds:g} s "
-                              f"(the first ends at {(segments[0][0] + segments[0][1]) / 1000:.1f} s)")
-    # Cut where the first sentence left out begins, so no half sentence is transcribed and translated.
-    end = segments[keep[-1] + 1][0] / 1000 if keep[-1] + 1 < len(segments) else seconds
-    return audio[: int(min(seconds, end) * SAMPLE_RATE)], [refs[i] for i in keep], [segments[i] for i in keep]
-
-
-def split_tables(scores: HeadScores, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Score tables of two seeded random halves of the scored pairs (the stability gate's first split)."""
-    n = len(scores.pair_ids)
-    if n < 2:
-        raise AlignheadsError(f"a half-split needs at least 2 scored pairs, have {n}")
-    perm = np.random.default_rng(seed).permutation(n)
-    return scores.subset(perm[: n // 2]), scores.subset(perm[n // 2:])
 
 
 # ----------------------------------------------------------------------------- the paper's figures
@@ -401,7 +246,8 @@ def quality_latency_seconds(lm: LoadedModel, corpus: Corpus, heads: HeadSet | Se
                             progress: bool = True) -> pd.DataFrame:
     """`simulate.quality_latency` on a text stream at `pace` s/word, with every latency column in seconds (the
     `viz.quality_latency` axis unit) instead of source words."""
-    from .simulate import SimulationConfig, quality_latency
+    from .simulate import SimulationConfig
+    from .sweep import quality_latency
 
     sim = SimulationConfig(pace=pace, limit=limit, unit="ms", progress=progress)
     curves = quality_latency(lm, corpus, heads, dict(grid or QL_GRID), sim=sim, layout=layout)
@@ -517,50 +363,3 @@ def _json_default(o):
     if isinstance(o, np.ndarray):
         return o.tolist()
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m alignheads.figures", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="figures", help="output folder (default: figures/)")
-    p.add_argument("--fast", action="store_true", help="4 pairs per corpus, a small quality-latency sweep")
-    p.add_argument("--model", default="embedded", help="model spec (default: embedded; google/gemma-4-E4B-it on GPU)")
-    p.add_argument("--directions", default=",".join(DIRECTIONS), help="comma-separated, e.g. en-de,en-zh")
-    p.add_argument("--data-dir", default=str(DATA_DIR), help="folder with <src>-<tgt>.<split>.tsv")
-    p.add_argument("--limit", type=int, help="pairs per corpus")
-    p.add_argument("--k", type=int, default=8, help="top-k heads in heatmaps, shared kernel, head set (default 8)")
-    p.add_argument("--threshold", type=float, default=0.1, help="a head counts when its TS exceeds this (0.1)")
-    p.add_argument("--ql-directions", help="directions of the quality-latency sweep ('' for none; default: every "
-                   "scored direction, en-de only with --fast)")
-    p.add_argument("--ql-limit", type=int, help="held-out sentences in the quality-latency sweep")
-    p.add_argument("--threads", type=int, help="torch CPU threads (1 is much faster on a busy 2-core machine)")
-    args = p.parse_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    directions = tuple(d for d in args.directions.split(",") if d)
-    if args.ql_directions is not None:
-        ql = tuple(d for d in args.ql_directions.split(",") if d)
-    else:
-        ql = tuple(d for d in directions if d == "en-de" or not args.fast)
-    kw: dict[str, Any] = {"model": args.model, "directions": directions, "data_dir": Path(args.data_dir), "k": args.k,
-                          "threshold": args.threshold, "ql_directions": ql}
-    if args.limit is not None:
-        kw["limit"] = args.limit
-    if args.ql_limit is not None:
-        kw["ql_limit"] = args.ql_limit
-    cfg = FigureConfig.fast(**kw) if args.fast else FigureConfig(**kw)
-    try:
-        command = "python -m alignheads.figures " + " ".join(argv if argv is not None else sys.argv[1:])
-        manifest = make_figures(cfg, args.out, command=command.strip())
-    except AlignheadsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    for name in manifest["figures"]:
-        print(Path(args.out) / name)
-    print(f"{len(manifest['figures'])} figures in {manifest['seconds']} s; manifest {Path(args.out) / 'manifest.json'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

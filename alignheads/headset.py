@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,8 @@ from .models import ModelFacts
 from .prompts import PromptLayout
 
 SCHEMA = "alignheads.headset/1"
+QUERIES = ("own", "emit")  # where a head is read: at the target token itself, or at the position that emits it
+_LABEL = re.compile(r"L(\d+)H(\d+)(?:@(own|emit))?")
 
 
 class HeadSetError(AlignheadsError):
@@ -38,6 +41,25 @@ class Head:
 
     def __str__(self) -> str:
         return f"L{self.layer}H{self.head}" + ("" if self.query == "own" else f"@{self.query}")
+
+    @classmethod
+    def parse(cls, h: HeadLike) -> Head:
+        """A Head from any head-like value: Head, HeadEntry, (layer, head[, query]) or a label like "L11H2@emit"."""
+        if isinstance(h, Head):
+            return h
+        if isinstance(h, HeadEntry):
+            return h.key
+        if isinstance(h, str):
+            m = _LABEL.fullmatch(h.strip())
+            if not m:
+                raise HeadSetError(f"head label {h!r}: expected L<layer>H<head> or L<layer>H<head>@emit")
+            return cls(int(m[1]), int(m[2]), m[3] or "own")
+        if isinstance(h, (tuple, list)) and len(h) in (2, 3) and all(isinstance(x, int) for x in h[:2]):
+            head = cls(int(h[0]), int(h[1]), *(h[2:3] or ()))
+            if head.query not in QUERIES:
+                raise HeadSetError(f"head {h!r}: query must be one of {QUERIES}, not {head.query!r}")
+            return head
+        raise HeadSetError(f"not a head: {h!r} (expected Head, (layer, head[, query]) or 'L<layer>H<head>[@emit]')")
 
 
 @dataclass(frozen=True)
@@ -137,6 +159,27 @@ class HeadSet:
             raise HeadSetError(f"{where}: the tokenizer's chat template differs from the one calibrated with")
 
 
+HeadLike = Head | HeadEntry | tuple | str
+
+
+def as_heads(heads: HeadSet | Sequence[HeadLike] | None, facts: ModelFacts | None = None,
+             layout: PromptLayout | None = None, top_k: int | None = None) -> list[Head]:
+    """Heads from a HeadSet (validated against `facts`/`layout`, its first `top_k`) or any head-likes, range-checked."""
+    if heads is None:
+        return []
+    if isinstance(heads, HeadSet):
+        if facts is not None:
+            heads.validate(facts, layout)
+        heads = heads.top(top_k)
+    out = [Head.parse(h) for h in heads]
+    if facts is not None:
+        for h in out:
+            if not (0 <= h.layer < facts.num_layers and 0 <= h.head < facts.num_heads):
+                raise HeadSetError(f"head {h} out of range for {facts.num_layers} layers x {facts.num_heads} heads "
+                                   f"of {facts.model_id}")
+    return out
+
+
 def _norm_id(model_id: str) -> str:
     return model_id.strip().lower()
 
@@ -161,7 +204,7 @@ def load_headset(path: str | Path) -> HeadSet:
     for i, item in enumerate(d["token_alignment_heads"]):
         if not isinstance(item, dict) or not all(isinstance(item.get(k), int) for k in ("layer", "head")):
             raise HeadSetError(f"{path}: token_alignment_heads[{i}] needs integer 'layer' and 'head', got {item!r}")
-        if item.get("query", "own") not in ("own", "emit"):
+        if item.get("query", "own") not in QUERIES:
             raise HeadSetError(f"{path}: token_alignment_heads[{i}].query must be 'own' or 'emit'")
         known = {k: item[k] for k in HeadEntry.__dataclass_fields__ if k in item}
         entries.append(HeadEntry(**known))

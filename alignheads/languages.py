@@ -53,3 +53,10 @@ def get_language(code: str) -> Language:
         known = ", ".join(sorted(LANGUAGES))
         raise AlignheadsError(f"unknown language {code!r}; known codes: {known}")
     return LANGUAGES[key]
+
+
+def target_units(text: str, lang: str) -> list[str]:
+    """Latency units of `text`: words for spaced languages, non-space characters for zh/ja."""
+    if get_language(lang).spaced:
+        return text.split()
+    return [c for c in text if not c.isspace()]

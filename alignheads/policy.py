@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
 from .errors import AlignheadsError
+from .metrics import diagonal_words
 
 # Stop reasons (the keys alignheads.viz.policy_trace knows are future_source, rewind, end_of_draft, final).
 FUTURE_SOURCE = "future_source"
@@ -194,5 +196,140 @@ def diagonal_positions(token_words: Sequence[int], n_src: int, n_tgt: int) -> np
     """Positional baseline: the draft token of target word j aligns to source word round(j·(n_src−1)/(n_tgt−1))."""
     if n_src < 1 or n_tgt < 1:
         raise AlignheadsError(f"diagonal positions need n_src, n_tgt >= 1, got {n_src}, {n_tgt}")
-    words = np.rint(np.arange(n_tgt) * (n_src - 1) / max(1, n_tgt - 1)).astype(int)
-    return words[np.asarray(token_words, dtype=int)]
+    return diagonal_words(n_src, n_tgt)[np.asarray(token_words, dtype=int)]
+
+
+# ----------------------------------------------------------------------------- the policy registry
+
+
+@dataclass
+class DraftView:
+    """What a policy sees of one draft (the translator builds it; `attention` only for policies that need heads)."""
+
+    text: str  # the draft's text
+    token_ends: list[int]  # token_ends[t]: characters of `text` covered by the first t draft tokens
+    complete: bool  # the draft ended with a stop token, so its last unit is whole
+    spaced: bool  # target units are whitespace words (else characters)
+    n_accessible: int  # source words the policy may rely on
+    n_emitted: int  # target units of this sentence already emitted
+    attention: np.ndarray | None = None  # [heads, draft tokens, source words]
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_ends) - 1
+
+
+@dataclass
+class Cut:
+    """A policy's decision on a draft: accepted tokens, characters to emit (whole units), and why it stopped."""
+
+    keep_tokens: int
+    chars: int
+    reason: str
+    stop_index: int | None = None  # the draft token that stopped the scan (AlignAtt)
+    positions: np.ndarray | None = None  # aligned source word per draft token (AlignAtt)
+    head_positions: np.ndarray | None = None  # the same per head [heads, tokens]
+
+
+class Policy:
+    """A simultaneous policy: its name, the config field a quality-latency curve varies, its default sweep grid,
+    and `decide(view, config, state)` on one draft. `state` is a dict the translator resets per sentence."""
+
+    name: str = ""
+    param: str | None = None  # dotted attribute of TranslatorConfig, e.g. "alignatt.border"
+    grid: tuple = ()
+    needs_heads: bool = False
+
+    def decide(self, view: DraftView, config: Any, state: dict) -> Cut:
+        raise NotImplementedError
+
+    def param_value(self, config: Any) -> Any:
+        """The value of this policy's swept parameter in `config` (None for a parameter-free policy)."""
+        value = config
+        for attr in (self.param or "").split(".") if self.param else ():
+            value = getattr(value, attr)
+        return None if self.param is None else value
+
+    def with_param(self, config: Any, value: Any) -> Any:
+        """A copy of `config` with this policy's swept parameter set to `value`."""
+        if self.param is None:
+            return config
+        head, _, rest = self.param.partition(".")
+        if not rest:
+            return replace(config, **{head: type(getattr(config, head))(value)})
+        inner = getattr(config, head)
+        return replace(config, **{head: replace(inner, **{rest: type(getattr(inner, rest))(value)})})
+
+
+class AlignAtt(Policy):
+    """AlignAtt on the draft's head attention (border and rewind rules), then cut back to whole units."""
+
+    name, param, grid, needs_heads = "alignatt", "alignatt.border", (1, 0, -1, -2, -3), True
+
+    def decide(self, view: DraftView, config: Any, state: dict) -> Cut:
+        cfg = config.alignatt
+        positions, head_pos = alignatt_positions(view.attention, cfg)
+        keep, reason, stop = alignatt_cut(positions, view.n_accessible, cfg, state.get("last_position"))
+        whole = keep == view.n_tokens and view.complete
+        chars = unit_cut(view.text, len(view.text) if whole else view.token_ends[keep], view.spaced, whole)
+        emitted = [t for t in range(keep) if view.token_ends[t + 1] <= chars]
+        if emitted:  # the rewind rule compares with the last token that went out
+            state["last_position"] = int(positions[emitted[-1]])
+        return Cut(keep, chars, reason, stop, positions, head_pos)
+
+
+class _UnitPolicy(Policy):
+    """A baseline that decides in whole target units of the draft."""
+
+    reason = ""
+
+    def keep_units(self, units: list[str], view: DraftView, config: Any, state: dict) -> int:
+        raise NotImplementedError
+
+    def decide(self, view: DraftView, config: Any, state: dict) -> Cut:
+        ends = unit_ends(view.text, view.spaced, view.complete)
+        units = [view.text[(ends[i - 1] if i else 0): e].strip() for i, e in enumerate(ends)]
+        keep = self.keep_units(units, view, config, state)
+        chars = ends[keep - 1] if keep else 0
+        keep_tokens = next((t for t in range(view.n_tokens + 1) if view.token_ends[t] >= chars), view.n_tokens)
+        return Cut(keep_tokens, chars, END_OF_DRAFT if keep == len(units) else self.reason)
+
+
+class WaitK(_UnitPolicy):
+    """wait-k: after k source words, one target unit per source word."""
+
+    name, param, grid, reason = "wait-k", "wait_k", (1, 2, 3, 5), "wait_k"
+
+    def keep_units(self, units, view, config, state) -> int:
+        return wait_k(len(units), view.n_emitted, view.n_accessible, config.wait_k)
+
+
+class CutLast(_UnitPolicy):
+    """cut-last-x: emit the draft minus its last x words."""
+
+    name, param, grid, reason = "cut-last", "cut_last", (0, 1, 2, 3, 4), "cut_last"
+
+    def keep_units(self, units, view, config, state) -> int:
+        words = len(view.text.split()) if view.spaced else len(units)
+        return min(len(units), cut_last(words, config.cut_last))
+
+
+class LocalAgreementPolicy(_UnitPolicy):
+    """LocalAgreement-2: emit what two consecutive drafts agree on."""
+
+    name, param, grid, reason = "local-agreement", None, (2,), "local_agreement"
+
+    def keep_units(self, units, view, config, state) -> int:
+        keep = local_agreement(state.get("previous"), units)
+        state["previous"] = units[keep:]
+        return keep
+
+
+POLICIES: dict[str, Policy] = {p.name: p for p in (AlignAtt(), WaitK(), CutLast(), LocalAgreementPolicy())}
+
+
+def get_policy(name: str) -> Policy:
+    """The registered policy called `name`; a clear error listing the known ones otherwise."""
+    if name not in POLICIES:
+        raise AlignheadsError(f"unknown policy {name!r}; choose one of {', '.join(POLICIES)}")
+    return POLICIES[name]

@@ -30,6 +30,7 @@ from .attention import pool_source_words, replay_rows
 from .capture import AttentionCapture
 from .data import Corpus, SentencePair
 from .kvcache import PrefixCache
+from .metrics import aer_metrics, alignment_counts, diagonal_words
 from .models import LoadedModel
 from .prompts import PromptLayout, RenderedPrompt, render
 
@@ -159,17 +160,6 @@ def _diagonal_rows(r: RenderedPrompt, tokens: Sequence[int], T: int) -> torch.Te
     return rows
 
 
-def diagonal_words(n_src: int, n_tgt: int) -> np.ndarray:
-    """Positional word aligner: target word j -> source word round(j · (n_src-1)/(n_tgt-1))."""
-    return np.rint(np.arange(n_tgt) * (n_src - 1) / max(1, n_tgt - 1)).astype(int)
-
-
-def alignment_counts(pred: Iterable[tuple[int, int]], pair: SentencePair) -> np.ndarray:
-    """(|A∩S|, |A∩P|, |A|, |S|) for predicted links A against the pair's gold."""
-    a = set(pred)
-    return np.array([len(a & pair.sure), len(a & pair.possible), len(a), len(pair.sure)], dtype=np.float64)
-
-
 def _token_contrib(rows: torch.Tensor, tokens_src: list[list[int]], src_span: tuple[int, int]) -> np.ndarray:
     """Per virtual head [K]: ts rate, source_acc rate, gold mass (rows: [K, n_tok, T])."""
     K, n, T = rows.shape
@@ -247,12 +237,10 @@ def _table(total: np.ndarray, L: int, H: int, queries: Sequence[str]) -> pd.Data
     for kind, q, layer, head, c in rows:
         d = dict(zip(_COLS, c, strict=True))
         n = max(d["scored"], 1.0)
-        a_s, a_p, a_n, s_n = d["a_s"], d["a_p"], d["a_n"], d["s_n"]
         recs.append({
             "kind": kind, "query": q, "layer": layer, "head": head,
             "ts": d["ts"] / n, "source_acc": d["source_acc"] / n, "gold_mass": d["gold_mass"] / n,
-            "aer": 1.0 - (a_s + a_p) / max(a_n + s_n, 1.0),
-            "precision": a_p / max(a_n, 1.0), "recall": a_s / max(s_n, 1.0),
+            **aer_metrics((d["a_s"], d["a_p"], d["a_n"], d["s_n"])),
             "n_pairs": int(d["scored"]), "n_tokens": int(d["n_tokens"]),
         })
     return pd.DataFrame.from_records(recs)

@@ -15,7 +15,8 @@ import pandas as pd
 
 from .data import Corpus
 from .headset import Head
-from .scoring import QUERIES, HeadScores, alignment_counts
+from .metrics import aer_metrics, alignment_counts
+from .scoring import QUERIES, HeadScores
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,7 @@ def ensemble_metrics(scores: HeadScores, corpus: Corpus, heads: Sequence[Head],
     idx = range(len(scores.pair_ids)) if pairs is None else pairs
     c = sum((alignment_counts(ensemble_links(scores, heads, i), by_id[scores.pair_ids[i]]) for i in idx),
             np.zeros(4))
-    a_s, a_p, a_n, s_n = c
-    return {"aer": float(1 - (a_s + a_p) / max(a_n + s_n, 1)), "precision": float(a_p / max(a_n, 1)),
-            "recall": float(a_s / max(s_n, 1))}
+    return aer_metrics(c)
 
 
 def greedy_ensemble(scores: HeadScores, corpus: Corpus, cfg: SelectionConfig = SelectionConfig(),

@@ -17,7 +17,7 @@ tests/test_silver.py checks that the links equal those of SimAlign's own `Senten
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ from .data import Corpus, SentencePair, _read_lines, read_corpus
 from .encoder import EMBEDDED_ENCODER, load_encoder, resolve_encoder
 from .errors import AlignheadsError, DataFormatError, ModelSpecError
 from .languages import get_language
-from .scoring import alignment_counts
+from .metrics import aer_metrics, alignment_counts
 
 METHODS = ("inter", "itermax", "mwmf")
 # Families whose hidden_states[layer] equals the output of a model cut to `layer` layers (no final norm)
@@ -233,6 +233,14 @@ class ParallelText:
     def __len__(self) -> int:
         return len(self.src)
 
+    def swap(self) -> ParallelText:
+        """The same sentences with source and target exchanged."""
+        return replace(self, src=self.tgt, tgt=self.src, src_lang=self.tgt_lang, tgt_lang=self.src_lang)
+
+    def head(self, n: int) -> ParallelText:
+        """The first n pairs."""
+        return replace(self, src=self.src[:n], tgt=self.tgt[:n], ids=self.ids[:n])
+
 
 def _split_words(text: str, path: Path, line: int, side: str) -> Words:
     words = tuple(text.split())
@@ -320,7 +328,7 @@ def align_parallel(text: ParallelText, src_lang: str | None = None, tgt_lang: st
 def aligner_metrics(corpus_pred: Corpus, corpus_gold: Corpus) -> dict:
     """AER, precision, recall (fractions, corpus-level) of predicted sure links against gold sure/possible links.
 
-    Pairs are matched by position and must have the same words. Uses `scoring.alignment_counts`, so the
+    Pairs are matched by position and must have the same words. Uses `metrics.alignment_counts`, so the
     numbers are comparable with the head scores.
     """
     if len(corpus_pred) != len(corpus_gold):
@@ -330,9 +338,8 @@ def aligner_metrics(corpus_pred: Corpus, corpus_gold: Corpus) -> dict:
         if p.src_words != g.src_words or p.tgt_words != g.tgt_words:
             raise AlignheadsError(f"pair {p.id} (prediction) and {g.id} (gold) have different words")
         counts += alignment_counts(p.sure, g)
-    a_s, a_p, a_n, s_n = counts
-    return {"aer": 1.0 - (a_s + a_p) / max(a_n + s_n, 1.0), "precision": a_p / max(a_n, 1.0),
-            "recall": a_s / max(s_n, 1.0), "n_pairs": len(corpus_gold), "n_links": int(a_n), "n_gold_sure": int(s_n)}
+    return {**aer_metrics(counts), "n_pairs": len(corpus_gold), "n_links": int(counts[2]),
+            "n_gold_sure": int(counts[3])}
 
 
 def compare_aligner(gold: Corpus, *, encoder: str = EMBEDDED_ENCODER, method: str = "itermax", layer: int = 8,

@@ -9,7 +9,8 @@ YAML for `simulstream_inference --speech-processor-config alignheads.yaml ...`:
     policy: alignatt
     asr: whisper                   # or qwen
     holdback: 0.25                 # seconds of ASR tail shown but not yet accessible
-    border: 1
+    border: 1                      # any translator setting: the `alignheads translate` flag names (wait_k, ...)
+    preset: paper                  # optional: named settings (alignheads.pipeline.PRESETS)
     source_lang: en
     target_lang: de
 
@@ -25,15 +26,11 @@ import numpy as np
 from simulstream.server.speech_processors import SpeechProcessor
 from simulstream.server.speech_processors.incremental_output import IncrementalOutput
 
-from .asr import load_asr
 from .cascade import SpeechCascade
-from .headset import load_headset
 from .languages import get_language
 from .models import load_model
-from .policy import AlignAttConfig
-from .registry import published_headset
+from .pipeline import SETTINGS, CascadeConfig, build_cascade, configure_translator, load_cascade_asr
 from .stabilizer import StabilizerConfig
-from .translator import SimultaneousTranslator, TranslatorConfig
 
 
 class AlignheadsSpeechProcessor(SpeechProcessor):
@@ -45,8 +42,8 @@ class AlignheadsSpeechProcessor(SpeechProcessor):
     @classmethod
     def load_model(cls, config: SimpleNamespace) -> None:
         cls._lm = load_model(getattr(config, "model", "embedded"))
-        asr = getattr(config, "asr", "whisper")
-        cls._asr = load_asr(asr, **({"model": getattr(config, "asr_model", "embedded")} if asr == "whisper" else {}))
+        cls._asr = load_cascade_asr(CascadeConfig(asr=getattr(config, "asr", "whisper"),
+                                                  asr_model=getattr(config, "asr_model", "embedded")))
 
     def __init__(self, config: SimpleNamespace):
         super().__init__(config)
@@ -58,17 +55,12 @@ class AlignheadsSpeechProcessor(SpeechProcessor):
 
     def _build(self) -> SpeechCascade:
         cfg = self.config
-        policy = getattr(cfg, "policy", "alignatt")
-        heads = None
-        if policy == "alignatt":
-            spec = getattr(cfg, "heads", "published")
-            heads = (published_headset(self._lm.facts.model_id, self.src_lang, self.tgt_lang) if spec == "published"
-                     else load_headset(spec))
-        holdback = float(getattr(cfg, "holdback", 0.25))
-        config = TranslatorConfig(alignatt=AlignAttConfig(border=int(getattr(cfg, "border", 1))), holdback=holdback)
-        translator = SimultaneousTranslator(self._lm, heads, self.src_lang, self.tgt_lang, policy, config)
-        stab = StabilizerConfig(chunk_ms=int(round(self.speech_chunk_size * 1000)), holdback_s=holdback)
-        return SpeechCascade(self._asr, translator, self.src_lang, stab)
+        translator = configure_translator(CascadeConfig().translator, getattr(cfg, "preset", None),
+                                          **{k: getattr(cfg, k, None) for k in SETTINGS})
+        config = CascadeConfig(heads=getattr(cfg, "heads", "published"), src=self.src_lang, tgt=self.tgt_lang,
+                               policy=getattr(cfg, "policy", "alignatt"), translator=translator,
+                               stabilizer=StabilizerConfig(chunk_ms=int(round(self.speech_chunk_size * 1000))))
+        return build_cascade(config, lm=self._lm, asr=self._asr)
 
     def _output(self, units: list[str]) -> IncrementalOutput:
         return IncrementalOutput(units, self.tokens_to_string(units), [], "")

@@ -25,15 +25,14 @@ class StabilizerConfig:
 
     chunk_ms: int = 850  # re-transcription period (850 low latency, 1500 high)
     min_start_s: float = 2.0  # no output before this much audio
-    holdback_s: float = 0.0  # partial words ending later than now - holdback are not yet usable (e.g. 0.25)
     sentence_final: str = ".?!。？！"
     max_buffer_s: float = 30.0  # commit the agreed prefix without a sentence end once the buffer is this long
 
     def __post_init__(self):
         if self.chunk_ms <= 0:
             raise AlignheadsError(f"chunk_ms must be positive, got {self.chunk_ms}")
-        if self.min_start_s < 0 or self.holdback_s < 0:
-            raise AlignheadsError("min_start_s and holdback_s must be >= 0")
+        if self.min_start_s < 0:
+            raise AlignheadsError(f"min_start_s must be >= 0, got {self.min_start_s}")
         if self.max_buffer_s <= 0:
             raise AlignheadsError(f"max_buffer_s must be positive, got {self.max_buffer_s}")
         if not self.sentence_final:
@@ -52,20 +51,9 @@ class StabilizerUpdate:
     now: float  # stream time of this update
     committed: list[Word] = field(default_factory=list)  # newly committed (append-only across updates)
     partial: list[Word] = field(default_factory=list)  # uncommitted tail of the current hypothesis
-    n_usable: int = 0  # leading partial words that end before now - holdback
     cut: float = 0.0  # stream time where the uncommitted audio starts (drop the buffer before it)
     final: bool = False  # produced by finish(): everything is committed
     sentence_final: str = ".?!。？！"
-
-    @property
-    def usable(self) -> list[Word]:
-        """Partial words old enough to be trusted (outside the hold-back window)."""
-        return self.partial[: self.n_usable]
-
-    @property
-    def held(self) -> list[Word]:
-        """Partial words inside the hold-back window."""
-        return self.partial[self.n_usable :]
 
     @property
     def sentences(self) -> list[list[Word]]:
@@ -143,11 +131,7 @@ class Stabilizer:
             prev_start = w.start
 
     def _update(self, now: float, committed: list[Word], partial: list[Word], final: bool = False) -> StabilizerUpdate:
-        limit = now - self.config.holdback_s + 1e-9
-        n_usable = 0
-        while n_usable < len(partial) and partial[n_usable].end <= limit:
-            n_usable += 1
-        return StabilizerUpdate(now, committed, partial, n_usable, self.cut, final, self.config.sentence_final)
+        return StabilizerUpdate(now, committed, partial, self.cut, final, self.config.sentence_final)
 
     def _commit(self, words: list[Word], k: int) -> list[Word]:
         """Commit words[:k]; move the cut to the first uncommitted word (or the end of the last committed one)."""

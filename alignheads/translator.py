@@ -28,26 +28,13 @@ import torch
 from .attention import pool_source_words, replay_rows
 from .capture import AttentionCapture
 from .errors import AlignheadsError
-from .evaluation import target_units
-from .headset import Head, HeadSet
+from .headset import HeadLike, HeadSet, as_heads
 from .kvcache import common_prefix, rollback
-from .languages import get_language
+from .languages import get_language, target_units
 from .models import LoadedModel
-from .policy import (
-    END_OF_DRAFT,
-    FINAL,
-    AlignAttConfig,
-    alignatt_cut,
-    alignatt_positions,
-    cut_last,
-    local_agreement,
-    unit_cut,
-    unit_ends,
-    wait_k,
-)
+from .policy import END_OF_DRAFT, FINAL, POLICIES, AlignAttConfig, Cut, DraftView
 from .prompts import PromptLayout, RenderedPrompt, render
 
-POLICIES = ("alignatt", "wait-k", "cut-last", "local-agreement")
 NO_SOURCE = "no_source"
 NO_NEW_SOURCE = "no_new_source"
 _END_TOKENS = ("<end_of_turn>", "<turn|>", "<|im_end|>", "<|eot_id|>", "<|end|>")
@@ -80,10 +67,6 @@ class TranslatorConfig:
     context_limit: int | None = None  # tokens; None = the model's max_position_embeddings
     memo_size: int = 0  # >0: remember drafts per prompt (sweeps over policy parameters share them)
 
-    def param(self, policy: str) -> Any:
-        """The parameter a quality-latency curve varies for `policy`."""
-        return {"alignatt": self.alignatt.border, "wait-k": self.wait_k, "cut-last": self.cut_last,
-                "local-agreement": 2}[policy]
 
 
 @dataclass
@@ -166,32 +149,13 @@ class Draft:
     memo_hit: bool = False
 
 
-def _as_heads(heads, lm: LoadedModel, layout: PromptLayout, top_k: int | None) -> list[Head]:
-    if heads is None:
-        return []
-    if isinstance(heads, HeadSet):
-        heads.validate(lm.facts, layout)
-        heads = heads.top(top_k)
-    out = []
-    for h in heads:
-        if not isinstance(h, Head):
-            raise TranslatorError(f"heads must be Head(layer, head, query) or a HeadSet, got {h!r}")
-        if not (0 <= h.layer < lm.facts.num_layers and 0 <= h.head < lm.facts.num_heads):
-            raise TranslatorError(f"head {h} out of range for {lm.facts.num_layers} layers x "
-                                  f"{lm.facts.num_heads} heads of {lm.facts.model_id}")
-        if h.query not in ("own", "emit"):
-            raise TranslatorError(f"head {h}: query must be 'own' or 'emit', not {h.query!r}")
-        out.append(h)
-    return out
-
-
 class SimultaneousTranslator:
     """Append-only simultaneous translation of one sentence at a time (call `reset()` between sentences)."""
 
     def __init__(
         self,
         lm: LoadedModel,
-        heads: Sequence[Head] | HeadSet | None = None,
+        heads: Sequence[HeadLike] | HeadSet | None = None,
         src_lang: str = "en",
         tgt_lang: str = "de",
         policy: str = "alignatt",
@@ -204,13 +168,14 @@ class SimultaneousTranslator:
             raise TranslatorError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
         self.lm = lm
         self.policy = policy
+        self._policy = POLICIES[policy]
         self.config = config or TranslatorConfig()
         self.layout = layout or PromptLayout.for_tokenizer(lm.tokenizer, src_lang, tgt_lang)
         self.src_lang, self.tgt_lang = self.layout.src_lang, self.layout.tgt_lang
         self.spaced = get_language(self.tgt_lang).spaced
-        self.heads = _as_heads(heads, lm, self.layout, self.config.top_k)
-        if policy == "alignatt" and not self.heads:
-            raise TranslatorError("the alignatt policy needs alignment heads (a HeadSet or a list of Head)")
+        self.heads = as_heads(heads, lm.facts, self.layout, self.config.top_k)
+        if self._policy.needs_heads and not self.heads:
+            raise TranslatorError(f"the {policy} policy needs alignment heads (a HeadSet or a list of Head)")
         self._layers = sorted({h.layer for h in self.heads})
         self._groups: dict[tuple[int, str], list[int]] = {}
         for i, h in enumerate(self.heads):
@@ -237,8 +202,7 @@ class SimultaneousTranslator:
         self.history: list[Update] = []
         self.finished = False
         self._last_key: tuple | None = None
-        self._last_position: int | None = None
-        self._la_previous: list[str] | None = None
+        self._state: dict = {}  # the policy's per-sentence memory
         self._n_units = 0
 
     @property
@@ -268,7 +232,7 @@ class SimultaneousTranslator:
             cap = min(self.config.final_max_tokens, 16 + 3 * (prompt.src_token_span[1] - prompt.src_token_span[0]))
             draft = self._draft(prompt, cap, attention=False, end_if_cap="length_cap")
         else:
-            draft = self._draft(prompt, self.config.alignatt.max_draft, attention=self.policy == "alignatt")
+            draft = self._draft(prompt, self.config.alignatt.max_draft, attention=self._policy.needs_heads)
         self._last_key = key  # only once the draft succeeded: a failed update is retried, not skipped
         t_decide = time.perf_counter()
         trace = self._decide(prompt, draft, n_acc, len(words), final)
@@ -418,64 +382,35 @@ class SimultaneousTranslator:
         return ends
 
     def _decide(self, prompt: RenderedPrompt, draft: Draft, n_acc: int, n_src: int, final: bool) -> DecisionTrace:
-        tok = self.lm.tokenizer
         n = len(draft.ids)
-        body = tok.decode(draft.ids)
+        body = self.lm.tokenizer.decode(draft.ids)
         text = body + draft.tail
         ends = self._char_ends(draft.ids, body)
-        complete = draft.end in ("eos", "newline")
         trace = DecisionTrace(self.policy, n_src, n_acc, END_OF_DRAFT, draft_text=text, draft_end=draft.end,
                               prompt_tokens=draft.prompt_tokens, reused_tokens=draft.reused_tokens,
                               heads=self.heads_label, attention=draft.attention, timings=dict(draft.timings),
                               memo_hit=draft.memo_hit)
-        positions = head_pos = None
-        stop_index = None
         if final:
-            keep_tokens, reason = n, FINAL
-            cut = len(text.rstrip())
-        elif self.policy == "alignatt":
-            positions, head_pos = alignatt_positions(draft.attention, self.config.alignatt)
-            keep_tokens, reason, stop_index = alignatt_cut(positions, n_acc, self.config.alignatt, self._last_position)
-            keep_chars = len(text) if keep_tokens == n and complete else ends[keep_tokens]
-            cut = unit_cut(text, keep_chars, self.spaced, complete and keep_tokens == n)
+            cut = Cut(n, len(text.rstrip()), FINAL)
         else:
-            unit_end = unit_ends(text, self.spaced, complete)
-            units = [text[(unit_end[i - 1] if i else 0): e].strip() for i, e in enumerate(unit_end)]
-            if self.policy == "wait-k":
-                keep_units = wait_k(len(units), self._n_units, n_acc, self.config.wait_k)
-                reason = "wait_k"
-            elif self.policy == "cut-last":
-                all_words = len(text.split()) if self.spaced else len(units)
-                keep_units = min(len(units), cut_last(all_words, self.config.cut_last))
-                reason = "cut_last"
-            else:
-                keep_units = local_agreement(self._la_previous, units)
-                self._la_previous = units[keep_units:]
-                reason = "local_agreement"
-            if keep_units == len(units):
-                reason = END_OF_DRAFT
-            cut = unit_end[keep_units - 1] if keep_units else 0
-            keep_tokens = next((t for t in range(n + 1) if ends[t] >= cut), n)
-        trace.stop_reason, trace.stop_index = reason, stop_index
-        trace.kept_tokens, trace.emitted_chars = keep_tokens, cut
-        last_emitted = None
+            view = DraftView(text, ends, draft.end in ("eos", "newline"), self.spaced, n_acc, self._n_units,
+                             draft.attention)
+            cut = self._policy.decide(view, self.config, self._state)
+        trace.stop_reason, trace.stop_index = cut.reason, cut.stop_index
+        trace.kept_tokens, trace.emitted_chars = cut.keep_tokens, cut.chars
         for t in range(n):
-            piece = body[ends[t]: ends[t + 1]]
-            if t < keep_tokens:
-                status = "emitted" if ends[t + 1] <= cut else "unit_cut"
-                last_emitted = t if status == "emitted" else last_emitted
-            elif stop_index is not None:
-                status = reason if t == stop_index else "after_stop"
+            if t < cut.keep_tokens:
+                status = "emitted" if ends[t + 1] <= cut.chars else "unit_cut"
+            elif cut.stop_index is not None:
+                status = cut.reason if t == cut.stop_index else "after_stop"
             else:
                 status = "held"
             trace.tokens.append(TokenDecision(
-                t, draft.ids[t], piece,
-                None if positions is None else int(positions[t]),
-                None if head_pos is None else [int(p) for p in head_pos[:, t]],
+                t, draft.ids[t], body[ends[t]: ends[t + 1]],
+                None if cut.positions is None else int(cut.positions[t]),
+                None if cut.head_positions is None else [int(p) for p in cut.head_positions[:, t]],
                 status,
             ))
-        if positions is not None and last_emitted is not None:
-            self._last_position = int(positions[last_emitted])
         return trace
 
     # ------------------------------------------------------------------ views

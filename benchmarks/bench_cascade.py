@@ -23,24 +23,21 @@ from common import machine_info, pin_threads, print_table, write_result  # noqa:
 from alignheads.asr import load_asr  # noqa: E402
 from alignheads.audio import SAMPLE_RATE, iter_chunks, load_audio  # noqa: E402
 from alignheads.calibrate import calibrate  # noqa: E402
-from alignheads.cascade import SpeechCascade, talk_references  # noqa: E402
 from alignheads.data import read_corpus  # noqa: E402
 from alignheads.evaluation import score_longform  # noqa: E402
 from alignheads.headset import load_headset  # noqa: E402
 from alignheads.models import load_model  # noqa: E402
+from alignheads.pipeline import CascadeConfig, build_cascade  # noqa: E402
 from alignheads.scoring import ScoreConfig  # noqa: E402
 from alignheads.stabilizer import StabilizerConfig  # noqa: E402
-from alignheads.translator import SimultaneousTranslator, TranslatorConfig  # noqa: E402
-
-HOLDBACK = 0.25  # the paper's: ASR tail words shown but not yet accessible
+from alignheads.talks import talk_references  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TALKS = ROOT / "data" / "talks"
 
 
 def run_talk(lm, asr, heads, chunk_ms: int, talk: Path) -> dict:
-    translator = SimultaneousTranslator(lm, heads, "en", "de", "alignatt", TranslatorConfig(holdback=HOLDBACK))
-    cascade = SpeechCascade(asr, translator, "en", StabilizerConfig(chunk_ms=chunk_ms, holdback_s=HOLDBACK))
+    cascade = build_cascade(CascadeConfig(heads=heads, stabilizer=StabilizerConfig(chunk_ms=chunk_ms)), lm=lm, asr=asr)
     audio = load_audio(talk)
     t0 = time.perf_counter()
     for chunk in iter_chunks(audio, cascade.config.chunk_samples):
@@ -60,8 +57,8 @@ def soak(lm, asr, heads, minutes: float, chunk_ms: int) -> dict:
     gap = np.zeros(SAMPLE_RATE, dtype=np.float32)
     one = np.concatenate([x for t in talks for x in (t, gap)])
     audio = np.tile(one, int(np.ceil(minutes * 60 * SAMPLE_RATE / len(one))))[: int(minutes * 60 * SAMPLE_RATE)]
-    translator = SimultaneousTranslator(lm, heads, "en", "de", "alignatt", TranslatorConfig(holdback=HOLDBACK))
-    cascade = SpeechCascade(asr, translator, "en", StabilizerConfig(chunk_ms=chunk_ms, holdback_s=HOLDBACK))
+    cascade = build_cascade(CascadeConfig(heads=heads, stabilizer=StabilizerConfig(chunk_ms=chunk_ms)), lm=lm, asr=asr)
+    translator = cascade.translator
     proc = psutil.Process()
     samples = []
     for chunk in iter_chunks(audio, cascade.config.chunk_samples):

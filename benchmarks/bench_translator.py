@@ -134,8 +134,10 @@ def main() -> None:
     from alignheads.data import read_corpus
     from alignheads.fileio import atomic_open
     from alignheads.models import load_model
+    from alignheads.oracle import policy_eval
     from alignheads.policy import AlignAttConfig
-    from alignheads.simulate import SimulationConfig, matched_latency, policy_eval, quality_latency, simulate
+    from alignheads.simulate import SimulationConfig, simulate
+    from alignheads.sweep import matched_latency, quality_latency
     from alignheads.translator import TranslatorConfig
 
     t_load = time.perf_counter()

@@ -32,8 +32,8 @@
 from IPython.display import display
 
 from alignheads import viz
+from alignheads.analysis import leaderboard
 from alignheads.data import read_corpus
-from alignheads.figures import leaderboard
 from alignheads.models import load_model
 from alignheads.scoring import ScoreConfig, score_heads
 

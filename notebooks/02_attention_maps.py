@@ -24,7 +24,7 @@
 # %matplotlib inline
 from IPython.display import display
 
-from alignheads import figures, tlens
+from alignheads import analysis, tlens
 from alignheads.data import read_corpus
 from alignheads.models import load_model
 from alignheads.prompts import PromptLayout
@@ -43,8 +43,8 @@ fast = False
 lm = load_model(model)
 corpus = read_corpus(corpus_path)
 scores = score_heads(lm, corpus, config=ScoreConfig(limit=3 if fast else limit))
-chosen = figures.resolve_heads(scores, heads, k=3, query=query)
-i = figures.example_pair_index(scores, corpus, pair_id)
+chosen = analysis.pick_heads(scores, heads, k=3, query=query)
+i = analysis.example_pair_index(scores, corpus, pair_id)
 print("heads:", " ".join(map(str, chosen)), "| pair:", scores.pair_ids[i])
 
 # %% [markdown]
@@ -52,22 +52,22 @@ print("heads:", " ".join(map(str, chosen)), "| pair:", scores.pair_ids[i])
 
 # %%
 for head in chosen:
-    display(figures.attention_figure(scores, corpus, i, [head]))
+    display(analysis.attention_figure(scores, corpus, i, [head]))
 
 # %% [markdown]
 # ## The mean of the head set
 # What the AlignAtt policy averages (after per-head normalisation) before taking the argmax.
 
 # %%
-display(figures.attention_figure(scores, corpus, i, chosen))
+display(analysis.attention_figure(scores, corpus, i, chosen))
 
 # %% [markdown]
 # ## Compare heads interactively
-# Sliders for pair, layer and head when `ipywidgets` is installed; otherwise use `figures.attention_figure`
+# Sliders for pair, layer and head when `ipywidgets` is installed; otherwise use `analysis.attention_figure`
 # as above (the static maps are the fallback).
 
 # %%
-browser = figures.browse_attention(scores, corpus)
+browser = analysis.browse_attention(scores, corpus)
 display(browser if browser is not None else "ipywidgets is not installed: use the static maps above")
 
 # %% [markdown]
@@ -83,6 +83,6 @@ reason = tlens.unavailable_reason(lm)
 if reason is None:
     bridge = tlens.boot_bridge(lm)
     layout = PromptLayout.for_tokenizer(lm.tokenizer, corpus.src_lang, corpus.tgt_lang)
-    display(tlens.compare_on_pair(lm, bridge, figures.scored_pair(scores, corpus, i), chosen, layout))
+    display(tlens.compare_on_pair(lm, bridge, analysis.scored_pair(scores, corpus, i), chosen, layout))
 else:
     print("TransformerLens comparison skipped:", reason)

@@ -25,7 +25,7 @@
 import pandas as pd
 from IPython.display import display
 
-from alignheads import figures, viz
+from alignheads import analysis, figures, viz
 from alignheads.calibrate import calibrate
 from alignheads.data import read_corpus
 from alignheads.headset import headset_filename, load_headset
@@ -104,6 +104,6 @@ print(f"{path}: {len(loaded.heads)} heads, valid for {lm.facts.model_id} with la
 
 # %%
 published = published_headset("google/gemma-4-E4B-it", headset.src_lang, headset.tgt_lang)
-comparison, verdict = figures.published_comparison(headset, published, lm.facts)
+comparison, verdict = analysis.published_comparison(headset, published, lm.facts)
 print(verdict)
 display(comparison)

@@ -27,18 +27,18 @@ import pandas as pd
 from IPython.display import display
 
 from alignheads import figures, viz
-from alignheads.asr import load_asr
 from alignheads.audio import iter_chunks
 from alignheads.calibrate import calibrate
-from alignheads.cascade import SpeechCascade, run_stream
+from alignheads.cascade import run_stream
 from alignheads.data import read_corpus
 from alignheads.evaluation import score_longform
 from alignheads.models import load_model
+from alignheads.pipeline import CascadeConfig, build_cascade
 from alignheads.scoring import ScoreConfig
 from alignheads.selection import SelectionConfig
 from alignheads.simulate import SimulationConfig, simulate
 from alignheads.stabilizer import StabilizerConfig
-from alignheads.translator import SimultaneousTranslator
+from alignheads.talks import talk_clip
 
 # %% tags=["parameters"]
 model = "embedded"  # "google/gemma-4-E4B-it" on a GPU machine; "tiny-gemma4" for a quick run
@@ -109,15 +109,16 @@ display(figures.quality_latency_figure(curves, f"{headset.src_lang}-{headset.tgt
 # ## A spoken talk, end to end
 # Audio in 850 ms chunks -> embedded Whisper (re-transcribing since the last committed sentence) ->
 # stabiliser (commit up to the last sentence end both latest hypotheses agree on) -> the AlignAtt
-# translator. Emission times are on the stream clock (CU) and as if played in real time on this
-# machine (CA). Scored long-form with OmniSTEval after re-segmenting the output to the references.
+# translator, assembled by `build_cascade` exactly as `alignheads translate` assembles it (the ASR tail is
+# shown in the prompt but held back 0.25 s). Emission times are on the stream clock (CU) and as if played
+# in real time on this machine (CA). Scored long-form with OmniSTEval after re-segmenting the output.
 
 # %%
-audio, refs, segments = figures.talk_clip(talk, headset.tgt_lang, 7.5 if fast else clip_s)
-translator = SimultaneousTranslator(lm, headset, headset.src_lang, headset.tgt_lang, "alignatt")
-cascade = SpeechCascade(load_asr("whisper", model="embedded"), translator, headset.src_lang,
-                        StabilizerConfig(chunk_ms=chunk_ms))
-emissions = run_stream(cascade, iter_chunks(audio, cascade.config.chunk_samples))
+audio, refs, segments = talk_clip(talk, headset.tgt_lang, 7.5 if fast else clip_s)
+config = CascadeConfig(heads=headset, src=headset.src_lang, tgt=headset.tgt_lang,
+                       stabilizer=StabilizerConfig(chunk_ms=chunk_ms))
+cascade = build_cascade(config, lm=lm)
+emissions = run_stream(cascade, iter_chunks(audio, config.stabilizer.chunk_samples))
 print(cascade.text)
 display(pd.DataFrame([vars(e) for e in emissions]).head(30))
 

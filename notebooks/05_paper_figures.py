@@ -17,7 +17,7 @@
 #
 # AlignAtt4LLM's analysis, redone on the shipped hand-aligned talks for any model: per direction, heads
 # are calibrated on the `dev` talks and evaluated on the held-out `test` talks. Every figure is written
-# to `out` (`python -m alignheads.figures` runs the same functions without the notebook and also writes
+# to `out` (`alignheads figures` runs the same functions without the notebook and also writes
 # `manifest.json` with the numbers behind the plots).
 
 # %%

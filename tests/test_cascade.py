@@ -10,12 +10,15 @@ import pytest
 
 from alignheads.asr import load_asr
 from alignheads.audio import SAMPLE_RATE, iter_chunks, load_audio
-from alignheads.cascade import SpeechCascade, run_stream, talk_references
+from alignheads.cascade import run_stream
 from alignheads.errors import AlignheadsError
-from alignheads.evaluation import read_instances, target_units
+from alignheads.evaluation import read_instances
 from alignheads.headset import Head
+from alignheads.languages import target_units
+from alignheads.pipeline import CascadeConfig, build_cascade
 from alignheads.stabilizer import StabilizerConfig
-from alignheads.translator import SimultaneousTranslator, TranslatorConfig
+from alignheads.talks import talk_references
+from alignheads.translator import TranslatorConfig
 from tests.conftest import ROOT
 
 TALK = ROOT / "data" / "talks" / "talk05.wav"
@@ -28,13 +31,11 @@ def whisper():
 
 @pytest.fixture(scope="module")
 def stream_run(whisper, tiny4):
-    translator = SimultaneousTranslator(tiny4, [Head(2, 1), Head(3, 0, "emit")], "en", "de", "alignatt",
-                                        TranslatorConfig(holdback=0.25))
-    cfg = StabilizerConfig(chunk_ms=1500, holdback_s=0.25)
+    config = CascadeConfig(heads=[Head(2, 1), Head(3, 0, "emit")], stabilizer=StabilizerConfig(chunk_ms=1500))
     seen = []
-    cascade = SpeechCascade(whisper, translator, "en", cfg, on_emit=seen.append)
+    cascade = build_cascade(config, lm=tiny4, asr=whisper, on_emit=seen.append)
     audio = load_audio(TALK)[: 11 * SAMPLE_RATE]
-    run_stream(cascade, iter_chunks(audio, cfg.chunk_samples))
+    run_stream(cascade, iter_chunks(audio, config.stabilizer.chunk_samples))
     return cascade, seen
 
 
@@ -53,10 +54,12 @@ def test_emissions_are_append_only_with_consistent_times(stream_run):
     assert any(u.n_accessible < u.n_source for u in cascade.translator_updates)
 
 
-def test_holdback_must_agree(whisper, tiny3):
-    translator = SimultaneousTranslator(tiny3, None, "en", "de", "wait-k", TranslatorConfig(holdback=0.25))
-    with pytest.raises(AlignheadsError, match="holdback"):
-        SpeechCascade(whisper, translator, "en", StabilizerConfig(holdback_s=0.0))
+def test_one_holdback_setting(whisper, tiny3):
+    config = CascadeConfig(policy="wait-k", translator=TranslatorConfig(holdback=0.4))
+    assert build_cascade(config, lm=tiny3, asr=whisper).translator.config.holdback == 0.4
+    assert CascadeConfig().translator.holdback == 0.25  # the cascade shows the ASR tail but holds it back
+    with pytest.raises(AlignheadsError, match="needs alignment heads"):
+        build_cascade(CascadeConfig(), lm=tiny3, asr=whisper)
 
 
 def test_instance_log_matches_the_emitted_units(stream_run, tmp_path):
@@ -77,8 +80,8 @@ def test_talk_references_align_with_the_gold_test_set():
 
 
 def test_silence_and_tiny_streams_do_not_crash(whisper, tiny3):
-    translator = SimultaneousTranslator(tiny3, None, "en", "de", "wait-k")
-    cascade = SpeechCascade(whisper, translator, "en", StabilizerConfig(chunk_ms=1500))
+    config = CascadeConfig(policy="wait-k", stabilizer=StabilizerConfig(chunk_ms=1500))
+    cascade = build_cascade(config, lm=tiny3, asr=whisper)
     run_stream(cascade, iter_chunks(np.zeros(3 * SAMPLE_RATE, dtype=np.float32), 24000))
     assert cascade.emissions == [] and cascade.text == ""
     cascade.reset()

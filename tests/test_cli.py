@@ -87,3 +87,56 @@ def test_align_writes_silver_data_that_score_accepts(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     heads = json.loads((tmp_path / "s" / "translation_heads_tiny-gemma3_en-de.json").read_text())
     assert heads["calibration"]["alignments"] == "silver" and heads["calibration"]["silver"]["aligner"] == "simalign"
+
+
+DATA_FLAGS = {"--data", "--format", "--src", "--tgt", "--gold", "--tgt-file", "--swap", "--limit"}
+MODEL_FLAGS = {"--model", "--device", "--dtype", "--threads"}
+
+
+def _flags(command: list[str]) -> set[str]:
+    from alignheads.cli import build_parser
+
+    parser = build_parser()
+    for name in command:
+        sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+        parser = sub.choices[name]
+    return {s for a in parser._actions for s in a.option_strings}
+
+
+@pytest.mark.parametrize("command", [["score"], ["heads-eval"], ["simulate"], ["policy-eval"], ["align"],
+                                     ["data", "validate"]])
+def test_every_corpus_command_takes_the_same_data_flags(command):
+    assert DATA_FLAGS <= _flags(command)
+
+
+@pytest.mark.parametrize("command", [["score"], ["heads-eval"], ["simulate"], ["policy-eval"], ["translate"]])
+def test_every_model_command_takes_the_same_model_flags(command):
+    assert MODEL_FLAGS <= _flags(command)
+
+
+def test_every_corpus_command_runs_on_the_shared_zh_en_file_as_en_zh(shared_gold, tmp_path, scored):
+    """score, heads-eval, simulate, policy-eval, align and data validate read the zh-en gold reversed."""
+    data = ["--data", shared_gold / "zh-en.tsinghua-dev.src-tgt", "--gold", shared_gold / "zh-en.tsinghua-dev.gold",
+            "--src", "en", "--tgt", "zh", "--swap", "--limit", "2"]
+    model = ["--model", "tiny-gemma4", "--threads", "1"]
+    r = _cli("data", "validate", *data)
+    assert r.returncode == 0 and "2 pairs" in r.stdout, r.stderr[-2000:]
+    r = _cli("score", *model, *data, "--threshold", "0", "--out", tmp_path / "s")
+    assert r.returncode == 0, r.stderr[-2000:]
+    heads = tmp_path / "s" / "translation_heads_tiny-gemma4_en-zh.json"
+    assert json.loads(heads.read_text())["src_lang"] == "en"
+    r = _cli("heads-eval", "--heads", heads, *model, *data, "--simalign-encoder", "none")
+    assert r.returncode == 0 and json.loads(r.stdout)["n_pairs"] == 2, r.stderr[-2000:]
+    r = _cli("simulate", "--heads", heads, *model, *data, "--max-draft", "3", "--final-max-tokens", "6",
+             "--out", tmp_path / "sim")
+    assert r.returncode == 0 and json.loads(r.stdout)["tgt_lang"] == "zh", r.stderr[-2000:]
+    r = _cli("policy-eval", "--heads", heads, *model, *data, "--max-draft", "3")
+    assert r.returncode == 0 and json.loads(r.stdout)["src_lang"] == "en", r.stderr[-2000:]
+    r = _cli("align", *data, "--out", tmp_path / "silver.tsv")
+    if "encoder" in r.stderr and "unavailable" in r.stderr:
+        pytest.skip(f"embedded encoder unavailable: {r.stderr[-300:]}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    from alignheads.data import read_corpus
+
+    silver = read_corpus(tmp_path / "silver.tsv")
+    assert (silver.src_lang, silver.tgt_lang, len(silver)) == ("en", "zh", 2)

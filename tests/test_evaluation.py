@@ -17,10 +17,10 @@ from alignheads.evaluation import (
     read_instances,
     score_instances,
     score_longform,
-    target_units,
     write_instances,
     write_scores,
 )
+from alignheads.languages import target_units
 
 LATENCY_KEYS = [f"{m}_{k}" for k in ("cu", "ca") for m in ("al", "laal", "yaal")]
 

@@ -1,5 +1,5 @@
-"""The figures pipeline (`python -m alignheads.figures`) and the notebook glue in alignheads.figures, on the tiny
-model and the shipped data; `viz.headset_ablation`."""
+"""The figures pipeline (`alignheads figures`) and the analysis glue (alignheads.analysis, alignheads.talks), on the
+tiny model and the shipped data; `viz.headset_ablation`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 import torch
 
-from alignheads import figures, viz
+from alignheads import analysis, figures, talks, viz
 from alignheads.audio import SAMPLE_RATE
+from alignheads.cli import main as cli_main
 from alignheads.errors import AlignheadsError
 from alignheads.headset import Head, HeadEntry, HeadSet
 from alignheads.models import ModelFacts
@@ -35,7 +36,7 @@ def test_cli_writes_every_figure_and_a_manifest(tmp_path):
     out = tmp_path / "figs"
     threads = torch.get_num_threads()
     try:  # the random tiny model has no head with TS > 0.1, hence threshold 0
-        rc = figures.main(["--model", "tiny-gemma4", "--fast", "--out", str(out), "--directions", "en-de,en-zh",
+        rc = cli_main(["figures", "--model", "tiny-gemma4", "--fast", "--out", str(out), "--directions", "en-de,en-zh",
                            "--limit", "3", "--ql-limit", "2", "--threshold", "0", "--threads", "1"])
         assert torch.get_num_threads() == 1
     finally:
@@ -48,7 +49,7 @@ def test_cli_writes_every_figure_and_a_manifest(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert set(manifest["figures"]) == expected
     assert manifest["model"]["model_id"] == "tiny-gemma4"
-    assert manifest["command"].startswith("python -m alignheads.figures --model tiny-gemma4")
+    assert manifest["command"].startswith("alignheads figures --model tiny-gemma4")
     assert manifest["data"]["en-de"]["calibration"]["pairs"] == 3
     assert manifest["data"]["en-zh"]["held_out"]["name"]
     assert {r["policy"] for r in manifest["quality_latency"]["en-de"]} == {"alignatt", "wait-k", "cut-last"}
@@ -59,7 +60,7 @@ def test_cli_writes_every_figure_and_a_manifest(tmp_path):
 
 def test_cli_reports_missing_data_before_loading_the_model(tmp_path, capsys):
     # "embedded" would take seconds to load: the data are checked first
-    assert figures.main(["--fast", "--out", str(tmp_path), "--directions", "en-de,en-xx"]) == 2
+    assert cli_main(["figures", "--fast", "--out", str(tmp_path), "--directions", "en-de,en-xx"]) == 2
     assert "en-xx" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
     with pytest.raises(AlignheadsError, match="like 'en-de'"):
@@ -68,7 +69,7 @@ def test_cli_reports_missing_data_before_loading_the_model(tmp_path, capsys):
 
 def test_k_table_matches_ensemble_metrics_and_best_k_chooses_on_calibration(scored):
     corpus, scores = scored
-    heads = figures.resolve_heads(scores, k=4)
+    heads = analysis.pick_heads(scores, k=4)
     assert len(heads) == 4 and all(h.query == "own" for h in heads)
     table = figures.k_table(heads, {"calibration": (scores, corpus)}, direction="en-de")
     assert table["k"].tolist() == [1, 2, 3, 4]
@@ -86,48 +87,48 @@ def test_pair_attention_is_one_head_or_the_mean_of_a_set(scored):
     corpus, scores = scored
     a, b = Head(2, 1), Head(5, 0, "emit")
     wa = scores.word_attention[1]
-    one = figures.pair_attention(scores, 1, [a])
+    one = analysis.pair_attention(scores, 1, [a])
     np.testing.assert_array_equal(one, wa.words[0, 2, 1])
-    both = figures.pair_attention(scores, 1, [a, b])
+    both = analysis.pair_attention(scores, 1, [a, b])
     np.testing.assert_allclose(both, (wa.words[0, 2, 1] + wa.words[1, 5, 0]) / 2)
-    pair = figures.scored_pair(scores, corpus, 1)
+    pair = analysis.scored_pair(scores, corpus, 1)
     assert one.shape == (len(pair.tgt_words), len(pair.src_words))
     with pytest.raises(AlignheadsError, match="out of range"):
-        figures.pair_attention(scores, 99, [a])
+        analysis.pair_attention(scores, 99, [a])
     with pytest.raises(AlignheadsError, match="outside"):
-        figures.pair_attention(scores, 0, [(9, 0)])
-    fig = figures.attention_figure(scores, corpus, 1, [a, b])
+        analysis.pair_attention(scores, 0, [(9, 0)])
+    fig = analysis.attention_figure(scores, corpus, 1, [a, b])
     assert "mean of 2 heads" in fig.axes[0].get_title()
 
 
 def test_resolve_heads_takes_tuples_and_queries(scored):
     _, scores = scored
-    assert figures.resolve_heads(scores, [(1, 2), (3, 0, "emit")]) == [Head(1, 2), Head(3, 0, "emit")]
-    assert figures.resolve_heads(scores, [(1, 2)], query="emit") == [Head(1, 2, "emit")]
-    best = figures.resolve_heads(scores, [], k=1)[0]
+    assert analysis.pick_heads(scores, [(1, 2), (3, 0, "emit")]) == [Head(1, 2), Head(3, 0, "emit")]
+    assert analysis.pick_heads(scores, [(1, 2)], query="emit") == [Head(1, 2, "emit")]
+    best = analysis.pick_heads(scores, [], k=1)[0]
     own = scores.heads[scores.heads["query"] == "own"]
     assert own.set_index(["layer", "head"]).loc[(best.layer, best.head), "ts"] == own["ts"].max()
 
 
 def test_browse_attention_widget_or_static_fallback(scored):
     corpus, scores = scored
-    assert figures.browse_attention(scores, corpus, widgets=False) is None
+    assert analysis.browse_attention(scores, corpus, widgets=False) is None
     ipywidgets = pytest.importorskip("ipywidgets")
-    widget = figures.browse_attention(scores, corpus)
+    widget = analysis.browse_attention(scores, corpus)
     assert isinstance(widget, ipywidgets.Widget)
 
 
 def test_talk_clip_keeps_whole_sentences():
     wav = TALKS / "talk04.wav"
-    audio, refs, segments = figures.talk_clip(wav, "de", 11.0)
+    audio, refs, segments = talks.talk_clip(wav, "de", 11.0)
     assert len(refs) == len(segments) == 2  # sentences end at 4.9 s and 10.3 s; the third starts at 11.12 s
     assert len(audio) == int(11.0 * SAMPLE_RATE)
-    audio, refs, segments = figures.talk_clip(wav, "de", 10.5)
+    audio, refs, segments = talks.talk_clip(wav, "de", 10.5)
     assert len(refs) == 2 and len(audio) == int(10.5 * SAMPLE_RATE)
-    full, all_refs, _ = figures.talk_clip(wav, "de")
+    full, all_refs, _ = talks.talk_clip(wav, "de")
     assert len(all_refs) == 6 and len(full) > len(audio)
     with pytest.raises(AlignheadsError, match="no sentence ends"):
-        figures.talk_clip(wav, "de", 2.0)
+        talks.talk_clip(wav, "de", 2.0)
 
 
 def _gemma4_facts() -> ModelFacts:
@@ -140,7 +141,7 @@ def test_published_comparison_ranks_the_paper_heads_in_our_scores():
     ts[11, 3], ts[6, 5], ts[30, 1] = 0.9, 0.5, 0.7
     ours = HeadSet([HeadEntry(11, 3, ts=0.9), HeadEntry(30, 1, ts=0.7)], "google/gemma-4-E4B-it", "en", "de", 42, 8,
                    scores={"ts": {"own": ts.tolist()}})
-    table, verdict = figures.published_comparison(ours, published_headset("google/gemma-4-E4B-it", "en", "de"),
+    table, verdict = analysis.published_comparison(ours, published_headset("google/gemma-4-E4B-it", "en", "de"),
                                                   _gemma4_facts())
     assert "fit" in verdict and "not comparable" not in verdict
     row = table.set_index(["layer", "head"])
@@ -151,7 +152,7 @@ def test_published_comparison_ranks_the_paper_heads_in_our_scores():
 
 def test_published_comparison_refuses_another_shape(tiny4):
     ours = HeadSet([HeadEntry(1, 1, ts=0.3)], "tiny-gemma4", "en", "de", 6, 4)
-    table, verdict = figures.published_comparison(ours, published_headset("google/gemma-4-E4B-it", "en", "de"),
+    table, verdict = analysis.published_comparison(ours, published_headset("google/gemma-4-E4B-it", "en", "de"),
                                                   tiny4.facts)
     assert verdict.startswith("not comparable") and "42 layers x 8 heads" in verdict
     assert list(table.columns) == ["layer", "head", "paper_ts"] and len(table) == 8

@@ -15,8 +15,10 @@ import pytest
 import torch
 
 from alignheads import qwen_asr as Q
+from alignheads import tiny
 from alignheads.asr import Word, load_asr
 from alignheads.errors import AlignheadsError, ModelSpecError
+from alignheads.qwen_compat import apply_compat
 
 if importlib.util.find_spec("qwen_asr") is None:  # not importorskip: the package only imports after apply_compat()
     pytest.skip("optional extra [qwen]: pip install --no-deps qwen-asr==0.0.6", allow_module_level=True)
@@ -27,7 +29,7 @@ SECONDS = 3.0
 @pytest.fixture(scope="module")
 def pkg():
     """The package's classes, imported through the shims (only when these tests run, not at collection)."""
-    Q.apply_compat()
+    apply_compat()
     from qwen_asr.core.transformers_backend import Qwen3ASRForConditionalGeneration, Qwen3ASRProcessor
     from qwen_asr.core.transformers_backend.processing_qwen3_asr import _get_feat_extract_output_lengths
     from qwen_asr.inference.qwen3_forced_aligner import Qwen3ForceAlignProcessor
@@ -46,7 +48,7 @@ def _audio(seconds: float = SECONDS, seed: int = 1) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def tiny_dirs(pkg, tmp_path_factory):
-    return Q.save_tiny_models(tmp_path_factory.mktemp("qwen_tiny"))
+    return tiny.save_tiny_qwen_models(tmp_path_factory.mktemp("qwen_tiny"))
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +69,7 @@ def _asr_inputs(processor, audio):
 
 def test_forward_is_finite(pkg, processor):
     torch.manual_seed(0)
-    model = pkg.Model(Q.tiny_config(processor)).eval()
+    model = pkg.Model(tiny.tiny_qwen_config(processor)).eval()
     inputs = _asr_inputs(processor, _audio())
     with torch.no_grad():
         logits = model.thinker(**inputs).logits
@@ -100,7 +102,7 @@ def test_cached_generate_equals_uncached_and_greedy_forward(pkg, tiny_dirs, proc
 
 def test_save_load_is_identical_and_restores_the_sinusoids(pkg, tmp_path, processor):
     torch.manual_seed(3)
-    model = pkg.Model(Q.tiny_config(processor)).eval()
+    model = pkg.Model(tiny.tiny_qwen_config(processor)).eval()
     model.save_pretrained(tmp_path)
     loaded = pkg.Model.from_pretrained(tmp_path).eval()
     table = loaded.thinker.audio_tower.positional_embedding.positional_embedding
@@ -118,7 +120,7 @@ def test_save_load_is_identical_and_restores_the_sinusoids(pkg, tmp_path, proces
 def test_tied_embeddings_follow_the_text_config(pkg, tmp_path, processor):
     for tie in (False, True):
         torch.manual_seed(4)
-        model = pkg.Model(Q.tiny_config(processor, tie_word_embeddings=tie))
+        model = pkg.Model(tiny.tiny_qwen_config(processor, tie_word_embeddings=tie))
         model.save_pretrained(tmp_path / str(tie))
         loaded = pkg.Model.from_pretrained(tmp_path / str(tie))
         head, embed = loaded.thinker.lm_head.weight, loaded.thinker.model.embed_tokens.weight

@@ -10,14 +10,9 @@ import pandas as pd
 import pytest
 
 from alignheads.data import Corpus, SentencePair, read_corpus
+from alignheads.metrics import alignment_counts, diagonal_words
 from alignheads.prompts import PromptLayout
-from alignheads.scoring import (
-    ScoreConfig,
-    alignment_counts,
-    diagonal_words,
-    reference_token_scores,
-    score_heads,
-)
+from alignheads.scoring import ScoreConfig, reference_token_scores, score_heads
 from tests.conftest import ROOT
 
 DEV = ROOT / "data" / "gold"

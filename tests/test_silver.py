@@ -9,7 +9,7 @@ import pytest
 
 from alignheads.data import Corpus, SentencePair, read_corpus, write_corpus
 from alignheads.errors import AlignheadsError, DataFormatError
-from alignheads.scoring import diagonal_words
+from alignheads.metrics import diagonal_words
 from alignheads.silver import (
     METHODS,
     SilverAligner,

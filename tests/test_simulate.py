@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
@@ -10,25 +9,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from alignheads.cli import build_parser
+from alignheads.cli import main as cli_main
 from alignheads.data import read_corpus
 from alignheads.errors import AlignheadsError, DataFormatError
 from alignheads.evaluation import read_instances, score_instances
 from alignheads.headset import Head
+from alignheads.oracle import _emission_steps, _variant_stats, policy_eval
 from alignheads.policy import AlignAttConfig
-from alignheads.simulate import (
-    CURVE_COLUMNS,
-    SimulationConfig,
-    _emission_steps,
-    _variant_stats,
-    add_policy_eval_arguments,
-    add_simulate_arguments,
-    matched_latency,
-    paced_times,
-    policy_eval,
-    quality_latency,
-    read_word_times,
-    simulate,
-)
+from alignheads.simulate import SimulationConfig, paced_times, read_word_times, simulate
+from alignheads.sweep import CURVE_COLUMNS, matched_latency, quality_latency
 from alignheads.translator import TranslatorConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,7 +122,7 @@ def test_quality_latency_sweep_writes_the_curve_table(tiny3, de2, tmp_path):
     assert back[["policy", "param"]].values.tolist() == [["alignatt", 0], ["alignatt", -1], ["wait-k", 2],
                                                         ["cut-last", 1], ["local-agreement", 2]]
     plot(back.dropna(subset=["laal_cu", "bleu"]))
-    with pytest.raises(AlignheadsError, match="unknown policies"):
+    with pytest.raises(AlignheadsError, match="unknown policy"):
         quality_latency(tiny3, de2, HEADS, {"greedy": [1]})
 
 
@@ -186,38 +176,38 @@ def test_policy_eval_shares_forwards_across_configs(tiny3, de2):
     assert strict["premature_rate"] <= lax["premature_rate"]  # a stricter border waits longer
 
 
-def test_cli_argument_helpers_parse():
-    p = argparse.ArgumentParser()
-    add_simulate_arguments(p)
-    args = p.parse_args(["--data", "x.tsv", "--heads", "h.json", "--policy", "wait-k", "--wait-k", "4",
+def test_cli_policy_flags_parse_into_the_translator_config():
+    from alignheads.options import alignatt_config, translator_config
+
+    p = build_parser()
+    args = p.parse_args(["simulate", "--data", "x.tsv", "--heads", "h.json", "--policy", "wait-k", "--wait-k", "4",
                          "--border", "-1", "--out", "o"])
-    assert (args.policy, args.wait_k, args.border, args.unit, args.pace) == ("wait-k", 4, -1, "word", 0.4)
-    q = argparse.ArgumentParser()
-    add_policy_eval_arguments(q)
-    args = q.parse_args(["--data", "x.tsv", "--heads", "h.json", "--show-future", "--limit", "3"])
-    assert args.show_future and args.limit == 3 and args.max_draft == 16
+    assert (args.policy, args.unit, args.pace) == ("wait-k", "word", 0.4)
+    config = translator_config(args)
+    assert (config.wait_k, config.alignatt.border, config.cut_last, config.holdback) == (4, -1, 2, 0.0)
+    args = p.parse_args(["policy-eval", "--data", "x.tsv", "--heads", "h.json", "--show-future", "--limit", "3"])
+    assert args.show_future and args.limit == 3 and alignatt_config(args).max_draft == 16
+    args = p.parse_args(["translate", "a.wav", "--tgt", "de", "--preset", "paper", "--border", "0", "--out", "o"])
+    config = translator_config(args)
+    assert (config.alignatt.border, config.holdback) == (0, 0.25)  # the flag given overrides the preset
 
 
-def test_cli_entry_points_run_on_a_tiny_model(tiny3, tmp_path):
+def test_cli_entry_points_run_on_a_tiny_model(tiny3, tmp_path, capsys):
     from alignheads.headset import HeadEntry, HeadSet
-    from alignheads.simulate import policy_eval_main, simulate_main
 
     heads = HeadSet([HeadEntry(2, 1, ts=0.5), HeadEntry(0, 3, ts=0.4)], "tiny-gemma3", "en", "de", 6, 4)
     hfile = heads.save(tmp_path / "heads.json")
     data = str(ROOT / "data" / "gold" / "en-de.test.tsv")
-    p = argparse.ArgumentParser()
-    add_simulate_arguments(p)
     common = ["--model", "tiny-gemma3", "--data", data, "--limit", "1", "--max-draft", "4", "--device", "cpu"]
-    args = p.parse_args([*common, "--heads", str(hfile), "--border", "-1", "--final-max-tokens", "8",
-                         "--out", str(tmp_path / "sim")])
-    scores = simulate_main(args)
+    assert cli_main(["simulate", *common, "--heads", str(hfile), "--border", "-1", "--final-max-tokens", "8",
+                     "--out", str(tmp_path / "sim")]) == 0
+    scores = json.loads(capsys.readouterr().out)
     assert scores["policy"] == "alignatt" and scores["heads"] == ["L2H1", "L0H3"]
     assert (tmp_path / "sim" / "instances.log").is_file() and (tmp_path / "sim" / "scores.json").is_file()
-    with pytest.raises(AlignheadsError, match="needs --heads"):
-        simulate_main(p.parse_args([*common, "--out", str(tmp_path / "x")]))
-    q = argparse.ArgumentParser()
-    add_policy_eval_arguments(q)
-    res = policy_eval_main(q.parse_args([*common, "--heads", str(hfile), "--top-k", "1", "--border", "0",
-                                         "--out", str(tmp_path / "oracle.json")]))
+    assert cli_main(["simulate", *common, "--out", str(tmp_path / "x")]) == 2
+    assert "needs alignment heads" in capsys.readouterr().err
+    assert cli_main(["policy-eval", *common, "--heads", str(hfile), "--top-k", "1", "--border", "0",
+                     "--out", str(tmp_path / "oracle.json")]) == 0
+    res = json.loads(capsys.readouterr().out)
     assert res["heads"] == ["L2H1"]
     assert json.loads((tmp_path / "oracle.json").read_text())["selected"] == res["selected"]

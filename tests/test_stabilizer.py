@@ -153,19 +153,9 @@ def test_nothing_is_emitted_before_min_start():
     assert texts(up.committed) == ["Hi."] and texts(up.partial) == ["There"]
 
 
-def test_holdback_marks_recent_words_unusable():
-    s = stab(holdback_s=0.25)
-    words = [Word("a", 0.0, 0.3), Word("b", 0.4, 0.7), Word("c", 0.75, 0.8), Word("d", 0.8, 1.0)]
-    up = s.update(words, now=1.0)  # words ending after 0.75 are held back
-    assert texts(up.usable) == ["a", "b"] and texts(up.held) == ["c", "d"]
-    assert up.n_usable == 2
-    up0 = stab(holdback_s=0.0).update(words, now=1.0)
-    assert texts(up0.usable) == ["a", "b", "c", "d"]
-
-
-def test_holdback_and_cut_use_the_stream_clock_after_a_commit():
-    """After a commit the buffer starts at 10.2 s; times must stay absolute, not restart at 0."""
-    s = stab(holdback_s=0.25)
+def test_cut_uses_the_stream_clock_after_a_commit():
+    """After a commit the buffer starts at 10.0 s; times must stay absolute, not restart at 0."""
+    s = stab()
     first = timed("This is the first sentence. And", start=8.0, step=0.4)  # "And" starts at 10.0
     s.update(first, now=10.3)
     up = s.update(first, now=10.4)
@@ -174,7 +164,7 @@ def test_holdback_and_cut_use_the_stream_clock_after_a_commit():
     # correct: the backend got audio[cut:] with offset=cut and returned absolute times
     nxt = [Word("And", 10.0, 10.3), Word("then", 10.35, 10.6), Word("we", 10.65, 10.9)]
     up = s.update(nxt, now=11.0)
-    assert texts(up.usable) == ["And", "then"] and texts(up.held) == ["we"]  # 10.9 > 11.0 - 0.25
+    assert texts(up.partial) == ["And", "then", "we"] and [w.end for w in up.partial] == [10.3, 10.6, 10.9]
     # utterance-relative times (the bug in the authors' code) would make every word look old: refuse them
     relative = [Word(w.text, w.start - 10.0, w.end - 10.0) for w in nxt]
     with pytest.raises(AlignheadsError, match="stream clock"):
@@ -230,7 +220,7 @@ def test_config_validation():
     with pytest.raises(AlignheadsError):
         StabilizerConfig(chunk_ms=0)
     with pytest.raises(AlignheadsError):
-        StabilizerConfig(holdback_s=-0.1)
+        StabilizerConfig(min_start_s=-0.1)
     with pytest.raises(AlignheadsError):
         StabilizerConfig(sentence_final="")
     assert StabilizerConfig().chunk_samples == 13600
@@ -288,17 +278,14 @@ def test_oracle_stream_with_utterance_relative_times_is_refused():
     sentences=st.lists(st.lists(st.sampled_from(["la", "di", "da", "bo", "ku"]), min_size=1, max_size=6), min_size=1,
                        max_size=6),
     chunk_ms=st.sampled_from([300, 850, 1500]),
-    holdback=st.sampled_from([0.0, 0.25]),
 )
-def test_oracle_stream_property(sentences, chunk_ms, holdback):
+def test_oracle_stream_property(sentences, chunk_ms):
     tokens = []
     for sent in sentences:
         tokens += sent[:-1] + [sent[-1] + "."]
     timeline = timed(" ".join(tokens), start=0.2, step=0.35)
-    cfg = StabilizerConfig(chunk_ms=chunk_ms, holdback_s=holdback)
+    cfg = StabilizerConfig(chunk_ms=chunk_ms)
     s, updates = run_stream(timeline, total=timeline[-1].end + 0.1, config=cfg)
     assert s.committed == timeline
     for u in updates:
-        assert all(w.end <= u.now - holdback + 1e-9 for w in u.usable)
-        assert all(w.end > u.now - holdback for w in u.held)
         assert all(w.start >= u.cut - 1e-9 for w in u.partial)

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from alignheads.headset import Head, HeadEntry, HeadSet
+from alignheads.headset import Head, HeadEntry, HeadSet, HeadSetError
 from alignheads.policy import AlignAttConfig
 from alignheads.translator import (
     POLICIES,
@@ -142,7 +142,7 @@ def test_bad_input_is_rejected_clearly(tiny3):
         tr.update(words(2), float("nan"))
     with pytest.raises(TranslatorError, match="needs alignment heads"):
         SimultaneousTranslator(tiny3, None, "en", "de", "alignatt")
-    with pytest.raises(TranslatorError, match="out of range"):
+    with pytest.raises(HeadSetError, match="out of range"):
         SimultaneousTranslator(tiny3, [Head(6, 0)], "en", "de")
     with pytest.raises(TranslatorError, match="unknown policy"):
         SimultaneousTranslator(tiny3, HEADS3, "en", "de", "wait-forever")
