@@ -1,0 +1,112 @@
+"""Did a simultaneous translation lose anything? Per-sentence coverage of the source by the output.
+
+For every sentence: its source words; the words that were accessible when the last target unit went
+out (a translation that ended before its source did is flagged `ended_early`); the target units; the
+target/source length ratio (below `min_ratio`, 0.5 by default, it is flagged `short`); and, given the
+same model's offline translation of the whole sentence, the chrF of the output against it and its length
+in units. `simulate` and the speech cascade both build these from the translator's per-sentence updates
+and write them with `write_coverage` (coverage.json).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from sacrebleu.metrics import CHRF
+
+from .evaluation import target_units
+from .fileio import write_json
+
+MIN_RATIO = 0.5
+ENDED_EARLY = "ended_early"
+SHORT = "short"
+EMPTY = "empty"
+
+
+class _Step(Protocol):
+    """What coverage reads from one translator update (`alignheads.translator.Update` has it)."""
+
+    emitted_units: list[str]
+    n_accessible: int
+
+
+@dataclass
+class SentenceCoverage:
+    """Coverage of one source sentence by its simultaneous translation."""
+
+    index: int
+    source_words: int
+    accessible_at_end: int | None  # accessible source words when the last target unit went out (None: no output)
+    target_units: int
+    length_ratio: float  # target units / source words
+    ended_early: bool
+    chrf_offline: float | None = None  # chrF of the output against the offline translation of the whole sentence
+    offline_units: int | None = None
+    flags: list[str] = field(default_factory=list)  # ended_early | short | empty
+    source: str = ""
+    target: str = ""
+    offline: str | None = None
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.flags)
+
+
+def sentence_coverage(
+    index: int,
+    n_source: int,
+    updates: Iterable[_Step],
+    target: str,
+    tgt_lang: str,
+    *,
+    source: str = "",
+    offline: str | None = None,
+    min_ratio: float = MIN_RATIO,
+) -> SentenceCoverage:
+    """Coverage of one sentence from the translator updates that produced `target` (in order, final one last)."""
+    at_end = None
+    for u in updates:
+        if u.emitted_units:
+            at_end = u.n_accessible
+    units = len(target_units(target, tgt_lang))
+    ratio = units / n_source if n_source else 0.0
+    early = at_end is not None and at_end < n_source
+    flags = [name for name, on in ((EMPTY, units == 0), (ENDED_EARLY, early), (SHORT, 0 < units and ratio < min_ratio))
+             if on]
+    chrf = off_units = None
+    if offline is not None:
+        chrf = CHRF().sentence_score(target, [offline]).score
+        off_units = len(target_units(offline, tgt_lang))
+    return SentenceCoverage(index, n_source, at_end, units, ratio, early, chrf, off_units, flags, source, target,
+                            offline)
+
+
+def coverage_summary(sentences: Sequence[SentenceCoverage], min_ratio: float = MIN_RATIO) -> dict[str, Any]:
+    """The coverage.json payload: counts of each flag, the flagged sentence indices, and every sentence."""
+    chrfs = [s.chrf_offline for s in sentences if s.chrf_offline is not None]
+    return {
+        "n_sentences": len(sentences),
+        "n_flagged": sum(s.flagged for s in sentences),
+        "flag_counts": {f: sum(f in s.flags for s in sentences) for f in (ENDED_EARLY, SHORT, EMPTY)},
+        "flagged": [s.index for s in sentences if s.flagged],
+        "min_ratio": min_ratio,
+        "mean_chrf_offline": round(sum(chrfs) / len(chrfs), 2) if chrfs else None,
+        "sentences": [asdict(s) for s in sentences],
+    }
+
+
+def write_coverage(path: str | Path, sentences: Sequence[SentenceCoverage], min_ratio: float = MIN_RATIO) -> dict:
+    """Write coverage.json atomically; returns the payload."""
+    summary = coverage_summary(sentences, min_ratio)
+    write_json(Path(path), summary)
+    return summary
+
+
+def format_flagged(summary: dict[str, Any]) -> str:
+    """One line for a terminal: how many sentences were flagged, and why."""
+    counts = ", ".join(f"{k} {v}" for k, v in summary["flag_counts"].items() if v)
+    return f"coverage: {summary['n_flagged']} of {summary['n_sentences']} sentences flagged" + (
+        f" ({counts})" if counts else "")
