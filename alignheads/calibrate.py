@@ -29,6 +29,7 @@ def corpus_provenance(corpus: Corpus, scores: HeadScores) -> dict:
         "alignments": "silver" if corpus.meta.get("silver") else "gold",
         "silver": corpus.meta.get("silver"),
         "split": corpus.meta.get("split"),
+        "shards": scores.shards,  # pair ids per scoring process (torchrun)
     }
 
 

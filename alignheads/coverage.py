@@ -1,11 +1,11 @@
 """Did a simultaneous translation lose anything? Per-sentence coverage of the source by the output.
 
-For every sentence: its source words; the words that were accessible when the last target unit went
-out (a translation that ended before its source did is flagged `ended_early`); the target units; the
-target/source length ratio (below `min_ratio`, 0.5 by default, it is flagged `short`); and, given the
-same model's offline translation of the whole sentence, the chrF of the output against it and its length
-in units. `simulate` and the speech cascade both build these from the translator's per-sentence updates
-and write them with `write_coverage` (coverage.json).
+For every sentence: its source words; the words that were accessible when the target sentence ended,
+i.e. when the last text was added to it (a translation that ended before its source did is flagged
+`ended_early`); the target units; the target/source length ratio (below `min_ratio`, 0.5 by default,
+it is flagged `short`); and, given the same model's offline translation of the whole sentence, the chrF
+of the output against it and its length in units. `simulate` and the speech cascade both build these
+from the translator's per-sentence updates and write them with `write_coverage` (coverage.json).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 from sacrebleu.metrics import CHRF
 
-from .evaluation import target_units
 from .fileio import write_json
+from .languages import target_units
 
 MIN_RATIO = 0.5
 ENDED_EARLY = "ended_early"
@@ -29,7 +29,7 @@ EMPTY = "empty"
 class _Step(Protocol):
     """What coverage reads from one translator update (`alignheads.translator.Update` has it)."""
 
-    emitted_units: list[str]
+    new_text: str
     n_accessible: int
 
 
@@ -39,7 +39,7 @@ class SentenceCoverage:
 
     index: int
     source_words: int
-    accessible_at_end: int | None  # accessible source words when the last target unit went out (None: no output)
+    accessible_at_end: int | None  # accessible source words when text was last added (None: no output)
     target_units: int
     length_ratio: float  # target units / source words
     ended_early: bool
@@ -69,7 +69,7 @@ def sentence_coverage(
     """Coverage of one sentence from the translator updates that produced `target` (in order, final one last)."""
     at_end = None
     for u in updates:
-        if u.emitted_units:
+        if u.new_text.strip():  # the last update that added text ended the target sentence
             at_end = u.n_accessible
     units = len(target_units(target, tgt_lang))
     ratio = units / n_source if n_source else 0.0

@@ -71,6 +71,7 @@ class HeadScores:
     n_heads: int
     queries: tuple[str, ...]
     word_attention: list[PairAttention] = field(default_factory=list)
+    shards: list[list[str]] = field(default_factory=list)  # pair ids each process scored (one list per rank)
 
     @property
     def heads(self) -> pd.DataFrame:
@@ -284,24 +285,28 @@ def score_heads(
     prefix = PrefixCache(lm.model, anchor=prompt_head_ids(lm, layout))  # computed once, reused by every pair
     for i in tqdm(mine, desc="scoring heads", unit="pair", disable=not cfg.progress or rank != 0):
         results[i] = score_pair(lm, layout, corpus[i], cfg, prefix)
+    shards = [[corpus[i].id for i in mine]]
     if world > 1:  # pairs were sharded across ranks: gather, then sum in the single-process order
         gathered: list = [None] * world
         torch.distributed.all_gather_object(gathered, results)
         results = {i: r for part in gathered for i, r in part.items()}
+        shards = [[corpus[i].id for i in part] for part in gathered]
     contribs = [results[i][0] for i in idx]
     words = [results[i][1] for i in idx]
     L, H = lm.facts.num_layers, lm.facts.num_heads
     contributions = np.stack(contribs) if contribs else np.zeros((0, len(cfg.queries) * (L * H + 2), len(_COLS)))
     table = _table(contributions.sum(0), L, H, cfg.queries)
     table["kv_shared"] = table["layer"].isin(list(lm.facts.kv_shared))
-    return HeadScores(table, contributions, [corpus[i].id for i in idx], L, H, tuple(cfg.queries), words)
+    return HeadScores(table, contributions, [corpus[i].id for i in idx], L, H, tuple(cfg.queries), words, shards)
 
 
 @torch.no_grad()
 def reference_token_scores(lm: LoadedModel, layout: PromptLayout, pair: SentencePair,
-                           queries: Sequence[str] = QUERIES, use_possible: bool = True) -> np.ndarray:
+                           queries: Sequence[str] = QUERIES, use_possible: bool = True,
+                           full_model: bool = True) -> np.ndarray:
     """The reference way, for tests and benchmarks: eager `output_attentions=True` on the full causal LM
-    (as the authors' head-detection script does), then per-head ts / source_acc / gold_mass of one pair,
+    (as the authors' head-detection script does; `full_model=False`: on the decoder without the output
+    layer, the depth `score_heads` runs at), then per-head ts / source_acc / gold_mass of one pair,
     [Q, L, H, 3]. `score_heads` must agree with it."""
     r = teacher_forced_prompt(lm, layout, pair)
     tokens, tokens_src = _token_targets(r, _gold_sources(pair, use_possible))
@@ -309,7 +314,8 @@ def reference_token_scores(lm: LoadedModel, layout: PromptLayout, pair: Sentence
     previous = model.config._attn_implementation
     model.set_attn_implementation("eager")
     try:
-        out = model(torch.tensor([r.input_ids], device=lm.device), output_attentions=True)
+        run = model if full_model else _decoder(model)
+        out = run(torch.tensor([r.input_ids], device=lm.device), output_attentions=True)
     finally:
         model.set_attn_implementation(previous)
     L, H = lm.facts.num_layers, lm.facts.num_heads

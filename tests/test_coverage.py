@@ -38,6 +38,13 @@ def test_output_completed_by_the_final_pass_is_not_flagged():
     assert cov.chrf_offline == pytest.approx(100.0) and cov.offline_units == 5
 
 
+def test_the_sentence_ends_when_text_was_last_added_even_without_a_new_unit():
+    end = step([], 3, 3, final=True)
+    end.new_text = "."  # glued to the last word: no new unit, but the sentence ends here
+    cov = sentence_coverage(0, 3, [step(["Il", "gatto", "dorme"], 2, 3), end], "Il gatto dorme.", "it")
+    assert cov.accessible_at_end == 3 and not cov.ended_early
+
+
 def test_units_are_characters_for_chinese_and_empty_output_is_flagged():
     cov = sentence_coverage(0, 4, [step(list("我们的模型"), 4, 4, final=True)], "我们的模型", "zh",
                             offline="我们的模型很好")

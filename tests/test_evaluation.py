@@ -185,6 +185,7 @@ def test_longform_matches_omnisteval_cli(tmp_path, ins, refs, segments, lang, le
     # our formulas on the same re-segmented sentences give OmniSTEval's numbers
     own = score_longform(ins, refs, lang, segments, use_omnisteval=False)
     for key in LONG_KEYS:
+        assert own[key] is not None and ours[key] is not None, key  # None == None would pass the comparison
         assert own[key] == pytest.approx(ours[key], abs=1e-6), key
 
 

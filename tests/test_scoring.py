@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -78,6 +79,11 @@ def test_sure_only_and_limit_and_seed(tiny3, de_dev):
     assert a.pair_ids == [p.id for p in de_dev.pairs[:2]] and a.pair_ids != b.pair_ids
     assert set(a.table["query"]) == {"own"}
     assert b.heads["n_tokens"].iloc[0] > 0
+    # the same pairs with possible links counted: target words linked only by possible links are scored too
+    c = score_heads(tiny3, de_dev, config=ScoreConfig(limit=2, seed=7, progress=False, queries=("own",)))
+    assert c.pair_ids == b.pair_ids
+    assert c.heads["n_tokens"].iloc[0] > b.heads["n_tokens"].iloc[0]
+    assert not np.allclose(c.heads["ts"], b.heads["ts"])
 
 
 def test_embedded_heads_beat_the_diagonal(embedded, de_dev):
@@ -99,3 +105,8 @@ def test_torchrun_sharded_scores_equal_single_process(tmp_path):
                            capture_output=True, text=True)
     assert multi.returncode == 0, multi.stderr[-2000:]
     assert (tmp_path / "one" / "scores.csv").read_bytes() == (tmp_path / "two" / "scores.csv").read_bytes()
+    name = "translation_heads_tiny-gemma3_en-de.json"
+    one, two = (json.loads((tmp_path / d / name).read_text())["calibration"]["shards"] for d in ("one", "two"))
+    assert len(one) == 1 and len(one[0]) == 5
+    assert [len(s) for s in two] == [3, 2] and not set(two[0]) & set(two[1])  # each rank scored only its share
+    assert sorted(two[0] + two[1]) == sorted(one[0])
