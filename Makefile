@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint notebooks figures bench prepare venv clean
+.PHONY: demo test test-fast lint notebooks figures bench prepare venv clean
 
 venv: $(STAMP)
 
@@ -29,6 +29,9 @@ lint: venv
 
 test: venv lint
 	$(BIN)/python -m pytest -q
+
+test-fast: venv lint   # unit + tiny-model tiers, no real weights, subprocesses, notebooks or browser
+	$(BIN)/python -m pytest -q -m "not slow and not notebook and not browser"
 
 notebooks: venv
 	$(BIN)/jupytext --to ipynb notebooks/0*.py

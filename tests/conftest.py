@@ -1,4 +1,13 @@
-"""Shared test fixtures: offline hub, the ../shared data (skipped when absent)."""
+"""Shared test fixtures (offline hub, the ../shared data, skipped when absent) and the test tiers.
+
+Tiers (pytest markers, assigned here so new tests land in the right one without remembering to):
+- unit: pure functions and small data, no model;
+- model: a tiny random model (tiny3 / tiny4 fixtures) or another quick model;
+- slow: real weights (the embedded LLM, whisper, the SimAlign encoder), CLI subprocesses, long runs —
+  by fixture, by a parameter naming the embedded model, or marked `@pytest.mark.slow` explicitly;
+- notebook: executes a notebook; browser: drives a real browser.
+`make test` runs every tier; `make test-fast` runs `-m "not slow and not notebook and not browser"`.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +20,26 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
+SLOW_FIXTURES = {"embedded", "whisper", "aligner", "e5_dir"}  # fixtures that use them count too
+MODEL_FIXTURES = {"tiny3", "tiny4"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        marks = {m.name for m in item.iter_markers()}
+        if item.path.name == "test_notebooks.py":
+            marks.add("notebook")
+        values = set(map(str, params.values()))
+        if fixtures & SLOW_FIXTURES or "embedded" in values:
+            marks.add("slow")
+        if fixtures & MODEL_FIXTURES or values & {"tiny3", "tiny4"}:
+            marks.add("model")
+        if not marks & {"model", "slow", "notebook", "browser"}:
+            marks.add("unit")
+        for name in marks & {"unit", "model", "slow", "notebook"}:
+            item.add_marker(name)
 SHARED_GOLD = ROOT.parent / "shared" / "data" / "gold"
 
 

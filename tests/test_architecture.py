@@ -90,3 +90,28 @@ def test_public_api_resolves():
     assert not missing
     with pytest.raises(AttributeError):
         alignheads.no_such_thing  # noqa: B018
+
+
+DATA_FLAGS = {"--data", "--format", "--src", "--tgt", "--gold", "--tgt-file", "--swap", "--limit"}
+MODEL_FLAGS = {"--model", "--device", "--dtype", "--threads"}
+
+
+def _flags(command: list[str]) -> set[str]:
+    from alignheads.cli import build_parser
+
+    parser = build_parser()
+    for name in command:
+        sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+        parser = sub.choices[name]
+    return {s for a in parser._actions for s in a.option_strings}
+
+
+@pytest.mark.parametrize("command", [["score"], ["heads-eval"], ["simulate"], ["policy-eval"], ["align"],
+                                     ["data", "validate"]])
+def test_every_corpus_command_takes_the_same_data_flags(command):
+    assert DATA_FLAGS <= _flags(command)
+
+
+@pytest.mark.parametrize("command", [["score"], ["heads-eval"], ["simulate"], ["policy-eval"], ["translate"]])
+def test_every_model_command_takes_the_same_model_flags(command):
+    assert MODEL_FLAGS <= _flags(command)

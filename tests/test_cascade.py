@@ -93,6 +93,7 @@ def _cli(*args, **kw):
     return subprocess.run([sys.executable, "-m", "alignheads.cli", *args], capture_output=True, text=True, **kw)
 
 
+@pytest.mark.slow
 def test_translate_cli_from_stdin_pcm_and_bad_audio(tmp_path):
     pcm = (load_audio(TALK)[: 5 * SAMPLE_RATE] * 32767).astype("<i2").tobytes()
     r = subprocess.run([sys.executable, "-m", "alignheads.cli", "translate", "-", "--model", "tiny-gemma3",

@@ -31,6 +31,7 @@ def scored(tiny4):
     return corpus, score_heads(tiny4, corpus, config=ScoreConfig(progress=False))
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Glyph")  # the random model's translations contain control characters
 def test_cli_writes_every_figure_and_a_manifest(tmp_path):
     out = tmp_path / "figs"

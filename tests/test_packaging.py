@@ -8,6 +8,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +30,7 @@ def test_environment_yml_matches_pyproject():
     assert any(str(d).startswith("python=3.11") for d in env["dependencies"])
 
 
+@pytest.mark.slow
 def test_cli_help_lists_the_commands():
     out = subprocess.run([sys.executable, "-m", "alignheads.cli", "--help"], capture_output=True, text=True,
                          check=True).stdout

@@ -93,6 +93,7 @@ def test_embedded_heads_beat_the_diagonal(embedded, de_dev):
     assert scores.heads["aer"].min() < diag.aer - 0.1
 
 
+@pytest.mark.slow
 def test_torchrun_sharded_scores_equal_single_process(tmp_path):
     """Two gloo CPU processes score disjoint shards; the result equals a single-process run exactly."""
     args = ["score", "--model", "tiny-gemma3", "--data", str(DEV / "en-de.dev.tsv"), "--src", "en", "--tgt", "de",

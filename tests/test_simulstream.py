@@ -17,6 +17,7 @@ from alignheads.audio import SAMPLE_RATE, load_audio  # noqa: E402
 from tests.conftest import ROOT  # noqa: E402
 
 
+@pytest.mark.slow  # real whisper inside SimulStream's own harness
 def test_simulstream_harness_drives_the_cascade(tmp_path):
     cfg = tmp_path / "alignheads.yaml"
     cfg.write_text("type: alignheads.simulstream_processor.AlignheadsSpeechProcessor\n"
