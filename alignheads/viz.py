@@ -1,4 +1,5 @@
-"""Figures: head score heatmaps, attention maps, head-set overlap, split stability, quality-latency, policy traces.
+"""Plotting functions (data in, Figure out): head score heatmaps, attention maps, head-set overlap, split stability,
+quality-latency, policy traces. `alignheads.figures` is the pipeline that computes data and writes figures/ with these.
 
 Every function takes plain data (DataFrames, arrays, lists), returns a `matplotlib.figure.Figure`
 and, with `save=PATH`, also writes it atomically (format from the suffix: .png, .pdf, .svg, ...).
