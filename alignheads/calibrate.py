@@ -8,7 +8,7 @@ from dataclasses import asdict
 import numpy as np
 
 from .data import Corpus
-from .headset import HeadEntry, HeadSet
+from .headset import Head, HeadEntry, HeadSet, HeadSetError
 from .models import LoadedModel
 from .prompts import PromptLayout
 from .scoring import HeadScores, ScoreConfig, score_heads
@@ -42,6 +42,14 @@ def _baselines(scores: HeadScores) -> dict:
 def build_headset(lm: LoadedModel, corpus: Corpus, layout: PromptLayout, scores: HeadScores,
                   selection: Selection, score_cfg: ScoreConfig) -> HeadSet:
     """Assemble the head-set record (selected heads sorted by ts, plus full provenance)."""
+    if not selection.heads:
+        best = scores.heads.sort_values("ts", ascending=False).iloc[0]
+        raise HeadSetError(
+            f"no head was selected on {len(scores.pair_ids)} pair(s): none has ts above the threshold "
+            f"{selection.config.threshold} (best: {Head(int(best.layer), int(best['head']), best.query)} with ts "
+            f"{best.ts:.3f}); "
+            "lower the threshold (--threshold) or score more pairs"
+        )
     entries = []
     for h in selection.heads:
         r = scores.heads.query("layer == @h.layer and head == @h.head and query == @h.query").iloc[0]
@@ -58,6 +66,7 @@ def build_headset(lm: LoadedModel, corpus: Corpus, layout: PromptLayout, scores:
         heads=entries,
         model_id=f.model_id,
         revision=f.revision,
+        model_fingerprint=f.fingerprint,
         src_lang=corpus.src_lang,
         tgt_lang=corpus.tgt_lang,
         num_layers=f.num_layers,
@@ -71,7 +80,7 @@ def build_headset(lm: LoadedModel, corpus: Corpus, layout: PromptLayout, scores:
                "config": asdict(selection.config)},
         scores=matrices,
         calibration=corpus_provenance(corpus, scores),
-        evaluation={"ensemble": ensemble_metrics(scores, corpus, selection.heads) if selection.heads else None,
+        evaluation={"ensemble": ensemble_metrics(scores, corpus, selection.heads),
                     "trajectory": selection.trajectory.to_dict("records"), "baselines": _baselines(scores)},
         stability=selection.stability,
         promoted=selection.promoted,
@@ -94,11 +103,11 @@ def evaluate_headset(lm: LoadedModel, headset: HeadSet, corpus: Corpus, *, top_k
     """Held-out evaluation of a head set's top-k ensemble, next to the diagonal and all-head baselines."""
     layout = layout or (PromptLayout.from_dict(headset.layout) if headset.layout else
                         PromptLayout.for_tokenizer(lm.tokenizer, corpus.src_lang, corpus.tgt_lang))
-    headset.validate(lm.facts, layout, strict_model=False)
+    headset.validate(lm.facts, layout)
+    heads = headset.top(top_k)  # before scoring: a bad top-k or an empty set fails at once
     if headset.calibration.get("content_hash") == corpus.content_hash():
         warnings.warn("heads-eval runs on the very data the head set was calibrated on: scores are optimistic",
                       stacklevel=2)
-    heads = headset.top(top_k)
     scores = score_heads(lm, corpus, layout, score_cfg or ScoreConfig())
     per_head = scores.heads.set_index(["layer", "head", "query"])
     rows = [per_head.loc[(h.layer, h.head, h.query)] for h in heads]
@@ -106,10 +115,10 @@ def evaluate_headset(lm: LoadedModel, headset: HeadSet, corpus: Corpus, *, top_k
     return {
         "heads": [str(h) for h in heads],
         "n_pairs": len(scores.pair_ids),
-        "ts_mean": float(np.mean([r.ts for r in rows])) if rows else None,
-        "source_acc_mean": float(np.mean([r.source_acc for r in rows])) if rows else None,
+        "ts_mean": float(np.mean([r.ts for r in rows])),
+        "source_acc_mean": float(np.mean([r.source_acc for r in rows])),
         **ensemble_metrics(scores, corpus, heads),
         "diagonal": {k: base["diagonal@own"][k] for k in ("ts", "source_acc", "aer", "precision", "recall")},
-        "mean_heads": base.get(f"mean_heads@{heads[0].query if heads else 'own'}"),
+        "mean_heads": base.get(f"mean_heads@{heads[0].query}"),
         "calibrated_on_same_data": headset.calibration.get("content_hash") == corpus.content_hash(),
     }

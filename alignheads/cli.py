@@ -438,15 +438,61 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that partial outputs are handled the same way."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"alignheads: warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; errors become one line on stderr (exit 2), Ctrl-C exit 130, SIGTERM 143.
+
+    `--debug` (anywhere on the line) shows full tracebacks and warnings instead."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    debug = "--debug" in argv
+    parser = build_parser()
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks (place anywhere)")
+    args = parser.parse_args([a for a in argv if a != "--debug"])
     args.argv = argv
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if debug:
+        return int(args.func(args) or 0)
+    import signal
+    import warnings
+
+    warnings.showwarning = _one_line_warning
+    signal.signal(signal.SIGTERM, _terminate)
+    hint = " (run with --debug for the traceback)"
     try:
         return int(args.func(args) or 0)
     except AlignheadsError as e:
         print(f"alignheads: error: {e}", file=sys.stderr)
+        return 2
+    except Terminated:
+        print("alignheads: terminated (SIGTERM)", file=sys.stderr)
+        return 143
+    except KeyboardInterrupt:
+        print("alignheads: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `alignheads ... | head`: the reader left; say nothing more
+        sys.stdout = open(os.devnull, "w")  # Python flushes stdout at exit: that would raise again
+        return 141
+    except (OSError, ValueError) as e:
+        print(f"alignheads: error: {e}{hint}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"alignheads: error: out of memory; use smaller inputs (--limit, shorter pairs){hint}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:
+        if type(e).__name__ != "OutOfMemoryError":  # torch's (CUDA) out-of-memory error; other bugs: traceback
+            raise
+        print(f"alignheads: error: out of memory: {str(e).splitlines()[0]}{hint}", file=sys.stderr)
         return 2
 
 

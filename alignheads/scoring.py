@@ -18,6 +18,7 @@ earlier (the position whose output produces the token, i.e. what a decoder sees 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -29,6 +30,7 @@ from tqdm.auto import tqdm
 from .attention import pool_source_words, replay_rows
 from .capture import AttentionCapture
 from .data import Corpus, SentencePair
+from .errors import AlignheadsError
 from .kvcache import PrefixCache
 from .metrics import aer_metrics, alignment_counts, diagonal_words
 from .models import LoadedModel
@@ -38,6 +40,13 @@ QUERIES = ("own", "emit")
 BASELINES = ("diagonal", "mean_heads")
 # Per-pair contribution columns; all are sums, so corpora and shards combine by addition.
 _COLS = ("ts", "source_acc", "gold_mass", "scored", "n_tokens", "a_s", "a_p", "a_n", "s_n")
+# Peak memory of one pair over its attention rows (4 bytes x heads x query positions x tokens): measured
+# 4.2-4.7 on tiny Gemma-3 pairs of 100-400 words (copies per query kind, masks, pooling temporaries).
+_MEMORY_FACTOR = 5
+
+
+class ScoringError(AlignheadsError):
+    """Scoring cannot give a meaningful result: nothing to score, a pair too long, NaN attention."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,14 @@ class ScoreConfig:
     limit: int | None = None
     seed: int = 0  # shuffles pairs before `limit` when nonzero (0 keeps file order)
     progress: bool = True
+    max_tokens: int | None = None  # longest teacher-forced prompt; None: the model's max_position_embeddings
+    skip_long: bool = False  # skip pairs that are too long (with a warning) instead of failing
+
+    def __post_init__(self):
+        if self.limit is not None and self.limit < 1:
+            raise ScoringError(f"limit must be at least 1 pair, got {self.limit}")
+        if not self.queries or set(self.queries) - set(QUERIES):
+            raise ScoringError(f"queries must be among {', '.join(QUERIES)}, got {', '.join(self.queries) or 'none'}")
 
 
 @dataclass
@@ -191,6 +208,7 @@ def score_pair(lm: LoadedModel, layout: PromptLayout, pair: SentencePair, cfg: S
     positions = sorted({p for tok_pos, word_pos in plan.values() for p in (*tok_pos, *word_pos)})
     index = {p: i for i, p in enumerate(positions)}
     rows = pair_rows(lm, r, positions, prefix_cache=prefix_cache)  # [L, H, n, T], one forward for all queries
+    _check_finite(rows, lm, pair.id)
     T = rows.shape[-1]
     flat = rows.reshape(L * H, len(positions), T)
     contrib, words = [], []
@@ -213,6 +231,17 @@ def score_pair(lm: LoadedModel, layout: PromptLayout, pair: SentencePair, cfg: S
     heads = [c[: L * H] for c in contrib]
     bases = [c[L * H :] for c in contrib]
     return np.concatenate(heads + bases, 0), PairAttention(pair.id, np.stack(words), diag_words)
+
+
+def _check_finite(rows: torch.Tensor, lm: LoadedModel, pair_id: str) -> None:
+    """NaN/inf attention means broken weights (a corrupt file, an overflowing dtype): stop, never score it."""
+    bad = ~torch.isfinite(rows).flatten(1).all(-1)  # [L]
+    if bool(bad.any()):
+        layers = bad.nonzero().flatten().tolist()
+        hint = ("run `alignheads prepare --force` to rebuild the embedded model" if lm.spec == "embedded"
+                else "check the checkpoint files and --dtype (float16 can overflow)")
+        raise ScoringError(f"pair {pair_id}: attention of {lm.facts.model_id} is NaN or infinite in layer(s) "
+                           f"{layers}: the model's weights are broken; {hint}")
 
 
 def _diag_and_mean(flat, r, tokens, tok_pos, index, T) -> torch.Tensor:
@@ -252,7 +281,41 @@ def select_pairs(corpus: Corpus, cfg: ScoreConfig) -> list[int]:
     idx = list(range(len(corpus)))
     if cfg.seed:
         np.random.default_rng(cfg.seed).shuffle(idx)
-    return idx[: cfg.limit] if cfg.limit else idx
+    return idx[: cfg.limit] if cfg.limit is not None else idx
+
+
+def _free_bytes(device: torch.device) -> int | None:
+    """Memory free for one more allocation on `device` (Linux MemAvailable on CPU), or None if unknown."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+def too_long(lm: LoadedModel, layout: PromptLayout, corpus: Corpus, indices: Sequence[int],
+             max_tokens: int | None = None) -> dict[int, str]:
+    """The pairs (index -> why) whose teacher-forced prompt exceeds the model's positions or free memory."""
+    limit = max_tokens or getattr(lm.model.config.get_text_config(), "max_position_embeddings", None)
+    free = _free_bytes(lm.device)
+    rank, world = _world()
+    if world > 1 and free is not None:  # every rank must skip the same pairs
+        gathered: list = [None] * world
+        torch.distributed.all_gather_object(gathered, free)
+        free = min(gathered)
+    heads = lm.facts.num_layers * lm.facts.num_heads
+    out = {}
+    for i in indices:
+        r = teacher_forced_prompt(lm, layout, corpus[i])
+        T, n = len(r.input_ids), sum(map(len, r.tgt_tokens)) + 1
+        need = _MEMORY_FACTOR * 4 * heads * n * T
+        if limit and T > limit:
+            out[i] = f"{T} tokens, more than the {limit} positions of {lm.facts.model_id}"
+        elif free is not None and need > free:
+            out[i] = f"{T} tokens need about {need / 2**30:.1f} GiB for attention rows, {free / 2**30:.1f} GiB are free"
+    return out
 
 
 def _world() -> tuple[int, int]:
@@ -279,6 +342,20 @@ def score_heads(
     cfg = config or ScoreConfig()
     layout = layout or PromptLayout.for_tokenizer(lm.tokenizer, corpus.src_lang, corpus.tgt_lang)
     idx = list(indices) if indices is not None else select_pairs(corpus, cfg)
+    long = too_long(lm, layout, corpus, idx, cfg.max_tokens)
+    if long:
+        where = corpus.name or ", ".join(corpus.sources) or "the corpus"
+        lines = [f"pair {corpus[i].id} of {where}: {why}" for i, why in long.items()]
+        if not cfg.skip_long:
+            more = f" (and {len(lines) - 5} more)" if len(lines) > 5 else ""
+            raise ScoringError("too long to score: " + "; ".join(lines[:5]) + more
+                               + ". Split such pairs, or skip them (--skip-long, ScoreConfig(skip_long=True))")
+        warnings.warn(f"skipping {len(long)} pair(s) too long to score: " + "; ".join(lines), stacklevel=2)
+        idx = [i for i in idx if i not in long]
+    if not idx:
+        raise ScoringError(f"no sentence pairs to score: {corpus.name or 'the corpus'} "
+                           f"({', '.join(corpus.sources) or 'in memory'}) has {len(corpus)} pair(s)"
+                           + (", none short enough" if long else ""))
     rank, world = _world()
     mine = idx[rank::world]
     results = {}
@@ -294,8 +371,12 @@ def score_heads(
     contribs = [results[i][0] for i in idx]
     words = [results[i][1] for i in idx]
     L, H = lm.facts.num_layers, lm.facts.num_heads
-    contributions = np.stack(contribs) if contribs else np.zeros((0, len(cfg.queries) * (L * H + 2), len(_COLS)))
+    contributions = np.stack(contribs)
     table = _table(contributions.sum(0), L, H, cfg.queries)
+    nan = table[table[["ts", "source_acc", "gold_mass", "aer"]].isna().any(axis=1)]
+    if len(nan):
+        raise ScoringError(f"{len(nan)} score row(s) are NaN (first: {nan.iloc[0].to_dict()}); the model or the "
+                           "data is broken (for the embedded model: `alignheads prepare --force`)")
     table["kv_shared"] = table["layer"].isin(list(lm.facts.kv_shared))
     return HeadScores(table, contributions, [corpus[i].id for i in idx], L, H, tuple(cfg.queries), words, shards)
 

@@ -8,6 +8,7 @@ import io
 import json
 import shutil
 import subprocess
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,19 @@ def test_truncated_flac_raises(tmp_path):
         load_audio(tmp_path / "cut.flac")
 
 
+def test_truncated_wav_warns_with_both_durations(tmp_path):
+    """Reported: a truncated WAV decoded 2.7 of 8 s without a warning."""
+    sf.write(tmp_path / "t.wav", tone(300, SAMPLE_RATE, seconds=8.0), SAMPLE_RATE)
+    data = (tmp_path / "t.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: len(data) // 3])
+    with pytest.warns(UserWarning, match=r"cut.wav: truncated WAV: its header declares 8.00 s .* holds 2.67 s"):
+        audio = load_audio(tmp_path / "cut.wav")
+    assert abs(audio.size / SAMPLE_RATE - 2.67) < 0.01
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_audio(tmp_path / "t.wav")  # a whole file: no warning
+
+
 # --- PCM streams ----------------------------------------------------------------------------------
 
 
@@ -144,19 +158,39 @@ def test_pcm_stream_accumulates_short_reads():
     np.testing.assert_array_equal(np.concatenate(chunks), pcm / np.float32(32768))
 
 
-def test_pcm_stream_uses_the_buffer_of_a_text_stream_and_rejects_odd_bytes():
+def test_pcm_stream_uses_the_buffer_of_a_text_stream_and_warns_on_odd_bytes():
     class Stdin:
         name = "<stdin>"
         buffer = io.BytesIO(np.ones(10, dtype="<i2").tobytes())
 
     assert sum(c.size for c in read_pcm_stream(Stdin(), 4)) == 10
-    with pytest.raises(AlignheadsError, match="mid-sample"):
-        list(read_pcm_stream(io.BytesIO(b"\x01\x00\x02"), 4))
+    with pytest.warns(UserWarning, match="mid-sample"):  # reported: found only after the whole run
+        chunks = list(read_pcm_stream(io.BytesIO(b"\x01\x00\x02"), 4))
+    assert [c.tolist() for c in chunks] == [[1 / 32768]]
     with pytest.raises(AlignheadsError, match="binary"):
         list(read_pcm_stream(io.StringIO("abc"), 4))
     with pytest.raises(AlignheadsError, match="positive"):
         list(read_pcm_stream(io.BytesIO(b""), 0))
     assert list(read_pcm_stream(io.BytesIO(b""), 4)) == []
+
+
+def test_closed_stdin_or_a_terminal_is_a_clear_error():
+    """Reported: a closed stdin gave an AttributeError traceback."""
+    with pytest.raises(AlignheadsError, match=r"stdin\) is closed.*ffmpeg"):
+        next(read_pcm_stream(None, 4))
+    closed = io.BytesIO(b"\x00\x00")
+    closed.close()
+    with pytest.raises(AlignheadsError, match="is closed"):
+        next(read_pcm_stream(closed, 4))
+
+    class Terminal(io.BytesIO):
+        name = "<stdin>"
+
+        def isatty(self):
+            return True
+
+    with pytest.raises(AlignheadsError, match="<stdin> is a terminal"):
+        next(read_pcm_stream(Terminal(), 4))
 
 
 def test_iter_chunks_covers_the_audio():

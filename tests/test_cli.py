@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 
@@ -118,3 +119,40 @@ def test_every_corpus_command_runs_on_the_shared_zh_en_file_as_en_zh(shared_gold
 
     silver = read_corpus(tmp_path / "silver.tsv")
     assert (silver.src_lang, silver.tgt_lang, len(silver)) == ("en", "zh", 2)
+
+
+# ---------------------------------------------------------------- what happens when things go wrong
+
+def _score_args(out, *extra):
+    return ["score", "--model", "tiny-gemma3", "--data", DEV, "--src", "en", "--tgt", "de", "--threshold", "0",
+            "--out", out, *extra]
+
+
+def test_os_errors_are_one_line_and_debug_shows_the_traceback():
+    """Reported: every OSError / ValueError was a traceback (here: an out folder that cannot be created)."""
+    out = "/proc/alignheads-out"  # even root cannot create it
+    r = _cli(*_score_args(out, "--limit", "1"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("alignheads: error: ") and out in r.stderr
+    assert "--debug" in r.stderr
+    r = _cli(*_score_args(out, "--limit", "1"), "--debug")  # anywhere on the line
+    assert "Traceback" in r.stderr
+
+
+@pytest.mark.parametrize(("sig", "code", "word"), [(signal.SIGINT, 130, "interrupted"),
+                                                   (signal.SIGTERM, 143, "terminated")])
+def test_ctrl_c_or_sigterm_during_score_exits_with_one_line_and_leaves_no_file(tmp_path, sig, code, word):
+    """Reported: Ctrl-C was a traceback. `score` writes its files only at the end, atomically."""
+    out = tmp_path / "out"
+    p = subprocess.Popen([sys.executable, "-m", "alignheads.cli", *map(str, _score_args(out))],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    while "scoring heads" not in seen:  # wait until the command is at work (tqdm writes to stderr)
+        ch = p.stderr.read(1)
+        assert ch, f"exited early: {seen[-2000:]}"
+        seen += ch
+    p.send_signal(sig)
+    rest = p.communicate(timeout=120)[1]
+    assert p.returncode == code, (seen + rest)[-2000:]
+    assert f"alignheads: {word}" in rest and "Traceback" not in rest
+    assert not out.exists() or list(out.iterdir()) == []

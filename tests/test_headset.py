@@ -121,3 +121,54 @@ def test_published_gemma4_heads_fit_the_model_shape():
         hs.validate(_gemma4_facts(layers=4))
     with pytest.raises(HeadSetError, match="known"):
         published_headset("google/gemma-4-E4B-it", "en", "fr")
+
+
+# ---------------------------------------------------------------- never a meaningless head set (tiny models)
+
+@pytest.fixture(scope="module")
+def tiny_calibrated(tiny3):
+    corpus = read_corpus(ROOT / "data" / "gold" / "en-de.dev.tsv").head(3)
+    return corpus, *calibrate(tiny3, corpus, score_cfg=QUIET, select_cfg=SelectionConfig(threshold=0))
+
+
+def test_an_empty_selection_is_an_error_not_a_file(tiny3, tiny_calibrated, tmp_path):
+    corpus = tiny_calibrated[0]
+    with pytest.raises(HeadSetError, match=r"no head was selected on 3 pair\(s\).*best: L\d+H\d+(@emit)? with ts"):
+        calibrate(tiny3, corpus, score_cfg=QUIET, select_cfg=SelectionConfig(threshold=1.0))
+    empty = HeadSet([], "tiny-gemma3", "en", "de", 6, 4)
+    with pytest.raises(HeadSetError, match="no heads"):
+        empty.save(tmp_path / "h.json")
+    assert not (tmp_path / "h.json").exists()
+    (tmp_path / "h.json").write_text(json.dumps({"token_alignment_heads": []}))
+    with pytest.raises(HeadSetError, match="is empty"):
+        load_headset(tmp_path / "h.json")
+
+
+@pytest.mark.parametrize("k", [0, -1, 1.5])
+def test_top_k_must_be_a_positive_number_of_heads(tiny3, tiny_calibrated, k):
+    """Reported: --top-k -1 silently dropped the last head; --top-k 0 crashed heads-eval after scoring."""
+    corpus, _, _, headset = tiny_calibrated
+    with pytest.raises(HeadSetError, match="top-k must be a whole number of heads >= 1"):
+        headset.top(k)
+    with pytest.raises(HeadSetError, match="top-k"):
+        evaluate_headset(tiny3, headset, corpus, top_k=k, score_cfg=QUIET)
+
+
+def test_a_head_set_of_another_model_with_the_same_shape_is_refused(tiny3, tiny4, tiny_calibrated, tmp_path):
+    """Reported: heads-eval accepted it (shape only); translate refused it with a hint at a Python argument."""
+    from alignheads.translator import SimultaneousTranslator
+
+    corpus, _, _, headset = tiny_calibrated
+    assert (tiny3.facts.num_layers, tiny3.facts.num_heads) == (tiny4.facts.num_layers, tiny4.facts.num_heads)
+    loaded = load_headset(headset.save(tmp_path / "h.json"))
+    assert loaded.model_fingerprint == tiny3.facts.fingerprint
+    loaded.validate(tiny3.facts)
+    with pytest.raises(HeadSetError, match=r"fingerprints \(config \+ tokenizer\).*although the shapes match"):
+        evaluate_headset(tiny4, loaded, corpus, score_cfg=QUIET)
+    with pytest.raises(HeadSetError, match="fingerprints") as err:
+        SimultaneousTranslator(tiny4, loaded, "en", "de")
+    assert "strict_model" not in str(err.value) and "alignheads score --model tiny-gemma4" in str(err.value)
+    # Files without a fingerprint (the authors', the registry's) fall back to the model id, and say so.
+    loaded.model_fingerprint = None
+    with pytest.raises(HeadSetError, match="records no model fingerprint, so only the model id and shape"):
+        loaded.validate(tiny4.facts)

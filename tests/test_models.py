@@ -7,7 +7,6 @@ import json
 import pytest
 import torch
 
-from alignheads.cache import MANIFEST, ensure_artifact, verify_artifact
 from alignheads.errors import ModelSpecError
 from alignheads.models import load_model
 
@@ -52,36 +51,3 @@ def test_embedded_loads_from_cache_with_facts(embedded):
     assert f.sliding_window == 512 and not f.has_chat_template
     assert embedded.model.dtype == torch.float32
 
-
-def test_artifact_cache_rebuilds_partial_or_corrupt(tmp_path, monkeypatch):
-    monkeypatch.setenv("ALIGNHEADS_CACHE", str(tmp_path))
-    builds = []
-
-    def build(d):
-        builds.append(1)
-        (d / "weights.bin").write_bytes(b"x" * 100)
-
-    path = ensure_artifact("thing", "v1", build, log=None)
-    assert verify_artifact(path, "v1", deep=True) is None and len(builds) == 1
-    ensure_artifact("thing", "v1", build, log=None)
-    assert len(builds) == 1  # reused
-    (path / "weights.bin").write_bytes(b"x" * 50)  # truncated copy
-    assert "size" in verify_artifact(path, "v1")
-    ensure_artifact("thing", "v1", build, log=None)
-    assert len(builds) == 2 and (path / "weights.bin").stat().st_size == 100
-    (path / MANIFEST).unlink()  # interrupted build
-    assert "no manifest" in verify_artifact(path, "v1")
-    ensure_artifact("thing", "v2", build, log=None)
-    assert len(builds) == 3
-
-
-def test_failed_build_leaves_nothing(tmp_path, monkeypatch):
-    monkeypatch.setenv("ALIGNHEADS_CACHE", str(tmp_path))
-
-    def build(d):
-        (d / "half.bin").write_bytes(b"x")
-        raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError):
-        ensure_artifact("broken", "v1", build, log=None)
-    assert not (tmp_path / "broken").exists() and list(tmp_path.iterdir()) == []

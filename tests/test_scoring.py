@@ -97,7 +97,7 @@ def test_embedded_heads_beat_the_diagonal(embedded, de_dev):
 def test_torchrun_sharded_scores_equal_single_process(tmp_path):
     """Two gloo CPU processes score disjoint shards; the result equals a single-process run exactly."""
     args = ["score", "--model", "tiny-gemma3", "--data", str(DEV / "en-de.dev.tsv"), "--src", "en", "--tgt", "de",
-            "--limit", "5"]
+            "--limit", "5", "--threshold", "0"]  # a random tiny model: no head passes the default 0.1
     single = subprocess.run([sys.executable, "-m", "alignheads.cli", *args, "--out", str(tmp_path / "one")],
                             capture_output=True, text=True)
     assert single.returncode == 0, single.stderr[-2000:]
@@ -111,3 +111,67 @@ def test_torchrun_sharded_scores_equal_single_process(tmp_path):
     assert len(one) == 1 and len(one[0]) == 5
     assert [len(s) for s in two] == [3, 2] and not set(two[0]) & set(two[1])  # each rank scored only its share
     assert sorted(two[0] + two[1]) == sorted(one[0])
+
+
+# ---------------------------------------------------------------- never a meaningless score
+
+def test_nan_attention_is_an_error_naming_the_cause(de_dev):
+    """Reported: a corrupt model file scored with exit 0, gold_mass NaN and every ts 0."""
+    import dataclasses
+
+    import torch
+
+    from alignheads.models import load_model
+    from alignheads.scoring import ScoringError
+
+    lm = load_model("tiny-gemma3")  # a private copy: its weights are broken below
+    with torch.no_grad():
+        lm.model.model.layers[2].self_attn.q_proj.weight[0, 0] = float("nan")
+    with pytest.raises(ScoringError, match=r"NaN or infinite in layer\(s\) \[2, 3, 4, 5\].*check the checkpoint"):
+        score_heads(lm, de_dev.head(1), config=QUIET)
+    with pytest.raises(ScoringError, match="alignheads prepare --force"):
+        score_heads(dataclasses.replace(lm, spec="embedded"), de_dev.head(1), config=QUIET)
+
+
+def test_an_empty_corpus_or_limit_below_one_is_an_error(tiny3, tmp_path):
+    """Reported: a corpus with a header and no pairs scored with exit 0; --limit 0 scored everything."""
+    from alignheads.scoring import ScoringError
+
+    header_only = tmp_path / "empty.tsv"
+    header_only.write_text((DEV / "en-de.dev.tsv").read_text().splitlines()[0] + "\n")
+    with pytest.raises(ScoringError, match=r"no sentence pairs to score: .*has 0 pair"):
+        score_heads(tiny3, read_corpus(header_only), config=QUIET)
+    for bad in (0, -3):
+        with pytest.raises(ScoringError, match="limit must be at least 1"):
+            ScoreConfig(limit=bad)
+    with pytest.raises(ScoringError, match="queries must be among own, emit"):
+        ScoreConfig(queries=("own", "emitt"))
+
+
+def _long_pair(n_words: int) -> SentencePair:
+    return _pair("huge", " ".join(f"house{i}" for i in range(n_words)), " ".join(f"Haus{i}" for i in range(n_words)),
+                 {(i, i) for i in range(n_words)})
+
+
+def test_a_pair_past_the_models_positions_fails_before_scoring_or_is_skipped(tiny3, de_dev):
+    """Reported: a 700-word pair went past the position limit silently (8.2 GB peak)."""
+    from alignheads.scoring import ScoringError
+
+    corpus = Corpus([de_dev[0], _long_pair(700), de_dev[1]], "en", "de", name="mixed")
+    with pytest.raises(ScoringError, match=r"pair huge of mixed: \d+ tokens, more than the 2048 positions.*skip-long"):
+        score_heads(tiny3, corpus, config=QUIET)
+    with pytest.warns(UserWarning, match="skipping 1 pair"):
+        scores = score_heads(tiny3, corpus, config=ScoreConfig(progress=False, skip_long=True))
+    assert scores.pair_ids == [de_dev[0].id, de_dev[1].id]
+    with pytest.warns(UserWarning), pytest.raises(ScoringError, match="none short enough"):
+        score_heads(tiny3, Corpus([_long_pair(700)], "en", "de"), config=ScoreConfig(progress=False, skip_long=True))
+
+
+def test_a_pair_too_big_for_memory_fails_before_the_forward(tiny3, de_dev, monkeypatch):
+    """Reported: a 5,000-word pair ended in an out-of-memory traceback after 2 minutes."""
+    from alignheads import scoring
+
+    monkeypatch.setattr(scoring, "_free_bytes", lambda device: 64 << 20)  # as if only 64 MiB were free
+    corpus = Corpus([de_dev[0], _long_pair(120)], "en", "de", name="mixed")
+    with pytest.raises(scoring.ScoringError, match=r"pair huge of mixed: \d+ tokens need about [\d.]+ GiB .* free"):
+        score_heads(tiny3, corpus, config=ScoreConfig(progress=False, max_tokens=10**6))
