@@ -230,6 +230,12 @@ def load_model(
     return LoadedModel(model, tok, model_facts(model, tok, model_id, revision), spec)
 
 
+def broken_weights_hint(lm: LoadedModel) -> str:
+    """What to do when a model computes NaN/inf: rebuild the embedded model, else check the checkpoint."""
+    return ("the model's weights are broken; " + ("run `alignheads prepare --force` to rebuild the embedded model"
+            if lm.spec == "embedded" else "check the checkpoint files and --dtype (float16 can overflow)"))
+
+
 def timed_load(spec: str = "embedded", **kw) -> tuple[LoadedModel, float]:
     """Load a model and return it with the wall time the load took, in seconds."""
     t0 = time.perf_counter()

@@ -33,7 +33,7 @@ from .data import Corpus, SentencePair
 from .errors import AlignheadsError
 from .kvcache import PrefixCache
 from .metrics import aer_metrics, alignment_counts, diagonal_words
-from .models import LoadedModel
+from .models import LoadedModel, broken_weights_hint
 from .prompts import PromptLayout, RenderedPrompt, render
 
 QUERIES = ("own", "emit")
@@ -238,10 +238,8 @@ def _check_finite(rows: torch.Tensor, lm: LoadedModel, pair_id: str) -> None:
     bad = ~torch.isfinite(rows).flatten(1).all(-1)  # [L]
     if bool(bad.any()):
         layers = bad.nonzero().flatten().tolist()
-        hint = ("run `alignheads prepare --force` to rebuild the embedded model" if lm.spec == "embedded"
-                else "check the checkpoint files and --dtype (float16 can overflow)")
         raise ScoringError(f"pair {pair_id}: attention of {lm.facts.model_id} is NaN or infinite in layer(s) "
-                           f"{layers}: the model's weights are broken; {hint}")
+                           f"{layers}: {broken_weights_hint(lm)}")
 
 
 def _diag_and_mean(flat, r, tokens, tok_pos, index, T) -> torch.Tensor:

@@ -31,7 +31,7 @@ from .errors import AlignheadsError
 from .headset import HeadLike, HeadSet, as_heads
 from .kvcache import common_prefix, rollback
 from .languages import get_language, target_units
-from .models import LoadedModel
+from .models import LoadedModel, broken_weights_hint
 from .policy import END_OF_DRAFT, FINAL, POLICIES, AlignAttConfig, Cut, DraftView
 from .prompts import PromptLayout, RenderedPrompt, render
 
@@ -330,6 +330,9 @@ class SimultaneousTranslator:
             out = model(input_ids=torch.tensor([ids[reused:]], device=device), cache=self._cache, use_cache=True,
                         logits_to_keep=1)
             self._cache_ids = list(ids)
+            if not bool(torch.isfinite(out.logits[0, -1]).all()):  # broken weights: never emit their argmax
+                raise TranslatorError(f"{self.lm.facts.model_id} computes NaN/inf logits; "
+                                      f"{broken_weights_hint(self.lm)}")
             timings["prefill"] = time.perf_counter() - t0
             for step in range(max_tokens):
                 nxt = int(out.logits[0, -1].argmax())

@@ -156,6 +156,19 @@ def test_very_long_source_names_the_context_limit(tiny3):
             tr.update(words(60, src=long_src), 30.0)
 
 
+def test_nan_weights_stop_the_translator_instead_of_emitting_noise():
+    import torch
+
+    from alignheads.models import load_model
+
+    lm = load_model("tiny-gemma3")  # a private copy: its weights are broken below
+    with torch.no_grad():
+        lm.model.model.layers[1].mlp.down_proj.weight[0, 0] = float("inf")
+    tr = SimultaneousTranslator(lm, HEADS3, "en", "de", config=cfg())
+    with pytest.raises(TranslatorError, match="NaN/inf logits.*check the checkpoint"):
+        tr.update(words(5), 2.0)
+
+
 def test_headset_is_validated_and_top_k_taken(tiny3):
     hs = HeadSet([HeadEntry(2, 1, ts=0.5), HeadEntry(0, 3, ts=0.4), HeadEntry(5, 0, ts=0.3)],
                  tiny3.facts.model_id, "en", "de", tiny3.facts.num_layers, tiny3.facts.num_heads)
