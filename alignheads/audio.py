@@ -93,7 +93,7 @@ def read_pcm_stream(fileobj: BinaryIO | None, chunk_samples: int) -> Iterator[np
     """Yield float32 chunks of `chunk_samples` from raw 16 kHz mono s16le PCM (e.g. stdin); the last may be shorter.
 
     Short reads (pipes) are accumulated until a chunk is complete or the stream ends. A stream that ends
-    mid-sample loses its last byte, with a warning.
+    mid-sample loses its last byte, with a warning. A closed stream or a terminal fails here, not at the first read.
     """
     if chunk_samples <= 0:
         raise AlignheadsError(f"chunk_samples must be positive, got {chunk_samples}")
@@ -105,6 +105,10 @@ def read_pcm_stream(fileobj: BinaryIO | None, chunk_samples: int) -> Iterator[np
     name = getattr(fileobj, "name", "<pcm stream>")
     if getattr(stream, "isatty", lambda: False)():
         raise AlignheadsError(f"{name} is a terminal, not audio; {hint}")
+    return _pcm_chunks(stream, want, name)
+
+
+def _pcm_chunks(stream, want: int, name: str) -> Iterator[np.ndarray]:
     pending = b""
     while True:
         block = stream.read(want - len(pending))

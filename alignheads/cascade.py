@@ -21,12 +21,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from .asr import ASRBackend, Word
 from .audio import SAMPLE_RATE
-from .evaluation import Instance
+from .evaluation import Instance, score_longform, write_instances, write_scores
+from .fileio import write_json
 from .languages import get_language
 from .stabilizer import Stabilizer, StabilizerConfig
 from .translator import SimultaneousTranslator, SourceWord
@@ -190,6 +192,28 @@ def _split_committed(words: list[Word], cfg: StabilizerConfig) -> list[list[Word
             out.append(cur)
             cur = []
     return out + [cur]
+
+
+def write_run(cascade: SpeechCascade, out_dir: str | Path, refs: list[str] | None = None,
+              segments: list[tuple[float, float]] | None = None, stopped: str | None = None) -> dict:
+    """Write instances.log, emissions.json and scores.json (the run's summary) into `out_dir`; return the summary.
+
+    Quality and latency are scored against `refs` only for a complete run: a run `stopped` early (Ctrl-C, a
+    stream error) keeps what it emitted, marked `"partial": true` with the reason, and no score."""
+    out = Path(out_dir)
+    instance = cascade.instance(reference=" ".join(refs) if refs else None)
+    summary = {"audio_s": round(cascade.now, 3), "chunk_ms": cascade.config.chunk_ms,
+               "rtf_ca": round(cascade.stats.rtf, 3), "asr_s": round(cascade.stats.asr_s, 3),
+               "mt_s": round(cascade.stats.mt_s, 3), "sentences": cascade.stats.sentences,
+               "units": len(cascade.emissions), "partial": stopped is not None}
+    if stopped is not None:
+        summary["stopped"] = stopped
+    elif refs:
+        summary.update(score_longform(instance, refs, cascade.translator.tgt_lang, segments))
+    write_instances(out / "instances.log", [instance])
+    write_json(out / "emissions.json", [vars(e) for e in cascade.emissions])
+    write_scores(out / "scores.json", summary)
+    return summary
 
 
 def run_stream(cascade: SpeechCascade, chunks: Iterable[np.ndarray]) -> list[Emission]:

@@ -73,16 +73,16 @@ def cmd_score(args) -> int:
     from .viz import head_heatmap
 
     corpus = opt.read_data(args)
+    score_cfg = ScoreConfig(queries=tuple(args.query.split(",")), use_possible=not args.sure_only, seed=args.seed,
+                            skip_long=args.skip_long)
+    select_cfg = SelectionConfig(method=args.selection, k=args.k, threshold=args.threshold, seed=args.seed)
     rank = _init_distributed()
+    out = opt.out_dir(args) if rank == 0 else Path(args.out)
     lm = opt.load(args)
     layout = PromptLayout(corpus.src_lang, corpus.tgt_lang, family=args.layout) if args.layout else None
-    score_cfg = ScoreConfig(queries=tuple(args.query.split(",")), use_possible=not args.sure_only, seed=args.seed)
-    select_cfg = SelectionConfig(method=args.selection, k=args.k, threshold=args.threshold, seed=args.seed)
     scores, selection, headset = calibrate(lm, corpus, layout, score_cfg, select_cfg)
     if rank != 0:  # every rank holds the full result; one writes it
         return 0
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     from .fileio import atomic_open
 
     with atomic_open(out / "scores.csv") as f:
@@ -116,11 +116,13 @@ def _print_summary(scores, selection, headset) -> None:
 def cmd_heads_eval(args) -> int:
     from .calibrate import evaluate_headset
     from .pipeline import resolve_heads
+    from .scoring import ScoreConfig
 
+    heads = opt.heads_spec(args)
     corpus = opt.read_data(args)
     lm = opt.load(args)
-    headset = resolve_heads(args.heads, lm.facts.model_id, corpus.src_lang, corpus.tgt_lang)
-    result = evaluate_headset(lm, headset, corpus, top_k=args.top_k)
+    headset = resolve_heads(heads, lm.facts.model_id, corpus.src_lang, corpus.tgt_lang)
+    result = evaluate_headset(lm, headset, corpus, top_k=args.top_k, score_cfg=ScoreConfig(skip_long=args.skip_long))
     if args.simalign_encoder != "none":
         from .encoder import EncoderUnavailable
         from .silver import compare_aligner
@@ -139,6 +141,7 @@ def cmd_align(args) -> int:
     from .silver import SilverAligner, align_parallel
 
     text = opt.read_parallel_data(args)
+    opt.out_file(args)
     if text.ignored_links:
         print(f"note: {args.data} has alignment links; they are ignored (only its words are aligned)")
     opt.setup_threads(args)
@@ -156,51 +159,67 @@ def cascade_config(args):
     from .stabilizer import StabilizerConfig
 
     base = CascadeConfig()
-    return CascadeConfig(model=args.model, heads=args.heads, src=args.src, tgt=args.tgt, policy=args.policy,
+    return CascadeConfig(model=args.model, heads=opt.heads_spec(args), src=args.src, tgt=args.tgt, policy=args.policy,
                          translator=opt.translator_config(args, base.translator),
                          stabilizer=StabilizerConfig(chunk_ms=args.chunk_ms), asr=args.asr,
                          asr_model=args.asr_model, device=args.device, dtype=args.dtype)
 
 
 def cmd_translate(args) -> int:
-    """Simultaneous speech translation of an audio file (or raw 16 kHz PCM on stdin)."""
+    """Simultaneous speech translation of an audio file (or raw 16 kHz PCM on stdin).
+
+    Everything the run needs is checked first; Ctrl-C or a stream error keeps what was emitted (partial)."""
     from .audio import iter_chunks, load_audio, read_pcm_stream
-    from .cascade import run_stream
-    from .evaluation import score_longform, write_instances, write_scores
-    from .fileio import write_json
+    from .cascade import run_stream, write_run
     from .pipeline import build_cascade
-    from .talks import talk_references
 
     config = cascade_config(args)
+    out = opt.out_dir(args)
+    refs, segments = _references(args)
+    samples = config.stabilizer.chunk_samples
+    chunks = (read_pcm_stream(sys.stdin, samples) if args.audio == "-"
+              else iter_chunks(load_audio(args.audio), samples))
     opt.setup_threads(args)
+    opt.check_device(args.device)
     sep = " " if _spaced(args.tgt) else ""
 
     def printer(emitted):  # a terminal user sees the translation grow
         print(sep.join(e.text for e in emitted), end=sep, flush=True)
 
     cascade = build_cascade(config, on_emit=printer)
-    samples = config.stabilizer.chunk_samples
-    chunks = (read_pcm_stream(sys.stdin.buffer, samples) if args.audio == "-"
-              else iter_chunks(load_audio(args.audio), samples))
-    run_stream(cascade, chunks)
+    try:
+        run_stream(cascade, chunks)
+    except (KeyboardInterrupt, AlignheadsError, OSError) as e:
+        print()
+        summary = write_run(cascade, out, refs, segments, stopped=_reason(e))
+        print(f"kept the partial translation ({summary['units']} units, {summary['audio_s']} s of audio) in {out}",
+              file=sys.stderr)
+        raise
     print()
-    out = Path(args.out)
-    refs = segments = None
-    if args.ref == "auto":
-        refs, segments = talk_references(args.audio, args.tgt)
-    elif args.ref:
-        refs = [line.strip() for line in Path(args.ref).read_text(encoding="utf-8").splitlines() if line.strip()]
-    instance = cascade.instance(reference=" ".join(refs) if refs else None)
-    write_instances(out / "instances.log", [instance])
-    write_json(out / "emissions.json", [vars(e) for e in cascade.emissions])
-    summary = {"audio_s": round(cascade.now, 3), "chunk_ms": args.chunk_ms, "rtf_ca": round(cascade.stats.rtf, 3),
-               "asr_s": round(cascade.stats.asr_s, 3), "mt_s": round(cascade.stats.mt_s, 3),
-               "sentences": cascade.stats.sentences, "units": len(cascade.emissions)}
-    if refs:
-        summary.update(score_longform(instance, refs, args.tgt, segments))
-        write_scores(out / "scores.json", summary)
-    print(json.dumps(summary, indent=2))
+    print(json.dumps(write_run(cascade, out, refs, segments), indent=2))
     return 0
+
+
+def _reason(e: BaseException) -> str:
+    return "interrupted" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
+
+
+def _references(args) -> tuple[list[str] | None, list | None]:
+    """--ref: 'auto' (a shipped talk's), a file with one sentence per line, or none; read before the run."""
+    if args.ref == "auto":
+        from .talks import talk_references
+
+        return talk_references(args.audio, args.tgt)
+    if not args.ref:
+        return None, None
+    path = opt.input_file(args.ref, "reference file")
+    try:
+        refs = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError as e:
+        raise AlignheadsError(f"{path}: reference file is not UTF-8 text ({e.reason})") from None
+    if not refs:
+        raise AlignheadsError(f"{path}: reference file has no sentences")
+    return refs, None
 
 
 def _spaced(lang: str) -> bool:
@@ -215,29 +234,30 @@ def cmd_simulate(args) -> int:
     from .sweep import default_grid, quality_latency
 
     corpus = opt.read_data(args)
-    lm = opt.load(args)
     config = opt.translator_config(args)
     sim = SimulationConfig(pace=args.pace, unit=args.unit, use_omnisteval=not args.no_omnisteval)
     times = read_word_times(args.word_times) if args.word_times else None
+    heads = opt.heads_spec(args)
+    out = opt.out_dir(args)
+    lm = opt.load(args)
     if args.sweep:
-        out = Path(args.out)
-        table = quality_latency(lm, corpus, args.heads and _heads(args, lm, corpus), default_grid(bool(args.heads)),
+        table = quality_latency(lm, corpus, heads and _heads(heads, lm, corpus), default_grid(bool(heads)),
                                 config, sim, word_times=times, out_csv=out / "curves.csv", out_dir=out)
         result = {"curves": str(out / "curves.csv"), "rows": len(table)}
     else:
         from .pipeline import build_translator
 
-        heads = args.heads and _heads(args, lm, corpus)
+        heads = heads and _heads(heads, lm, corpus)
         build_translator(lm, heads, corpus.src_lang, corpus.tgt_lang, args.policy, config)  # checks before the run
-        result = simulate(lm, corpus, heads, args.policy, config, sim, word_times=times, out_dir=args.out).scores
+        result = simulate(lm, corpus, heads, args.policy, config, sim, word_times=times, out_dir=out).scores
     print(json.dumps(result, indent=2, default=str))
     return 0
 
 
-def _heads(args, lm, corpus):
+def _heads(spec, lm, corpus):
     from .pipeline import resolve_heads
 
-    return resolve_heads(args.heads, lm.facts.model_id, corpus.src_lang, corpus.tgt_lang)
+    return resolve_heads(spec, lm.facts.model_id, corpus.src_lang, corpus.tgt_lang)
 
 
 def cmd_policy_eval(args) -> int:
@@ -245,12 +265,14 @@ def cmd_policy_eval(args) -> int:
     from .fileio import write_json
     from .oracle import policy_eval
 
+    heads = opt.heads_spec(args)
     corpus = opt.read_data(args)
+    out = opt.out_file(args)
     lm = opt.load(args)
-    result = policy_eval(lm, corpus, _heads(args, lm, corpus), opt.alignatt_config(args),
+    result = policy_eval(lm, corpus, _heads(heads, lm, corpus), opt.alignatt_config(args),
                          show_future=args.show_future, top_k=args.top_k)
-    if args.out:
-        write_json(Path(args.out), result)
+    if out:
+        write_json(out, result)
     print(json.dumps(result, indent=2, default=str))
     return 0
 
@@ -259,6 +281,7 @@ def cmd_figures(args) -> int:
     """The paper's figures for one model from the shipped data (what `make figures` runs)."""
     from .figures import DIRECTIONS, FigureConfig, make_figures
 
+    opt.out_dir(args)
     opt.setup_threads(args)
     directions = tuple(d for d in args.directions.split(",") if d)
     if args.ql_directions is not None:
@@ -286,7 +309,7 @@ def cmd_demo(args) -> int:
     data, talk = root / "data" / "gold" / "en-de.dev.tsv", root / "data" / "talks" / "talk04.wav"
     if not data.is_file() or not talk.is_file():
         raise AlignheadsError(f"{data.parent.parent} not found: run the demo from a checkout of the repository")
-    out = Path(args.out)
+    out = opt.out_dir(args)
     model = ["--model", args.model] + (["--threads", str(args.threads)] if args.threads else [])
     parser = build_parser()
     print(f"== 1/2 scoring every head of {args.model} on {data.name}")
@@ -332,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Score every head, select translation heads, export the head set. "
                        "Runs sharded under `torchrun --nproc_per_node=N -m alignheads.cli score ...`.")
     opt.add_model_args(s)
-    opt.add_data_args(s, langs_required=True)
+    opt.add_data_args(s, langs_required=True, skip_long=True)
     g = s.add_argument_group("scoring and selection")
     g.add_argument("--query", default="own,emit", help="query positions to score: own, emit or own,emit")
     g.add_argument("--sure-only", action="store_true", help="count only sure links as gold for ts/source_acc")
@@ -340,8 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "tokenizer has a chat template)")
     g.add_argument("--selection", choices=("greedy", "topk"), default="greedy",
                    help="greedy ensemble search by AER (default) or the paper's top-k by ts")
-    g.add_argument("--k", type=int, default=8, help="top-k size / largest ensemble (default 8)")
-    g.add_argument("--threshold", type=float, default=0.1, help="candidate heads need ts above this (default 0.1)")
+    g.add_argument("--k", type=opt.positive_int, default=8, help="top-k size / largest ensemble (default 8)")
+    g.add_argument("--threshold", type=opt.finite_float, default=0.1,
+                   help="candidate heads need ts above this (default 0.1)")
     g.add_argument("--seed", type=int, default=0, help="seed for pair shuffling (with --limit) and stability splits")
     s.add_argument("--out", required=True, metavar="DIR")
     s.set_defaults(func=cmd_score)
@@ -349,11 +373,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("heads-eval", help="evaluate a head set's alignment on (held-out) aligned data")
     opt.add_heads_args(s, required=True)
     opt.add_model_args(s)
-    opt.add_data_args(s, langs_required=True)
+    opt.add_data_args(s, langs_required=True, skip_long=True)
     g = s.add_argument_group("SimAlign comparison")
     g.add_argument("--simalign-encoder", default="embedded", help="embedded | hub id | local dir | none (skip)")
     g.add_argument("--simalign-method", default="itermax", choices=METHODS)
-    g.add_argument("--simalign-layer", type=int, default=8)
+    g.add_argument("--simalign-layer", type=opt.nonnegative_int, default=8)
     s.set_defaults(func=cmd_heads_eval)
 
     s = sub.add_parser("align", help="word-align plain parallel text with SimAlign (silver alignments)",
@@ -365,10 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--encoder", default="embedded",
                    help="embedded (multilingual-e5-small, 4-bit-derived) | bert-base-multilingual-cased | local dir")
     g.add_argument("--method", default="itermax", choices=METHODS)
-    g.add_argument("--layer", type=int, default=8)
-    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--layer", type=opt.nonnegative_int, default=8)
+    g.add_argument("--batch-size", type=opt.positive_int, default=32)
     g.add_argument("--device", help="cpu | cuda")
-    g.add_argument("--threads", type=int, help="torch CPU threads")
+    g.add_argument("--threads", type=opt.positive_int, help="torch CPU threads")
     s.add_argument("--out", required=True, metavar="FILE", help="output corpus (alignheads format, silver links)")
     s.set_defaults(func=cmd_align)
 
@@ -378,7 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_data_args(s)
     opt.add_policy_args(s)
     g = s.add_argument_group("simulation")
-    g.add_argument("--pace", type=float, default=0.4, help="seconds per source word (without --word-times)")
+    g.add_argument("--pace", type=opt.positive_float, default=0.4,
+                   help="seconds per source word (without --word-times)")
     g.add_argument("--word-times", help='JSONL of {"id", "end_times"} (seconds from each sentence start)')
     g.add_argument("--unit", choices=("word", "ms"), default="word", help="latency unit: source words or ms")
     g.add_argument("--no-omnisteval", action="store_true", help="score latency with alignheads' own code")
@@ -409,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tgt", required=True)
     g.add_argument("--asr", default="whisper", choices=("whisper", "qwen"))
     g.add_argument("--asr-model", default="embedded", help="whisper: embedded | CTranslate2 dir | size name")
-    g.add_argument("--chunk-ms", type=int, default=850, help="850 (low latency) or 1500 (high latency)")
+    g.add_argument("--chunk-ms", type=opt.positive_int, default=850, help="850 (low latency) or 1500 (high latency)")
     s.add_argument("--ref", help="reference translation (one sentence per line), or 'auto' for a shipped talk")
     s.add_argument("--out", required=True, metavar="DIR")
     s.set_defaults(func=cmd_translate)
@@ -418,21 +443,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="figures", help="output folder (default: figures/)")
     s.add_argument("--fast", action="store_true", help="4 pairs per corpus, a small quality-latency sweep")
     s.add_argument("--model", default="embedded", help="model spec (default: embedded; google/gemma-4-E4B-it on GPU)")
-    s.add_argument("--threads", type=int, help="torch CPU threads (1 is much faster on a busy 2-core machine)")
+    s.add_argument("--threads", type=opt.positive_int,
+                   help="torch CPU threads (1 is much faster on a busy 2-core machine)")
     s.add_argument("--directions", default=",".join(DIRECTIONS), help="comma-separated, e.g. en-de,en-zh")
     s.add_argument("--data-dir", default=str(DATA_DIR), help="folder with <src>-<tgt>.<split>.tsv")
-    s.add_argument("--limit", type=int, help="pairs per corpus")
-    s.add_argument("--k", type=int, default=8, help="top-k heads in heatmaps, shared kernel, head set (default 8)")
-    s.add_argument("--threshold", type=float, default=0.1, help="a head counts when its TS exceeds this (0.1)")
+    s.add_argument("--limit", type=opt.positive_int, help="pairs per corpus")
+    s.add_argument("--k", type=opt.positive_int, default=8,
+                   help="top-k heads in heatmaps, shared kernel, head set (default 8)")
+    s.add_argument("--threshold", type=opt.finite_float, default=0.1,
+                   help="a head counts when its TS exceeds this (0.1)")
     s.add_argument("--ql-directions", help="directions of the quality-latency sweep ('' for none; default: every "
                    "scored direction, en-de only with --fast)")
-    s.add_argument("--ql-limit", type=int, help="held-out sentences in the quality-latency sweep")
+    s.add_argument("--ql-limit", type=opt.positive_int, help="held-out sentences in the quality-latency sweep")
     s.set_defaults(func=cmd_figures)
 
     s = sub.add_parser("demo", help="main job on embedded defaults: calibrate en-de heads, translate a talk")
     s.add_argument("--model", default="embedded")
-    s.add_argument("--threads", type=int, help="torch CPU threads")
-    s.add_argument("--limit", type=int)
+    s.add_argument("--threads", type=opt.positive_int, help="torch CPU threads")
+    s.add_argument("--limit", type=opt.positive_int)
     s.add_argument("--out", default="out/demo", metavar="DIR")
     s.set_defaults(func=cmd_demo)
     return p
@@ -464,10 +492,22 @@ def main(argv: list[str] | None = None) -> int:
     if debug:
         return int(args.func(args) or 0)
     import signal
+    import threading
     import warnings
 
+    show, on_term = warnings.showwarning, None
     warnings.showwarning = _one_line_warning
-    signal.signal(signal.SIGTERM, _terminate)
+    if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
+        on_term = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _run(args)
+    finally:  # main() may be called in-process (tests, notebooks): leave the interpreter as it was
+        warnings.showwarning = show
+        if on_term is not None:
+            signal.signal(signal.SIGTERM, on_term)
+
+
+def _run(args) -> int:
     hint = " (run with --debug for the traceback)"
     try:
         return int(args.func(args) or 0)
@@ -494,7 +534,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"alignheads: error: out of memory: {str(e).splitlines()[0]}{hint}", file=sys.stderr)
         return 2
-
 
 if __name__ == "__main__":
     sys.exit(main())

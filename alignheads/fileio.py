@@ -30,6 +30,34 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
         raise
 
 
+def ensure_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create folder `path` (with parents) and check that files can be written in it, before any long work."""
+    from .errors import AlignheadsError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise AlignheadsError(f"{path}: the {what} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".alignheads-probe.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise AlignheadsError(f"{path}: cannot write into the {what} ({e.strerror or e})") from None
+    return path
+
+
+def ensure_file_writable(path: str | os.PathLike, what: str = "output file") -> Path:
+    """Check that file `path` can be written (its folder is created), before any long work."""
+    from .errors import AlignheadsError
+
+    path = Path(path)
+    if path.is_dir():
+        raise AlignheadsError(f"{path}: the {what} is a folder; give a file name")
+    ensure_dir(path.parent, f"folder of the {what}")
+    return path
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

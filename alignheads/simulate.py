@@ -173,7 +173,10 @@ def simulate(
     memo: OrderedDict | None = None,
 ) -> SimulationResult:
     """Simulate `policy` over `corpus` as a text stream; score it; with `out_dir` write instances.log, scores.json
-    and decisions.jsonl (one line per update)."""
+    and decisions.jsonl (one line per update).
+
+    Ctrl-C or an error part-way keeps the finished sentences: with `out_dir` they are scored and written, marked
+    `"partial": true`, and the exception is raised again."""
     sim = sim or SimulationConfig()
     config = config or TranslatorConfig()
     pairs = list(corpus)[: sim.limit] if sim.limit else list(corpus)
@@ -185,36 +188,47 @@ def simulate(
     runs: list[SentenceRun] = []
     param = get_policy(policy).param_value(config)
     desc = f"simulate {policy}" + ("" if param is None else f"={param}")
-    for i, pair in enumerate(tqdm(pairs, desc=desc, unit="sent", disable=not sim.progress)):
-        if word_times is not None:
-            if pair.id not in word_times:
-                raise AlignheadsError(f"no word times for pair {pair.id!r}")
-            rel = word_times[pair.id]
-            if len(rel) != len(pair.src_words):
-                raise AlignheadsError(f"pair {pair.id!r}: {len(pair.src_words)} source words but "
-                                      f"{len(rel)} end times")
-            ends = [clock + t for t in rel]
-        else:
-            ends = paced_times(len(pair.src_words), clock, sim.pace)
-        ref = surface(list(pair.tgt_words), corpus.tgt_lang).text
-        run = simulate_sentence(tr, pair.src_words, ends, clock, unit=sim.unit, index=i, reference=ref)
-        runs.append(run)
-        clock = ends[-1] + sim.gap
+    for pair in pairs:  # checked before the run, not when it gets there
+        if word_times is not None and pair.id not in word_times:
+            raise AlignheadsError(f"no word times for pair {pair.id!r}")
+        if word_times is not None and len(word_times[pair.id]) != len(pair.src_words):
+            raise AlignheadsError(f"pair {pair.id!r}: {len(pair.src_words)} source words but "
+                                  f"{len(word_times[pair.id])} end times")
+    stopped: BaseException | None = None
+    try:
+        for i, pair in enumerate(tqdm(pairs, desc=desc, unit="sent", disable=not sim.progress)):
+            if word_times is not None:
+                ends = [clock + t for t in word_times[pair.id]]
+            else:
+                ends = paced_times(len(pair.src_words), clock, sim.pace)
+            ref = surface(list(pair.tgt_words), corpus.tgt_lang).text
+            run = simulate_sentence(tr, pair.src_words, ends, clock, unit=sim.unit, index=i, reference=ref)
+            runs.append(run)
+            clock = ends[-1] + sim.gap
+    except (KeyboardInterrupt, AlignheadsError) as e:
+        if not runs or out_dir is None:
+            raise
+        stopped = e
     instances = [r.instance for r in runs]
     scores = score_instances(instances, corpus.tgt_lang, use_omnisteval=sim.use_omnisteval)
     st = dict(tr.stats)
     st["prefill_saved"] = st["reused_tokens"] / st["prompt_tokens"] if st["prompt_tokens"] else None
     st["compute_s"] = sum(u.compute_s for r in runs for u in r.updates)
     scores.update({
-        "policy": policy, "param": param, "corpus": corpus.name, "n_pairs": len(pairs),
+        "partial": stopped is not None, "policy": policy, "param": param, "corpus": corpus.name, "n_pairs": len(runs),
         "src_lang": corpus.src_lang, "tgt_lang": corpus.tgt_lang, "model": lm.facts.model_id,
         "heads": tr.heads_label, "pace_s": None if word_times is not None else sim.pace,
         "holdback_s": config.holdback, "n_empty": sum(not i.prediction.strip() for i in instances),
         "translator": _config_dict(config), "stats": st,
     })
+    if stopped is not None:
+        scores.update(stopped="interrupted" if isinstance(stopped, KeyboardInterrupt) else str(stopped),
+                      n_pairs_planned=len(pairs))
     result = SimulationResult(policy, param, instances, scores, runs, st)
     if out_dir is not None:
         write_simulation(result, out_dir)
+    if stopped is not None:
+        raise stopped
     return result
 
 
