@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -57,6 +58,22 @@ def test_simulate_writes_scored_logs(tiny3, de2, tmp_path):
     assert {"stop_reason", "tokens", "n_accessible", "compute_s"} <= set(decisions[0])
     trace = res.runs[0].trace_frame()
     assert len(trace) == len(res.instances[0].prediction.split())
+
+
+def test_an_error_part_way_keeps_the_finished_sentences_marked_partial(tiny3, de2, tmp_path):
+    """A sentence past the context limit stops the run; the sentences before it are written, scored, partial."""
+    from alignheads.data import Corpus, SentencePair
+
+    long = SentencePair("long", tuple(f"house{i}" for i in range(80)), ("Haus",), frozenset(), frozenset())
+    corpus = Corpus([de2[0], long, de2[1]], "en", "de", name="mixed")
+    config = replace(FAST, context_limit=400)
+    with pytest.raises(AlignheadsError, match="context limit"):
+        simulate(tiny3, corpus, HEADS, "alignatt", config, quiet(use_omnisteval=False), out_dir=tmp_path)
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert scores["partial"] is True and scores["n_pairs"] == 1 and scores["n_pairs_planned"] == 3
+    assert "context limit" in scores["stopped"] and len(read_instances(tmp_path / "instances.log")) == 1
+    with pytest.raises(AlignheadsError, match="context limit"):  # without out_dir nothing is kept: plain error
+        simulate(tiny3, Corpus([long], "en", "de"), HEADS, "alignatt", config, quiet())
 
 
 def test_stream_clock_spans_sentences(tiny3, de2):
