@@ -229,9 +229,12 @@ def test_debug_anywhere_on_the_line_shows_the_traceback(tmp_path):
         _main(*_score_args(a_file), "--debug")
 
 
-def _start(argv, **kw):
+def _start(argv):
+    # A shell starts background jobs with SIGINT ignored, and children inherit that: give the CLI the default
+    # handler a terminal user's process has, so that SIGINT means Ctrl-C here wherever pytest runs.
     return subprocess.Popen([sys.executable, "-m", "alignheads.cli", *map(str, argv)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for(stream, marker: str) -> str:
