@@ -115,6 +115,7 @@ def test_torchrun_sharded_scores_equal_single_process(tmp_path):
 
 # ---------------------------------------------------------------- never a meaningless score
 
+@pytest.mark.model  # a private tiny model (its weights are broken)
 def test_nan_attention_is_an_error_naming_the_cause(de_dev):
     """Reported: a corrupt model file scored with exit 0, gold_mass NaN and every ts 0."""
     import dataclasses

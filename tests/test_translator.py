@@ -156,6 +156,7 @@ def test_very_long_source_names_the_context_limit(tiny3):
             tr.update(words(60, src=long_src), 30.0)
 
 
+@pytest.mark.model  # a private tiny model (its weights are broken)
 def test_nan_weights_stop_the_translator_instead_of_emitting_noise():
     import torch
 
