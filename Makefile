@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test test-fast lint notebooks figures bench prepare venv clean
+.PHONY: demo lab test test-fast lint notebooks figures bench prepare venv clean
 
 venv: $(STAMP)
 
@@ -14,7 +14,10 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0          # the CPU wheel; a GPU user installs their CUDA torch first
-	$(BIN)/pip install -q -e ".[dev,qwen,simulstream,tlens]"
+	$(BIN)/pip install -q -e ".[dev,lab,qwen,simulstream,tlens]"
+	mkdir -p $(VENV)/share/jupyter/lab/settings  # JupyterLab opens the paired notebooks/*.py as notebooks
+	echo '{"@jupyterlab/docmanager-extension:plugin": {"defaultViewers": {"python": "Jupytext Notebook"}}}' \
+	  > $(VENV)/share/jupyter/lab/settings/overrides.json
 	$(BIN)/pip install -q --no-deps qwen-asr==0.0.6 transformer-lens==4.3.0  # their pins clash; see pyproject extras
 	touch $(STAMP)
 
@@ -23,6 +26,10 @@ prepare: venv
 
 demo: prepare
 	$(BIN)/alignheads demo --out out/demo
+
+# JupyterLab on notebooks/: open the localhost URL it prints (it carries a one-time token).
+lab: venv
+	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 lint: venv
 	$(BIN)/ruff check .
@@ -33,8 +40,9 @@ test: venv lint
 test-fast: venv lint   # unit + tiny-model tiers, no real weights, subprocesses, notebooks or browser
 	$(BIN)/python -m pytest -q -m "not slow and not notebook and not browser"
 
-notebooks: venv
-	$(BIN)/jupytext --to ipynb notebooks/0*.py
+# Executes every notebook on the embedded model and writes its .ipynb twin with outputs (papermill).
+notebooks: prepare
+	$(BIN)/python notebooks/execute.py
 
 figures: prepare
 	$(BIN)/alignheads figures --threads 1

@@ -60,12 +60,17 @@ def topk_by_ts(scores: HeadScores, k: int = 8, query: str = "own", threshold: fl
     return [Head(int(r.layer), int(r.head), query) for r in h.itertuples()]
 
 
-def ensemble_links(scores: HeadScores, heads: Sequence[Head], pair_index: int) -> list[tuple[int, int]]:
-    """Word alignment of one calibration pair by a head ensemble: mean of source-renormalised rows, argmax."""
+def ensemble_attention(scores: HeadScores, heads: Sequence[Head], pair_index: int) -> np.ndarray:
+    """A head ensemble's word-level attention on one scored pair [tgt words, src words]: the mean of the heads'
+    rows, each renormalised over the source words."""
     wa = scores.word_attention[pair_index]
     stack = np.stack([wa.words[scores.queries.index(h.query), h.layer, h.head] for h in heads])  # [k, tgt, src]
-    stack = stack / np.clip(stack.sum(-1, keepdims=True), 1e-9, None)
-    best = stack.mean(0).argmax(-1)
+    return (stack / np.clip(stack.sum(-1, keepdims=True), 1e-9, None)).mean(0)
+
+
+def ensemble_links(scores: HeadScores, heads: Sequence[Head], pair_index: int) -> list[tuple[int, int]]:
+    """Word alignment of one calibration pair by a head ensemble: argmax of `ensemble_attention`."""
+    best = ensemble_attention(scores, heads, pair_index).argmax(-1)
     return [(int(s), t) for t, s in enumerate(best)]
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "top_heads",
     "head_heatmap",
     "attention_map",
+    "attention_maps",
     "headset_overlap",
     "stability_scatter",
     "quality_latency",
@@ -421,44 +422,59 @@ def attention_map(
 
     `weights` is `[n_tgt_words, n_src_words]`; links are `(src_index, tgt_index)` pairs, 0-based.
     """
-    w = np.asarray(weights, dtype=float)
+    return attention_maps([(weights, title)], src_words, tgt_words, sure=sure, possible=possible, save=save)
+
+
+@_styled
+def attention_maps(
+    panels: Sequence[tuple[np.ndarray, str | None]],
+    src_words: Sequence[str],
+    tgt_words: Sequence[str],
+    *,
+    sure: Iterable[Sequence[int]] = (),
+    possible: Iterable[Sequence[int]] = (),
+    save: str | os.PathLike | None = None,
+) -> Figure:
+    """`attention_map` panels side by side for one sentence pair (e.g. one head and a head set's mean), one
+    `(weights, title)` each, sharing the target-word axis; each panel has its own colour scale.
+
+    Panel i's image, argmax dots and colour bar are `fig.axes[0].images`-style artists of `fig.axes[i]`
+    (colour bars follow the panels), so a caller may update them in place and redraw.
+    """
     src, tgt = [str(x) for x in src_words], [str(x) for x in tgt_words]
-    if w.ndim != 2 or w.shape != (len(tgt), len(src)):
-        raise AlignheadsError(
-            f"attention weights have shape {w.shape}; expected [n_tgt_words, n_src_words] = [{len(tgt)}, {len(src)}]"
-        )
-    if np.isinf(w).any():
-        raise AlignheadsError("attention weights contain infinite values")
+    ws = [_check_weights(w, len(src), len(tgt)) for w, _ in panels]
     sure_set = _check_links(sure, len(src), len(tgt), "sure")
     poss_set = _check_links(possible, len(src), len(tgt), "possible") - sure_set
     _warn_if_no_cjk(src + tgt)
 
-    width = min(16.0, max(4.5, 0.42 * len(src) + 2.6))
+    width = min(16.0 * len(ws), max(4.5, 0.42 * len(src) + 2.6) * len(ws))
     height = min(14.0, max(3.5, 0.36 * len(tgt) + 2.2))
     fig = _figure(width, height)
-    ax = fig.subplots()
-    image = ax.imshow(np.ma.masked_invalid(w), cmap="Blues", aspect="equal", vmin=0.0,
-                      vmax=max(float(np.nanmax(w)) if np.isfinite(w).any() else 1.0, 1e-9))
-    ax.set_xticks(np.arange(len(src)), src, rotation=55, ha="right", rotation_mode="anchor")
-    ax.set_yticks(np.arange(len(tgt)), tgt)
-    ax.set_xticks(np.arange(-0.5, len(src), 1), minor=True)
-    ax.set_yticks(np.arange(-0.5, len(tgt), 1), minor=True)
-    ax.grid(which="minor", color="#e6e6e6", linewidth=0.5)
-    ax.tick_params(which="minor", length=0)
-    ax.set_xlabel("source words")
-    ax.set_ylabel("target words")
+    axes = fig.subplots(1, len(ws), sharey=True, squeeze=False)[0]
     gold = "#f28e00"
-    for s, t in sorted(sure_set):
-        ax.add_patch(Rectangle((s - 0.45, t - 0.45), 0.9, 0.9, fill=False, edgecolor=gold, linewidth=2.0, gid="sure"))
-    for s, t in sorted(poss_set):
-        ax.add_patch(Rectangle((s - 0.45, t - 0.45), 0.9, 0.9, fill=False, edgecolor=gold, linewidth=1.6,
-                               linestyle=(0, (2.5, 1.5)), gid="possible"))
-    rows = [t for t in range(len(tgt)) if np.isfinite(w[t]).any()]
-    cols = [int(np.nanargmax(w[t])) for t in rows]
-    ax.plot(cols, rows, linestyle="none", marker="o", markersize=5, markerfacecolor="#d62728",
-            markeredgecolor="white", markeredgewidth=0.8, gid="argmax")
-    cbar = fig.colorbar(image, ax=ax, shrink=min(1.0, 0.5 + 0.05 * len(tgt)), pad=0.02)
-    cbar.set_label("attention weight")
+    for ax, w, (_, title) in zip(axes, ws, panels, strict=True):
+        image = ax.imshow(np.ma.masked_invalid(w), cmap="Blues", aspect="equal", vmin=0.0, vmax=_vmax(w))
+        ax.set_xticks(np.arange(len(src)), src, rotation=55, ha="right", rotation_mode="anchor")
+        ax.set_yticks(np.arange(len(tgt)), tgt)
+        ax.set_xticks(np.arange(-0.5, len(src), 1), minor=True)
+        ax.set_yticks(np.arange(-0.5, len(tgt), 1), minor=True)
+        ax.grid(which="minor", color="#e6e6e6", linewidth=0.5)
+        ax.tick_params(which="minor", length=0)
+        ax.set_xlabel("source words")
+        for s, t in sorted(sure_set):
+            ax.add_patch(Rectangle((s - 0.45, t - 0.45), 0.9, 0.9, fill=False, edgecolor=gold, linewidth=2.0,
+                                   gid="sure"))
+        for s, t in sorted(poss_set):
+            ax.add_patch(Rectangle((s - 0.45, t - 0.45), 0.9, 0.9, fill=False, edgecolor=gold, linewidth=1.6,
+                                   linestyle=(0, (2.5, 1.5)), gid="possible"))
+        cols, rows = row_argmax(w)
+        ax.plot(cols, rows, linestyle="none", marker="o", markersize=5, markerfacecolor="#d62728",
+                markeredgecolor="white", markeredgewidth=0.8, gid="argmax")
+        cbar = fig.colorbar(image, ax=ax, shrink=min(1.0, 0.5 + 0.05 * len(tgt)), pad=0.02)
+        cbar.set_label("attention weight")
+        if title:
+            ax.set_title(title)
+    axes[0].set_ylabel("target words")
     handles = [
         Patch(facecolor="none", edgecolor=gold, linewidth=2.0, label="gold sure"),
         Patch(facecolor="none", edgecolor=gold, linewidth=1.6, linestyle=(0, (2.5, 1.5)), label="gold possible"),
@@ -466,9 +482,29 @@ def attention_map(
                label="row argmax"),
     ]
     fig.legend(handles=handles, loc="outside lower center", ncols=3)
-    if title:
-        ax.set_title(title)
     return _finish(fig, save)
+
+
+def _check_weights(weights: np.ndarray, n_src: int, n_tgt: int) -> np.ndarray:
+    w = np.asarray(weights, dtype=float)
+    if w.ndim != 2 or w.shape != (n_tgt, n_src):
+        raise AlignheadsError(
+            f"attention weights have shape {w.shape}; expected [n_tgt_words, n_src_words] = [{n_tgt}, {n_src}]"
+        )
+    if np.isinf(w).any():
+        raise AlignheadsError("attention weights contain infinite values")
+    return w
+
+
+def _vmax(w: np.ndarray) -> float:
+    return max(float(np.nanmax(w)) if np.isfinite(w).any() else 1.0, 1e-9)
+
+
+def row_argmax(weights: np.ndarray) -> tuple[list[int], list[int]]:
+    """(source column, target row) of each row's maximum, skipping rows without a finite value."""
+    w = np.asarray(weights, dtype=float)
+    rows = [t for t in range(w.shape[0]) if np.isfinite(w[t]).any()]
+    return [int(np.nanargmax(w[t])) for t in rows], rows
 
 
 # ----------------------------------------------------------------------------- head-set overlap

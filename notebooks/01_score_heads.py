@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -29,6 +30,8 @@
 
 # %%
 # %matplotlib inline
+import os
+
 from IPython.display import display
 
 from alignheads import viz
@@ -38,7 +41,7 @@ from alignheads.models import load_model
 from alignheads.scoring import ScoreConfig, score_heads
 
 # %% tags=["parameters"]
-model = "embedded"  # "google/gemma-4-E4B-it" on a GPU machine; "tiny-gemma4" for a quick run (random weights)
+model = os.environ.get("ALIGNHEADS_MODEL", "embedded")  # "google/gemma-4-E4B-it" on a GPU; "tiny-gemma4": random
 corpus_path = "../data/gold/en-de.dev.tsv"  # any aligned corpus read_corpus understands (en-it, en-zh beside it)
 limit = None  # score only the first N pairs
 top_k = 8

@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -17,21 +18,24 @@
 #
 # Word-level attention of a head on one sentence pair (target words × source words, attention summed over
 # each source word's tokens), with the gold links overlaid: solid boxes are sure links, dashed ones
-# possible links, red dots the row argmax. Then the mean of a head set, an interactive browser, and a
+# possible links, red dots the row argmax. Then the mean of a head set, the interactive head explorer, and a
 # check that TransformerLens sees exactly the attention alignheads replays.
 
 # %%
 # %matplotlib inline
+import os
+
 from IPython.display import display
 
 from alignheads import analysis, tlens
 from alignheads.data import read_corpus
+from alignheads.explorer import HeadExplorer
 from alignheads.models import load_model
 from alignheads.prompts import PromptLayout
 from alignheads.scoring import ScoreConfig, score_heads
 
 # %% tags=["parameters"]
-model = "embedded"  # "google/gemma-4-E4B-it" on a GPU machine; "tiny-gemma4" for a quick run
+model = os.environ.get("ALIGNHEADS_MODEL", "embedded")  # "google/gemma-4-E4B-it" on a GPU; "tiny-gemma4": random
 corpus_path = "../data/gold/en-zh.dev.tsv"
 limit = 12  # pairs to score (the maps come from the scoring pass)
 pair_id = None  # e.g. "talk01-s05"; None: the first pair of readable length
@@ -63,12 +67,12 @@ display(analysis.attention_figure(scores, corpus, i, chosen))
 
 # %% [markdown]
 # ## Compare heads interactively
-# Sliders for pair, layer and head when `ipywidgets` is installed; otherwise use `analysis.attention_figure`
-# as above (the static maps are the fallback).
+# The head explorer (notebook 00 explains it): click a head on the score map (or pick layer and head), choose a
+# pair, add heads to the set and watch its ensemble AER; export the set as a head-set file. Outside a live
+# kernel the picture below is a snapshot of it.
 
 # %%
-browser = analysis.browse_attention(scores, corpus)
-display(browser if browser is not None else "ipywidgets is not installed: use the static maps above")
+display(HeadExplorer(scores, corpus, lm, heads=chosen, pair=i, export_dir="../out/explorer"))
 
 # %% [markdown]
 # ## TransformerLens sees the same attention

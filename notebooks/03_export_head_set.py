@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -22,6 +23,8 @@
 
 # %%
 # %matplotlib inline
+import os
+
 import pandas as pd
 from IPython.display import display
 
@@ -36,7 +39,7 @@ from alignheads.scoring import ScoreConfig, score_heads
 from alignheads.selection import SelectionConfig
 
 # %% tags=["parameters"]
-model = "embedded"  # "google/gemma-4-E4B-it" on a GPU machine; "tiny-gemma4" for a quick run
+model = os.environ.get("ALIGNHEADS_MODEL", "embedded")  # "google/gemma-4-E4B-it" on a GPU; "tiny-gemma4": random
 calib_path = "../data/gold/en-de.dev.tsv"  # calibration: dev talks 01-03
 test_path = "../data/gold/en-de.test.tsv"  # held out: test talks 04-06
 selection = "greedy"  # "greedy" (ensemble search by AER) or "topk" (the paper's top-k by TS)

@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -23,6 +24,8 @@
 
 # %%
 # %matplotlib inline
+import os
+
 import pandas as pd
 from IPython.display import display
 
@@ -34,6 +37,7 @@ from alignheads.data import read_corpus
 from alignheads.evaluation import score_longform
 from alignheads.models import load_model
 from alignheads.pipeline import CascadeConfig, build_cascade
+from alignheads.saved import saved_quality_latency
 from alignheads.scoring import ScoreConfig
 from alignheads.selection import SelectionConfig
 from alignheads.simulate import SimulationConfig, simulate
@@ -41,7 +45,7 @@ from alignheads.stabilizer import StabilizerConfig
 from alignheads.talks import talk_clip
 
 # %% tags=["parameters"]
-model = "embedded"  # "google/gemma-4-E4B-it" on a GPU machine; "tiny-gemma4" for a quick run
+model = os.environ.get("ALIGNHEADS_MODEL", "embedded")  # "google/gemma-4-E4B-it" on a GPU; "tiny-gemma4": random
 calib_path = "../data/gold/en-de.dev.tsv"  # heads are calibrated here (dev talks)
 test_path = "../data/gold/en-de.test.tsv"  # and used here (held-out talks)
 threshold = 0.1  # head selection threshold on TS
@@ -50,6 +54,7 @@ pace = 0.4  # seconds per source word on the text stream
 talk = "../data/talks/talk04.wav"  # a shipped spoken test talk (its script is test talks' English side)
 clip_s = None  # seconds of the talk to translate (None: all of it)
 chunk_ms = 850  # ASR chunk: 850 ms (low latency) or 1500 ms (high)
+ql_results = "../figures/manifest.json"  # saved quality-latency sweep (`make figures`); used when it matches
 fast = False
 
 # %% [markdown]
@@ -97,11 +102,16 @@ display(held.decision_trace.to_frame())
 # ## Against the baselines
 # wait-k (k source words ahead) and cut-last (withhold the last x draft words) over their parameters,
 # AlignAtt over its border; latency in seconds at the stream's pace. Drafts are shared between runs, so the
-# sweep costs less than its parts.
+# sweep costs less than its parts, but still about 10 minutes on 2 CPU cores: when `make figures` saved the very
+# same sweep (model, head set, held-out sentences, pace, grid) in `ql_results`, it is loaded from there.
 
 # %%
-grid = figures.QL_GRID_FAST if fast else figures.QL_GRID
-curves = figures.quality_latency_seconds(lm, test, headset, grid, pace=pace, limit=1 if fast else sentences)
+grid, limit = (figures.QL_GRID_FAST, 1) if fast else (figures.QL_GRID, sentences)
+curves, note = saved_quality_latency(ql_results, f"{headset.src_lang}-{headset.tgt_lang}", model_id=lm.facts.model_id,
+                                     corpus=test, headset=headset, pace=pace, limit=limit, grid=grid)
+if curves is None:
+    curves = figures.quality_latency_seconds(lm, test, headset, grid, pace=pace, limit=limit)
+print(note)
 display(curves)
 display(figures.quality_latency_figure(curves, f"{headset.src_lang}-{headset.tgt_lang}"))
 

@@ -1,6 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
+#     formats: ipynb,py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -22,21 +23,25 @@
 
 # %%
 # %matplotlib inline
+import os
+
 from IPython.display import display
 
 from alignheads import figures
 from alignheads.models import load_model
+from alignheads.saved import saved_quality_latency
 
 # %% tags=["parameters"]
-model = "embedded"  # "google/gemma-4-E4B-it" on a GPU machine; "tiny-gemma4" for a quick run
+model = os.environ.get("ALIGNHEADS_MODEL", "embedded")  # "google/gemma-4-E4B-it" on a GPU; "tiny-gemma4": random
 directions = ["en-de", "en-it", "en-zh"]
 data_dir = "../data/gold"  # <src>-<tgt>.dev.tsv and <src>-<tgt>.test.tsv
-out = "../figures"
+out = "../out/figures"  # `make figures` writes the committed figures/ (and its manifest.json)
 limit = None  # pairs per corpus
 k = 8  # top-k heads (the paper keeps 8)
 threshold = 0.1  # a head counts when its TS exceeds this (paper)
 ql_directions = ["en-de", "en-it", "en-zh"]  # quality-latency sweeps are the expensive part
 ql_limit = 6  # held-out sentences per sweep
+ql_results = "../figures/manifest.json"  # saved quality-latency sweeps (`make figures`); used when they match
 fast = False  # a few pairs and a small sweep
 
 # %%
@@ -101,11 +106,17 @@ display(figures.ablation_figure(table, baselines[baselines["name"] == "diagonal"
 # ## Quality against latency
 # AlignAtt with each direction's calibrated head set against wait-k and cut-last on held-out sentences
 # streamed as text at a fixed pace; latency is computation-unaware LAAL in seconds. Then one sentence's
-# emissions against the source available.
+# emissions against the source available. The sweeps take about 20 minutes on 2 CPU cores: when `make figures`
+# saved the very same ones in `ql_results` (model, head set, held-out sentences, pace, grid), they are loaded.
 
 # %%
 for name in cfg.ql_directions:
-    curves = figures.quality_latency_curves(lm, runs[name], cfg)
+    run = runs[name]
+    curves, note = saved_quality_latency(ql_results, name, model_id=lm.facts.model_id, corpus=run.test,
+                                         headset=run.headset, pace=cfg.ql_pace, limit=cfg.ql_limit, grid=cfg.ql_grid)
+    if curves is None:
+        curves = figures.quality_latency_curves(lm, run, cfg)
+    print(note)
     display(curves)
     display(figures.quality_latency_figure(curves, name, save=f"{out}/quality_latency_{name}.png"))
     display(figures.policy_trace_example(lm, runs[name], cfg, save=f"{out}/policy_trace_{name}.png"))
