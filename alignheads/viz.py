@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from matplotlib import font_manager
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -456,10 +457,11 @@ def attention_maps(
         image = ax.imshow(np.ma.masked_invalid(w), cmap="Blues", aspect="equal", vmin=0.0, vmax=_vmax(w))
         ax.set_xticks(np.arange(len(src)), src, rotation=55, ha="right", rotation_mode="anchor")
         ax.set_yticks(np.arange(len(tgt)), tgt)
-        ax.set_xticks(np.arange(-0.5, len(src), 1), minor=True)
-        ax.set_yticks(np.arange(-0.5, len(tgt), 1), minor=True)
-        ax.grid(which="minor", color="#e6e6e6", linewidth=0.5)
-        ax.tick_params(which="minor", length=0)
+        # Cell borders as one collection, not minor-tick grid lines (a tick costs two lines and two texts:
+        # this halves the time to build the figure, which the head explorer pays at every pair).
+        edges = [[(x, -0.5), (x, len(tgt) - 0.5)] for x in np.arange(-0.5, len(src))]
+        edges += [[(-0.5, y), (len(src) - 0.5, y)] for y in np.arange(-0.5, len(tgt))]
+        ax.add_collection(LineCollection(edges, colors="#e6e6e6", linewidths=0.5, gid="grid"), autolim=False)
         ax.set_xlabel("source words")
         for s, t in sorted(sure_set):
             ax.add_patch(Rectangle((s - 0.45, t - 0.45), 0.9, 0.9, fill=False, edgecolor=gold, linewidth=2.0,

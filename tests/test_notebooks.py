@@ -1,4 +1,5 @@
 """Every notebook runs top to bottom in fast mode on the tiny model (jupytext -> nbclient); a failing cell fails.
+Every notebook's executed `.ipynb` twin (`make notebooks`) is committed and in step with its `.py`.
 
 The `notebooks/*.py` files (jupytext py:percent) are the source of truth; each is converted in memory,
 its parameters are overridden the way papermill does it (a cell tagged `injected-parameters` right after
@@ -18,27 +19,33 @@ nbclient = pytest.importorskip("nbclient")
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
-EXPECTED = ["01_score_heads", "02_attention_maps", "03_export_head_set", "04_simultaneous_translation",
+EXPECTED = ["00_quick_look", "01_score_heads", "02_attention_maps", "03_export_head_set", "04_simultaneous_translation",
             "05_paper_figures"]
 # The random tiny model has no head with TS > 0.1, so the selection threshold drops to 0 in CI.
 FAST = {"model": "tiny-gemma4", "fast": True}
 OVERRIDES = {
+    "00_quick_look": {"threshold": 0.0},
     "03_export_head_set": {"threshold": 0.0},
     "04_simultaneous_translation": {"threshold": 0.0},
     "05_paper_figures": {"threshold": 0.0, "directions": ["en-de", "en-zh"], "ql_directions": ["en-de"]},
 }
-OUTPUT_PARAMS = ("out", "out_dir")  # redirected into the test's temporary folder
+OUTPUT_PARAMS = ("out", "out_dir", "export_dir")  # redirected into the test's temporary folder
+MODEL_FROM_ENV = "os.environ.get('ALIGNHEADS_MODEL', 'embedded')"  # `make notebooks` and the browser test set it
 
 
 def _parameters_cell(nb) -> tuple[int, dict]:
-    """Index of the cell tagged `parameters` and the literal values it assigns."""
+    """Index of the cell tagged `parameters` and the values it assigns (literals; `model` from ALIGNHEADS_MODEL)."""
     found = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
     assert len(found) == 1, "a notebook needs exactly one cell tagged 'parameters'"
     names = {}
     for node in ast.parse(nb.cells[found[0]].source).body:
         assert isinstance(node, ast.Assign), "the parameters cell holds plain assignments only"
         for target in node.targets:
-            names[target.id] = ast.literal_eval(node.value)
+            if target.id == "model":
+                assert ast.unparse(node.value) == MODEL_FROM_ENV, f"model must be read as {MODEL_FROM_ENV}"
+                names["model"] = "embedded"
+            else:
+                names[target.id] = ast.literal_eval(node.value)
     return found[0], names
 
 
@@ -49,6 +56,29 @@ def _inject(nb, index: int, params: dict) -> None:
 
 def test_all_notebooks_present():
     assert [p.stem for p in NOTEBOOKS] == EXPECTED
+    assert sorted(p.stem for p in NOTEBOOKS[0].parent.glob("*.ipynb")) == EXPECTED, "an .ipynb without its .py"
+
+
+def _cells(nb) -> list[tuple[str, str]]:
+    return [(c.cell_type, c.source) for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_executed_twin_is_in_sync(path: Path):
+    """The committed `.ipynb` holds exactly the `.py`'s cells, all executed, without errors: `make notebooks`
+    regenerates it whenever a `.py` changes."""
+    twin = path.with_suffix(".ipynb")
+    assert twin.is_file(), f"{twin.name} is missing: run `make notebooks`"
+    source, executed = jupytext.read(path), jupytext.read(twin)
+    want, have = _cells(source), _cells(executed)
+    diff = next((i for i, (a, b) in enumerate(zip(want, have, strict=False)) if a != b), min(len(want), len(have)))
+    assert want == have, (f"{twin.name} is out of sync with {path.name} from cell {diff} on "
+                          f"({len(want)} vs {len(have)} cells): run `make notebooks`")
+    assert executed.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent", "the twins must be paired"
+    code = [c for c in executed.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1)), f"{twin.name} was not run in order"
+    assert not [o for c in code for o in c.outputs if o.output_type == "error"], f"{twin.name} holds an error"
+    assert any("image/png" in o.get("data", {}) for c in code for o in c.outputs), f"{twin.name} has no figure"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
