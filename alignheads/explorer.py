@@ -92,6 +92,7 @@ class HeadExplorer:
         self._maps: tuple[int, Figure] | None = None  # the attention maps of one pair
         self._score_maps: dict[tuple[str, str], _ScoreMap] = {}
         self._metrics: dict[tuple[Head, ...], dict[str, float]] = {}
+        self._drawn: dict[str, tuple[tuple, bytes]] = {}  # image -> (state it shows, its PNG)
         self._rows = scores.heads.set_index(["query", "layer", "head"])
         self._widget = None
 
@@ -197,9 +198,16 @@ class HeadExplorer:
             self._score_maps[key] = _ScoreMap(fig, fig.axes[0], fig.canvas.copy_from_bbox(fig.bbox))
         return self._score_maps[key]
 
+    def _unchanged(self, image: str, state: tuple) -> bytes | None:
+        drawn = self._drawn.get(image)
+        return drawn[1] if drawn is not None and drawn[0] == state else None
+
     def heatmap_png(self) -> bytes:
         """The score map with the selected head (black) and the head set (red; dotted: read at the other query
         kind) marked."""
+        state = (self.metric, self.query, self.head, tuple(self.heads))
+        if (png := self._unchanged("heatmap", state)) is not None:
+            return png
         sm = self._score_map()
         for mark in sm.marks:
             mark.remove()
@@ -212,7 +220,8 @@ class HeadExplorer:
         for mark in sm.marks:
             sm.ax.add_artist(mark)  # not add_patch: the data limits must not move
             sm.ax.draw_artist(mark)
-        return _png(sm.fig)
+        self._drawn["heatmap"] = (state, _png(sm.fig))
+        return self._drawn["heatmap"][1]
 
     def head_at(self, x: float, y: float) -> Head | None:
         """The head under pixel (x, y) of `heatmap_png()` (origin top left), or None outside the map."""
@@ -241,6 +250,9 @@ class HeadExplorer:
 
     def maps_png(self) -> bytes:
         """The selected head's word-level attention on the current pair and the head set's mean, gold overlaid."""
+        state = (self.pair, self.head, tuple(self.heads))
+        if (png := self._unchanged("maps", state)) is not None:
+            return png
         panels = self._panels()
         if self._maps is None or self._maps[0] != self.pair:
             pair = self.pairs[self.pair]
@@ -250,17 +262,18 @@ class HeadExplorer:
             fig.canvas.draw()
             fig.set_layout_engine("none")  # later draws only swap data; keep the layout of the first one
             self._maps = (self.pair, fig)
-            return _png(fig)
-        fig = self._maps[1]
-        for ax, (w, title) in zip(fig.axes, panels, strict=False):
-            image = ax.images[0]
-            image.set_data(np.ma.masked_invalid(w))
-            image.set_clim(0.0, max(float(np.nanmax(w)) if np.isfinite(w).any() else 1.0, 1e-9))
-            dots = next(line for line in ax.lines if line.get_gid() == "argmax")
-            dots.set_data(*viz.row_argmax(w))
-            ax.set_title(title)
-        fig.canvas.draw()
-        return _png(fig)
+        else:
+            fig = self._maps[1]
+            for ax, (w, title) in zip(fig.axes, panels, strict=False):
+                image = ax.images[0]
+                image.set_data(np.ma.masked_invalid(w))
+                image.set_clim(0.0, max(float(np.nanmax(w)) if np.isfinite(w).any() else 1.0, 1e-9))
+                dots = next(line for line in ax.lines if line.get_gid() == "argmax")
+                dots.set_data(*viz.row_argmax(w))
+                ax.set_title(title)
+            fig.canvas.draw()
+        self._drawn["maps"] = (state, _png(fig))
+        return self._drawn["maps"][1]
 
     def snapshot_png(self) -> bytes:
         """The score map and the attention maps side by side, as one PNG (what a static notebook shows)."""
