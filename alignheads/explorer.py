@@ -350,7 +350,7 @@ class ExplorerWidget:
             raise AlignheadsError("the explorer widget needs ipywidgets (pip install ipywidgets)") from None
         ex = self.ex = explorer
         self._quiet = False
-        small = {"button_width": "84px"}
+        small = {"button_width": "96px"}
         self.metric = w.ToggleButtons(options=[(label, key) for key, label in METRICS.items()], value=ex.metric,
                                       description="score", style=small)
         self.query = w.ToggleButtons(options=list(ex.scores.queries), value=ex.query, description="query",
