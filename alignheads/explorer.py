@@ -116,6 +116,7 @@ class HeadExplorer:
         return self.head
 
     def set_metric(self, metric: str) -> None:
+        """Show `metric` (ts | aer | source_acc) on the score map."""
         if metric not in METRICS:
             raise AlignheadsError(f"score must be one of {list(METRICS)}, not {metric!r}")
         self.metric = metric
@@ -267,7 +268,7 @@ class HeadExplorer:
             for ax, (w, title) in zip(fig.axes, panels, strict=False):
                 image = ax.images[0]
                 image.set_data(np.ma.masked_invalid(w))
-                image.set_clim(0.0, max(float(np.nanmax(w)) if np.isfinite(w).any() else 1.0, 1e-9))
+                image.set_clim(0.0, viz.colour_max(w))
                 dots = next(line for line in ax.lines if line.get_gid() == "argmax")
                 dots.set_data(*viz.row_argmax(w))
                 ax.set_title(title)

@@ -439,8 +439,8 @@ def attention_maps(
     """`attention_map` panels side by side for one sentence pair (e.g. one head and a head set's mean), one
     `(weights, title)` each, sharing the target-word axis; each panel has its own colour scale.
 
-    Panel i's image, argmax dots and colour bar are `fig.axes[0].images`-style artists of `fig.axes[i]`
-    (colour bars follow the panels), so a caller may update them in place and redraw.
+    Panel i is `fig.axes[i]` (the colour bars come after the panels): a caller may update its image, its
+    argmax dots (gid "argmax") and its title in place and redraw, as the head explorer does.
     """
     src, tgt = [str(x) for x in src_words], [str(x) for x in tgt_words]
     ws = [_check_weights(w, len(src), len(tgt)) for w, _ in panels]
@@ -454,7 +454,7 @@ def attention_maps(
     axes = fig.subplots(1, len(ws), sharey=True, squeeze=False)[0]
     gold = "#f28e00"
     for ax, w, (_, title) in zip(axes, ws, panels, strict=True):
-        image = ax.imshow(np.ma.masked_invalid(w), cmap="Blues", aspect="equal", vmin=0.0, vmax=_vmax(w))
+        image = ax.imshow(np.ma.masked_invalid(w), cmap="Blues", aspect="equal", vmin=0.0, vmax=colour_max(w))
         ax.set_xticks(np.arange(len(src)), src, rotation=55, ha="right", rotation_mode="anchor")
         ax.set_yticks(np.arange(len(tgt)), tgt)
         # Cell borders as one collection, not minor-tick grid lines (a tick costs two lines and two texts:
@@ -498,7 +498,8 @@ def _check_weights(weights: np.ndarray, n_src: int, n_tgt: int) -> np.ndarray:
     return w
 
 
-def _vmax(w: np.ndarray) -> float:
+def colour_max(w: np.ndarray) -> float:
+    """Top of an attention map's colour scale: its largest finite value (1 when it has none)."""
     return max(float(np.nanmax(w)) if np.isfinite(w).any() else 1.0, 1e-9)
 
 
