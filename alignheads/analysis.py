@@ -82,31 +82,6 @@ def example_pair_index(scores: HeadScores, corpus: Corpus, pair_id: str | None =
     return 0
 
 
-def browse_attention(scores: HeadScores, corpus: Corpus, *, widgets: bool | None = None):
-    """Interactive attention maps (ipywidgets sliders for pair, layer, head, query) when ipywidgets is installed;
-    returns the widget, or None when `widgets` is False or ipywidgets is missing (use `attention_figure`)."""
-    if widgets is False:
-        return None
-    try:
-        import ipywidgets
-        from IPython.display import display
-    except ImportError:
-        if widgets:
-            raise AlignheadsError("browse_attention(widgets=True) needs ipywidgets (pip install ipywidgets)") from None
-        return None
-
-    def show(pair: int, layer: int, head: int, query: str) -> None:
-        display(attention_figure(scores, corpus, pair, [Head(layer, head, query)]))
-
-    return ipywidgets.interactive(
-        show,
-        pair=ipywidgets.IntSlider(0, 0, len(scores.pair_ids) - 1, description="pair"),
-        layer=ipywidgets.IntSlider(0, 0, scores.n_layers - 1, description="layer"),
-        head=ipywidgets.IntSlider(0, 0, scores.n_heads - 1, description="head"),
-        query=ipywidgets.Dropdown(options=list(scores.queries), description="query"),
-    )
-
-
 def pick_heads(scores: HeadScores, heads: Sequence[HeadLike] | None = None, k: int = 3,
                query: str = "own") -> list[Head]:
     """`heads` as `Head`s ((layer, head) pairs read at `query`), or the k best by TS at `query` when empty."""

@@ -102,21 +102,13 @@ def test_pair_attention_is_one_head_or_the_mean_of_a_set(scored):
     assert "mean of 2 heads" in fig.axes[0].get_title()
 
 
-def test_resolve_heads_takes_tuples_and_queries(scored):
+def test_pick_heads_takes_tuples_and_queries(scored):
     _, scores = scored
     assert analysis.pick_heads(scores, [(1, 2), (3, 0, "emit")]) == [Head(1, 2), Head(3, 0, "emit")]
     assert analysis.pick_heads(scores, [(1, 2)], query="emit") == [Head(1, 2, "emit")]
     best = analysis.pick_heads(scores, [], k=1)[0]
     own = scores.heads[scores.heads["query"] == "own"]
     assert own.set_index(["layer", "head"]).loc[(best.layer, best.head), "ts"] == own["ts"].max()
-
-
-def test_browse_attention_widget_or_static_fallback(scored):
-    corpus, scores = scored
-    assert analysis.browse_attention(scores, corpus, widgets=False) is None
-    ipywidgets = pytest.importorskip("ipywidgets")
-    widget = analysis.browse_attention(scores, corpus)
-    assert isinstance(widget, ipywidgets.Widget)
 
 
 def test_talk_clip_keeps_whole_sentences():
