@@ -307,6 +307,8 @@ def cmd_serve(args) -> int:
     from .serve import PRESETS, Engine, MTServer, ServeConfig, load_headsets
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.verbose:
+        logging.getLogger("alignheads.serve").setLevel(logging.DEBUG)
     config = ServeConfig(args.host, args.port, args.max_sessions, args.max_utterance_words, args.preset,
                          args.max_frame_bytes)
     lm = opt.load(args)
@@ -509,6 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-frame-bytes", type=int, default=d.max_frame_bytes,
                    help=f"largest client frame in bytes; a larger one closes the connection with 1009 (default "
                    f"{d.max_frame_bytes})")
+    s.add_argument("-v", "--verbose", action="store_true", help="log every update (seq, words, delta, time)")
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("demo", help="main job on embedded defaults: calibrate en-de heads, translate a talk")

@@ -184,7 +184,7 @@ class Engine:
                 torch.set_num_threads(threads)
 
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="alignheads-mt", initializer=init_worker)
-        self.busy_s = 0.0
+        self.busy_s = self.cpu_s = 0.0
         self.jobs = 0
 
     @property
@@ -199,11 +199,12 @@ class Engine:
     def submit(self, fn: Callable[..., Any], *args) -> Future:
         """Queue `fn(*args)` on the worker, after every job queued before it."""
         def timed():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             try:
                 return fn(*args)
             finally:
                 self.busy_s += time.perf_counter() - t0
+                self.cpu_s += time.thread_time() - c0  # the model's CPU time when torch runs on this thread alone
                 self.jobs += 1
 
         return self._worker.submit(timed)
@@ -271,7 +272,7 @@ class Session:
         limit = self.config.max_utterance_words
         forced = not upd.is_final and limit > 0 and len(upd.words) > limit
         final = upd.is_final or forced
-        words, owner = source_words(upd.words, () if final else upd.tail)
+        words, owner = source_words(upd.words, () if final else upd.tail, upd.clock_ms)
         result = self.translator.update(words, upd.clock_ms / 1000, final=final)
         self.answered_seq = upd.seq if self.answered_seq is None else max(self.answered_seq, upd.seq)
         text = self.translator.target
@@ -298,12 +299,13 @@ class Session:
                            stop_reason=f"{self.translator.policy}:{reason}")
 
 
-def source_words(words: tuple[WireWord, ...], tail: tuple[WireWord, ...]) -> tuple[list[SourceWord], list[int]]:
+def source_words(words: tuple[WireWord, ...], tail: tuple[WireWord, ...],
+                 clock_ms: float) -> tuple[list[SourceWord], list[int]]:
     """Translator words (one per whitespace-separated piece) and, per piece, the index of the wire word it
     came from (committed words first, then tail words).
 
     A committed word without an end time, or one ending before its predecessor, is taken to end with its
-    predecessor (end times must not decrease). Tail words end at +inf in effect: they are never accessible.
+    predecessor (end times must not decrease). Tail words end just after the clock: never accessible.
     """
     out: list[SourceWord] = []
     owner: list[int] = []
@@ -315,7 +317,7 @@ def source_words(words: tuple[WireWord, ...], tail: tuple[WireWord, ...]) -> tup
             owner.append(i)
     for j, w in enumerate(tail):
         for piece in w.text.split():
-            out.append(SourceWord(piece, 1e12))  # about 30 000 years: after any stream clock
+            out.append(SourceWord(piece, math.nextafter(clock_ms / 1000, math.inf)))
             owner.append(len(words) + j)
     return out, owner
 
@@ -390,6 +392,7 @@ class MTServer:
                 "sessions_total": s.sessions_total, "updates": s.updates, "translations": s.translations,
                 "coalesced": s.coalesced, "stale": s.stale, "errors": dict(s.errors),
                 "engine_jobs": self.engine.jobs, "engine_busy_s": round(self.engine.busy_s, 3),
+                "engine_cpu_s": round(self.engine.cpu_s, 3),
                 "uptime_s": round(time.time() - s.started, 1)}
 
     def _process_request(self, connection, request):
@@ -475,8 +478,13 @@ class MTServer:
 
     @staticmethod
     def _handle(session: Session, upd: Update) -> dict[str, Any] | None:
+        t0 = time.perf_counter()
         try:
-            return session.handle(upd)
+            reply = session.handle(upd)
+            log.debug("seq %s: %d words%s -> %s in %.2f s", upd.seq, len(upd.words), " (final)" if upd.is_final else "",
+                      "stale" if reply is None else repr(reply.get("committed_delta", reply.get("code"))),
+                      time.perf_counter() - t0)
+            return reply
         except ProtocolError as e:
             return error(e.code, str(e), seq=upd.seq)
         except Exception as e:  # the update is dropped, the session stays usable

@@ -402,10 +402,10 @@ def test_reconnect_continues_from_the_accepted_prefix(server):
 # --- pure parts ---------------------------------------------------------------------------------------
 def test_source_words_times_and_owners():
     words = (WireWord("Hello", 0, 400), WireWord("new world", None, None), WireWord("again", 900, 300))
-    out, owner = to_source_words(words, (WireWord("tail"),))
+    out, owner = to_source_words(words, (WireWord("tail"),), 1000.0)
     assert [w.text for w in out] == ["Hello", "new", "world", "again", "tail"]
     assert [w.end_time for w in out[:4]] == [0.4, 0.4, 0.4, 0.4]  # missing / decreasing ends take the previous
-    assert out[4].end_time > 1e9  # never accessible
+    assert 1.0 < out[4].end_time < 1.0001  # just after the clock: never accessible
     assert owner == [0, 1, 1, 2, 3]
 
 

@@ -74,7 +74,7 @@ def reference_finals(lm, heads, sents, preset="balanced") -> list[str]:
             words = [SourceWord(w.text, w.end) for w in s[:k]]
             i += 1
             if k < len(s):
-                tr.update(words + [SourceWord(x.text, 1e12) for x in nxt], clock)
+                tr.update(words + [SourceWord(x.text, clock + 1) for x in nxt], clock)  # tail: not yet heard
             else:
                 tr.update(words, clock, final=True)
                 finals.append(tr.target)
