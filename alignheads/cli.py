@@ -323,6 +323,8 @@ def cmd_serve(args) -> int:
                                                          f"{url.replace('ws://', 'http://')}/health)", flush=True)))
     except KeyboardInterrupt:
         pass
+    except OSError as e:  # the port is taken, the host is not an interface here
+        raise AlignheadsError(f"cannot listen on {config.host}:{config.port}: {e}") from e
     finally:
         engine.close()
     return 0

@@ -25,7 +25,7 @@ import math
 import re
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -53,6 +53,7 @@ from .translator import NO_NEW_SOURCE, SimultaneousTranslator, SourceWord, Trans
 
 log = logging.getLogger("alignheads.serve")
 
+FINAL_REPEATED = "final_repeated"  # stop reason of a final answered from the engine's recent finals
 MAX_DRAFT = 64  # the largest draft a client may ask for (partial_max_new_tokens): one update must stay short
 
 
@@ -186,6 +187,11 @@ class Engine:
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="alignheads-mt", initializer=init_worker)
         self.busy_s = self.cpu_s = 0.0
         self.jobs = 0
+        # Recent final translations. A client whose call timed out (WhisperLiveKit waits 15 s) reconnects and sends
+        # the same final again; on a slow CPU every attempt would time out again. The first attempt still finishes
+        # here, and the retry is answered from this table at once. Touched on the worker only.
+        self.finals: OrderedDict[tuple, str] = OrderedDict()
+        self.finals_reused = 0
 
     @property
     def directions(self) -> list[str]:
@@ -240,7 +246,7 @@ class Session:
         name = init.preset or config.preset
         if name not in PRESETS:
             raise ProtocolError(f"unknown preset {name!r}; this server has {', '.join(PRESETS)}")
-        self.config, self.direction = config, direction
+        self.engine, self.config, self.direction = engine, config, direction
         self.preset = apply_overrides(PRESETS[name], init.overrides)
         self.translator = engine.translator(direction, self.preset)
         # The prompt layout must stay the one the heads were calibrated with: context and history are not added.
@@ -273,17 +279,24 @@ class Session:
         forced = not upd.is_final and limit > 0 and len(upd.words) > limit
         final = upd.is_final or forced
         words, owner = source_words(upd.words, () if final else upd.tail, upd.clock_ms)
-        result = self.translator.update(words, upd.clock_ms / 1000, final=final)
+        key = (self.direction, self.preset, tuple(w.text for w in words), self.translator.target)
+        if final and key in self.engine.finals:
+            text, reason = self.engine.finals[key], FINAL_REPEATED
+            self.engine.finals.move_to_end(key)
+            self.engine.finals_reused += 1
+        else:
+            trace = self.translator.update(words, upd.clock_ms / 1000, final=final).decision_trace
+            text, reason = self.translator.target, "commit_fast_path" if trace.memo_hit else trace.stop_reason
         self.answered_seq = upd.seq if self.answered_seq is None else max(self.answered_seq, upd.seq)
-        text = self.translator.target
         if not text.startswith(self.emitted):
             raise RuntimeError(f"append-only output broken: {self.emitted!r} -> {text!r}")
         delta, self.emitted = text[len(self.emitted):], text
-        trace = result.decision_trace
         if final:
+            self.engine.finals[key] = text
+            while len(self.engine.finals) > 64:
+                self.engine.finals.popitem(last=False)
             out = translation(upd.seq, self.utterance_id, committed_text=text, committed_delta=delta,
-                              stop_reason=f"{self.translator.policy}:{trace.stop_reason}", final=True,
-                              forced_final=forced)
+                              stop_reason=f"{self.translator.policy}:{reason}", final=True, forced_final=forced)
             self.translator.reset()
             self.utterance_id += 1
             self.emitted, self.buffer, self.covered = "", "", None
@@ -293,7 +306,6 @@ class Session:
             self.covered = max(self.covered or 0, max(attended) + 1)
         if trace.stop_reason != NO_NEW_SOURCE:
             self.buffer = trace.draft_text[trace.emitted_chars:].strip()
-        reason = "commit_fast_path" if trace.memo_hit else trace.stop_reason
         return translation(upd.seq, self.utterance_id, committed_text=text, committed_delta=delta,
                            buffer_text=self.buffer, covered_source_units=self.covered,
                            stop_reason=f"{self.translator.policy}:{reason}")
@@ -392,7 +404,7 @@ class MTServer:
                 "sessions_total": s.sessions_total, "updates": s.updates, "translations": s.translations,
                 "coalesced": s.coalesced, "stale": s.stale, "errors": dict(s.errors),
                 "engine_jobs": self.engine.jobs, "engine_busy_s": round(self.engine.busy_s, 3),
-                "engine_cpu_s": round(self.engine.cpu_s, 3),
+                "engine_cpu_s": round(self.engine.cpu_s, 3), "finals_reused": self.engine.finals_reused,
                 "uptime_s": round(time.time() - s.started, 1)}
 
     def _process_request(self, connection, request):

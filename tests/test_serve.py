@@ -314,6 +314,20 @@ def test_partials_coalesce_latest_wins_and_finals_stay_in_order(server, engine):
     assert health(url)["coalesced"] >= 3
 
 
+def test_a_repeated_final_is_answered_from_the_recent_finals(server):
+    """A client that timed out and reconnects sends the same final again: it is not translated twice."""
+    srv, url = server
+    replies = []
+    for _ in range(2):
+        with Client(url) as c:
+            c.init()
+            c.update(1, 6, utt=4, final=True, words=WORDS[3:])
+            replies.append(c.recv())
+    assert replies[0]["committed_text"] == replies[1]["committed_text"] != ""
+    assert replies[0]["stop_reason"] == "alignatt:final" and replies[1]["stop_reason"] == "alignatt:final_repeated"
+    assert health(url)["finals_reused"] >= 1
+
+
 def test_forced_final_rollover(engine):
     with serving(engine, max_utterance_words=4) as (_, url), Client(url) as c:
         c.init()
@@ -478,3 +492,24 @@ def test_fuzzed_frames_parse_or_fail_clearly(frame):
         assert e.code == "bad_protocol" and str(e)
     else:
         assert isinstance(msg, (Init, Update))
+
+
+def test_serve_cli(heads_files, tmp_path):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "alignheads.cli", "serve", "--model", "tiny-gemma3", "--threads", "1"]
+    bad = subprocess.run([*cmd, "--heads", str(tmp_path / "missing.json")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "no such head-set file" in bad.stderr and "Traceback" not in bad.stderr
+    proc = subprocess.Popen([*cmd, "--heads", heads_files[0], "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = next(ln for ln in proc.stdout if ln.startswith("listening on "))
+        url = line.split()[2]
+        assert url.startswith("ws://127.0.0.1:") and health(url)["directions"] == ["en-de"]
+        port = url.rsplit(":", 1)[1]
+        taken = subprocess.run([*cmd, "--heads", heads_files[0], "--port", port], capture_output=True, text=True)
+        assert taken.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in taken.stderr
+    finally:
+        proc.terminate()
+        proc.wait(30)

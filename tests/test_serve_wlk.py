@@ -141,6 +141,36 @@ def test_whisperlivekit_client_reconnects_and_resumes(tiny_engine):
     assert servers[1].stats.sessions_total == 1 and servers[1].stats.errors == {}
 
 
+def test_whisperlivekit_client_gets_a_final_slower_than_its_timeout(tiny_engine, monkeypatch):
+    """The client gives a call a fixed time (15 s), then reconnects and resends the pending final. A final that
+    takes longer than that must still arrive: the retry is answered from the engine's recent finals."""
+    monkeypatch.setattr(wlk, "_CALL_TIMEOUT_SECONDS", 1.0)  # a 1 s budget instead of 15 s ...
+    update = SimultaneousTranslator.update
+
+    def slow_final(self, words, now, final=False):  # ... and every final pass takes 1.5 s longer
+        if final:
+            time.sleep(1.5)
+        return update(self, words, now, final)
+
+    monkeypatch.setattr(SimultaneousTranslator, "update", slow_final)
+    sents = sentences(1)
+    srv = MTServer(tiny_engine, ServeConfig(port=0))
+    with ServerThread(srv) as url:
+        client = wlk.AlignAttRemoteEngine(url=url, source_language="en", preset=None,
+                                          latency="balanced").new_session("de")
+        events = play(client, sents)
+        assert events[-1][0] is None  # the final timed out
+        for _ in range(20):  # WhisperLiveKit calls process() again on its next tokens; retries back off 1 s
+            time.sleep(0.5)
+            segment, buffer = client.process()
+            events.append((segment.text if segment is not None else None, buffer.text))
+            if segment is not None:
+                break
+    check_append_only(events)
+    assert events[-1][0], "the final never arrived"
+    assert srv.stats.sessions_total >= 2 and tiny_engine.finals_reused >= 1
+
+
 @pytest.mark.skipif(os.environ.get("ALIGNHEADS_SKIP_EMBEDDED") == "1", reason="ALIGNHEADS_SKIP_EMBEDDED=1")
 def test_whisperlivekit_client_on_the_embedded_model(embedded):
     """On a real model and tokenizer the client receives exactly the library's translation, and it is German.
