@@ -188,8 +188,9 @@ class Engine:
         self.busy_s = self.cpu_s = 0.0
         self.jobs = 0
         # Recent final translations. A client whose call timed out (WhisperLiveKit waits 15 s) reconnects and sends
-        # the same final again; on a slow CPU every attempt would time out again. The first attempt still finishes
-        # here, and the retry is answered from this table at once. Touched on the worker only.
+        # the same final again (with the prefix it had been shown, perhaps older than what this server committed);
+        # on a slow CPU every attempt would time out again. The first attempt still finishes here, and the retry is
+        # answered from this table at once. Touched on the worker only.
         self.finals: OrderedDict[tuple, str] = OrderedDict()
         self.finals_reused = 0
 
@@ -279,9 +280,10 @@ class Session:
         forced = not upd.is_final and limit > 0 and len(upd.words) > limit
         final = upd.is_final or forced
         words, owner = source_words(upd.words, () if final else upd.tail, upd.clock_ms)
-        key = (self.direction, self.preset, tuple(w.text for w in words), self.translator.target)
-        if final and key in self.engine.finals:
-            text, reason = self.engine.finals[key], FINAL_REPEATED
+        key = (self.direction, self.preset, tuple(w.text for w in words))
+        cached = self.engine.finals.get(key) if final else None
+        if cached is not None and cached.startswith(self.translator.target):  # it extends what this client saw
+            text, reason = cached, FINAL_REPEATED
             self.engine.finals.move_to_end(key)
             self.engine.finals_reused += 1
         else:
