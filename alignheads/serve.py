@@ -342,21 +342,20 @@ class Mailbox:
     def __init__(self):
         self.partial: Update | None = None
         self.finals: deque[Update] = deque()
-        self.coalesced = 0
         self._event = asyncio.Event()
         self.closed = False
 
-    def put(self, upd: Update) -> None:
+    def put(self, upd: Update) -> bool:
+        """Queue `upd`; True when it superseded a waiting partial (coalesced)."""
+        superseded = self.partial is not None and (not upd.is_final or self.partial.seq < upd.seq)
+        if superseded:
+            self.partial = None
         if upd.is_final:
-            if self.partial is not None and self.partial.seq < upd.seq:  # the final supersedes it
-                self.partial = None
-                self.coalesced += 1
             self.finals.append(upd)
         else:
-            if self.partial is not None:
-                self.coalesced += 1
             self.partial = upd
         self._event.set()
+        return superseded
 
     def close(self) -> None:
         self.closed = True
@@ -441,7 +440,6 @@ class MTServer:
         async def consume():
             while (upd := await mailbox.get()) is not None:
                 reply = await self.engine.run(self._handle, session, upd)
-                self.stats.coalesced, mailbox.coalesced = self.stats.coalesced + mailbox.coalesced, 0
                 if reply is None:
                     self.stats.stale += 1
                     continue
@@ -475,7 +473,7 @@ class MTServer:
                         raise ProtocolError("update before init", seq=msg.seq)
                     else:
                         self.stats.updates += 1
-                        mailbox.put(msg)
+                        self.stats.coalesced += mailbox.put(msg)
                 except ProtocolError as e:  # a bad frame is answered; the session stays usable
                     supported = self.engine.directions if e.code == "unsupported_direction" else None
                     await self._send(ws, error(e.code, str(e), seq=e.seq, supported=supported))

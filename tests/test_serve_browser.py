@@ -84,12 +84,12 @@ def test_whisperlivekit_web_page_shows_alignheads_translation(embedded, tmp_path
                     "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream",
                     "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={TALK}",
                     "--autoplay-policy=no-user-gesture-required"])
-                page = browser.new_page(viewport={"width": 1000, "height": 700})
+                page = browser.new_page(viewport={"width": 1000, "height": 460})
                 page.goto(f"http://127.0.0.1:{port}/")
                 page.click("#recordButton")
                 page.wait_for_function("() => [...document.querySelectorAll('.translation_text')]"
                                        ".some(e => e.innerText.trim().length > 8)", timeout=240_000)
-                page.wait_for_timeout(15_000)  # let a few more lines arrive for the screenshot
+                page.wait_for_timeout(30_000)  # let a few more lines arrive for the screenshot
                 texts = page.eval_on_selector_all(".translation_text", "els => els.map(e => e.innerText.trim())")
                 if shot := os.environ.get("ALIGNHEADS_BROWSER_SCREENSHOT"):
                     page.screenshot(path=shot)
