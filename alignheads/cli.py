@@ -304,17 +304,17 @@ def cmd_serve(args) -> int:
     import asyncio
     import logging
 
-    from .serve import PRESETS, Engine, MTServer, ServeConfig, load_headsets
+    from .serve import Engine, MTServer, ServeConfig, load_headsets
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.verbose:
         logging.getLogger("alignheads.serve").setLevel(logging.DEBUG)
     config = ServeConfig(args.host, args.port, args.max_sessions, args.max_utterance_words, args.preset,
-                         args.max_frame_bytes)
+                         args.top_k, args.max_frame_bytes)
     lm = opt.load(args)
     engine = Engine(lm, load_headsets(args.heads, lm), threads=args.threads)
     t0 = time.perf_counter()
-    engine.warmup(PRESETS[config.preset])
+    engine.warmup(config.preset, config.top_k)
     print(f"model {lm.facts.model_id}, directions {', '.join(engine.directions)}, warm-up "
           f"{time.perf_counter() - t0:.1f} s", flush=True)
     server = MTServer(engine, config)
@@ -488,7 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ql-limit", type=opt.positive_int, help="held-out sentences in the quality-latency sweep")
     s.set_defaults(func=cmd_figures)
 
-    from .serve import PRESETS, ServeConfig
+    from .pipeline import PRESETS
+    from .serve import ServeConfig
 
     d = ServeConfig()
     s = sub.add_parser("serve", help="AlignAtt MT server (protocol v1) for WhisperLiveKit's alignatt backend",
@@ -508,8 +509,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="finalise an utterance with more committed words than this (forced_final; default "
                    f"{d.max_utterance_words}, 0 = never)")
     s.add_argument("--preset", default=d.preset, choices=list(PRESETS),
-                   help="default translator settings: " + "; ".join(f"{p.name}: {p.description}"
-                                                                     for p in PRESETS.values()))
+                   help=f"the sessions' translator settings unless a client names another (default {d.preset}): "
+                   + "; ".join(f"{n}: " + ", ".join(f"{k}={v}" for k, v in p.items())
+                               for n, p in PRESETS.items()))
+    s.add_argument("--top-k", type=int, help="use the first K heads of each head set (default: all)")
     s.add_argument("--max-frame-bytes", type=int, default=d.max_frame_bytes,
                    help=f"largest client frame in bytes; a larger one closes the connection with 1009 (default "
                    f"{d.max_frame_bytes})")

@@ -10,7 +10,7 @@ mailbox of one holds the newest partial update (an older one waiting there is su
 ordered queue holds finals, which are never dropped.
 
 Time: word times and `clock_ms` are milliseconds on the client's stream clock. Committed words count as
-accessible once `holdback_ms` old (default 0: the client already committed them); tail words are shown in
+accessible once the hold-back old (0 in the `server` preset: the client already committed them); tail words are shown in
 the prompt but never accessible, so AlignAtt holds target tokens that lean on them. When the client later
 commits those words the prompt is unchanged and the held tokens are released from the remembered draft
 without a model call (the commit fast path; the translator's draft memo).
@@ -28,7 +28,7 @@ import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from .errors import AlignheadsError
 from .headset import HeadSet, load_headset
 from .languages import get_language
 from .models import LoadedModel
-from .policy import AlignAttConfig
+from .pipeline import PRESETS, build_translator, configure_translator, resolve_heads
 from .protocol import (
     Init,
     ProtocolError,
@@ -57,41 +57,26 @@ FINAL_REPEATED = "final_repeated"  # stop reason of a final answered from the en
 MAX_DRAFT = 64  # the largest draft a client may ask for (partial_max_new_tokens): one update must stay short
 
 
-@dataclass(frozen=True)
-class Preset:
-    """Named translator settings a session runs with (server `--preset`, or the client's init `preset`)."""
-
-    name: str
-    description: str
-    border: int = 1  # AlignAtt border b (the paper's 1)
-    holdback_ms: float = 0.0  # committed words count as accessible once this old
-    max_draft: int = 16  # draft tokens per partial update
-    fast_path: bool = True  # release held tokens from the remembered draft when the prompt did not change
-    top_k: int | None = None  # heads taken from the head set (None: all)
-
-    def translator_config(self) -> TranslatorConfig:
-        return TranslatorConfig(alignatt=AlignAttConfig(border=self.border, max_draft=self.max_draft),
-                                holdback=self.holdback_ms / 1000, top_k=self.top_k,
-                                memo_size=2 if self.fast_path else 0)
+FAST_PATH_MEMO = 2  # drafts remembered per session for the commit fast path
 
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (
-    Preset("balanced", "AlignAtt as in the paper: border 1, 16-token drafts, commit fast path"),
-    Preset("low_latency", "8-token drafts: cheaper updates, more sessions per core", max_draft=8),
-    Preset("conservative", "border 0 and words trusted once 250 ms old: waits for more source",
-           border=0, holdback_ms=250.0),
-)}
+def _ms_to_s(v: float) -> float:
+    return v / 1000
 
-# Client overrides (the authors' whitelist) that alignheads has, mapped to Preset fields with their checks.
-# The rest of their whitelist (target-unit hold-back, minimum emit units, LCP stability, history length)
-# has no counterpart here and, like any unknown key, is ignored as the protocol says.
-OVERRIDES: dict[str, tuple[str, Callable[[Any], bool], str]] = {
+
+# Client overrides (the authors' whitelist) that alignheads has: key -> (pipeline setting, check, expected, convert).
+# The rest of their whitelist (target-unit hold-back, minimum emit units, LCP stability, history length) has no
+# counterpart here and, like any unknown key, is ignored as the protocol says. The commit fast path is the
+# translator's draft memo (`memo_size`), on unless the client turns it off.
+OVERRIDES: dict[str, tuple[str, Callable[[Any], bool], str, Callable[[Any], Any]]] = {
     "translation_alignatt_inaccessible_ms": (
-        "holdback_ms", lambda v: _num(v) and 0 <= v <= 60_000, "a number of ms in [0, 60000]"),
-    "translation_alignatt_border_margin": ("border", lambda v: _int(v) and -16 <= v <= 16, "an integer in [-16, 16]"),
-    "translation_alignatt_commit_fast_path": ("fast_path", lambda v: isinstance(v, bool), "true or false"),
-    "partial_max_new_tokens": ("max_draft", lambda v: _int(v) and 1 <= v <= MAX_DRAFT,
-                               f"an integer in [1, {MAX_DRAFT}]"),
+        "holdback", lambda v: _num(v) and 0 <= v <= 60_000, "a number of ms in [0, 60000]", _ms_to_s),
+    "translation_alignatt_border_margin": (
+        "border", lambda v: _int(v) and -16 <= v <= 16, "an integer in [-16, 16]", int),
+    "partial_max_new_tokens": (
+        "max_draft", lambda v: _int(v) and 1 <= v <= MAX_DRAFT, f"an integer in [1, {MAX_DRAFT}]", int),
+    "translation_alignatt_commit_fast_path": (
+        "memo_size", lambda v: isinstance(v, bool), "true or false", lambda v: FAST_PATH_MEMO if v else 0),
 }
 
 
@@ -103,16 +88,18 @@ def _num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def apply_overrides(preset: Preset, overrides: dict[str, Any]) -> Preset:
-    """`preset` with the client's whitelisted overrides applied; other keys are ignored."""
-    changes = {}
+def session_config(preset: str, overrides: dict[str, Any], top_k: int | None = None) -> TranslatorConfig:
+    """The translator settings of a session: the preset, then the client's whitelisted overrides (others ignored);
+    `top_k` heads of the head set (None: all)."""
+    settings: dict[str, Any] = {}
     for key, value in overrides.items():
         if key in OVERRIDES:
-            name, ok, expected = OVERRIDES[key]
+            name, ok, expected, convert = OVERRIDES[key]
             if not ok(value):
                 raise ProtocolError(f"init.overrides.{key} must be {expected}, got {show_value(value)}")
-            changes[name] = value
-    return replace(preset, **changes)
+            settings[name] = convert(value)
+    memo = settings.pop("memo_size", FAST_PATH_MEMO)
+    return configure_translator(TranslatorConfig(memo_size=memo, top_k=top_k), preset, **settings)
 
 
 @dataclass
@@ -123,7 +110,8 @@ class ServeConfig:
     port: int = 8765  # 0: any free port
     max_sessions: int = 4
     max_utterance_words: int = 120  # a partial update with more committed words is finalised (forced_final); 0: off
-    preset: str = "balanced"
+    preset: str = "server"  # a name in alignheads.pipeline.PRESETS
+    top_k: int | None = None  # heads of each head set used (its first k; None: all)
     max_frame_bytes: int = 1 << 20  # larger frames close the connection with 1009
 
     def __post_init__(self):
@@ -147,7 +135,9 @@ def load_headsets(specs: list[str], lm: LoadedModel) -> dict[str, HeadSet]:
     out: dict[str, HeadSet] = {}
     for spec in specs:
         if spec == "published":
-            found = [hs for (model, _, _), hs in PUBLISHED.items() if model.lower() == lm.facts.model_id.lower()]
+            model_id = lm.facts.model_id
+            found = [resolve_heads(spec, model_id, src, tgt) for m, src, tgt in PUBLISHED
+                     if m.lower() == model_id.lower()]
             if not found:
                 known = sorted({m for m, _, _ in PUBLISHED})
                 raise AlignheadsError(f"no published head sets for {lm.facts.model_id!r} (published: "
@@ -198,10 +188,9 @@ class Engine:
     def directions(self) -> list[str]:
         return sorted(self.headsets)
 
-    def translator(self, direction: str, preset: Preset) -> SimultaneousTranslator:
+    def translator(self, direction: str, config: TranslatorConfig) -> SimultaneousTranslator:
         src, tgt = direction.split("-")
-        return SimultaneousTranslator(self.lm, self.headsets[direction], src, tgt, "alignatt",
-                                      preset.translator_config())
+        return build_translator(self.lm, self.headsets[direction], src, tgt, "alignatt", config)
 
     def submit(self, fn: Callable[..., Any], *args) -> Future:
         """Queue `fn(*args)` on the worker, after every job queued before it."""
@@ -220,11 +209,11 @@ class Engine:
         """`submit` from the event loop: await the result."""
         return await asyncio.wrap_future(self.submit(fn, *args))
 
-    def warmup(self, preset: Preset) -> None:
+    def warmup(self, preset: str, top_k: int | None = None) -> None:
         """Build a translator per direction and translate two words (checks the head sets against the model)."""
         words = [SourceWord("Hello", 0.4), SourceWord("world.", 0.9)]
         for direction in self.directions:
-            tr = self.submit(self.translator, direction, preset).result()
+            tr = self.submit(self.translator, direction, session_config(preset, {}, top_k)).result()
             self.submit(tr.update, words, 1.0).result()
             self.submit(tr.update, words, 1.0, True).result()
 
@@ -248,8 +237,8 @@ class Session:
         if name not in PRESETS:
             raise ProtocolError(f"unknown preset {name!r}; this server has {', '.join(PRESETS)}")
         self.engine, self.config, self.direction = engine, config, direction
-        self.preset = apply_overrides(PRESETS[name], init.overrides)
-        self.translator = engine.translator(direction, self.preset)
+        self.preset = name
+        self.translator = engine.translator(direction, session_config(name, init.overrides, config.top_k))
         # The prompt layout must stay the one the heads were calibrated with: context and history are not added.
         self.ignored = [k for k in ("context_text", "history") if getattr(init, k)]
         self.utterance_id: int | None = None  # adopted from the first update (a reconnecting client keeps its ids)
@@ -280,7 +269,7 @@ class Session:
         forced = not upd.is_final and limit > 0 and len(upd.words) > limit
         final = upd.is_final or forced
         words, owner = source_words(upd.words, () if final else upd.tail, upd.clock_ms)
-        key = (self.direction, self.preset, tuple(w.text for w in words))
+        key = (self.direction, repr(self.translator.config), tuple(w.text for w in words))
         cached = self.engine.finals.get(key) if final else None
         if cached is not None and cached.startswith(self.translator.target):  # it extends what this client saw
             text, reason = cached, FINAL_REPEATED
@@ -466,7 +455,7 @@ class MTServer:
                             await ws.close(1011, "processing_failed")
                             return
                         extra = {"ignored": session.ignored} if session.ignored else {}
-                        await self._send(ws, init_ok(session.direction, session.preset.name,
+                        await self._send(ws, init_ok(session.direction, session.preset,
                                                      self.engine.lm.facts.model_id, **extra))
                         consumer = asyncio.create_task(consume())
                     elif session is None:

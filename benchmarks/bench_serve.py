@@ -1,7 +1,7 @@
 """`alignheads serve` under load: N concurrent sessions on loopback replaying the shipped talks in real time.
 
 Each session replays the talks' transcripts (data/talks/talks.json sentence times, words spread by length;
-`alignheads.replay`) back to back, starting at a different talk, for `--seconds` of stream time. At every
+`alignheads.talks.talk_sentences`) back to back, starting at a different talk, for `--seconds` of stream time. At every
 word's end it sends the full state of the open sentence: the words heard so far, the last `--tail` of them as
 the unstable tail, and `is_final` on the sentence's last word. It does not wait for answers (a pipelining
 client: the server coalesces). Latency of an update = time from sending it to the first translation frame
@@ -34,7 +34,7 @@ from common import print_table, write_result  # noqa: E402
 
 from alignheads.headset import headset_filename  # noqa: E402
 from alignheads.models import EMBEDDED_MODEL_ID  # noqa: E402
-from alignheads.replay import talk_sentences  # noqa: E402
+from alignheads.talks import talk_sentences  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TALKS = ("talk04", "talk05", "talk06")
@@ -209,7 +209,8 @@ def main() -> None:
     ap.add_argument("--sessions", default="1,4,16", help="comma-separated session counts (one server run each)")
     ap.add_argument("--seconds", type=float, default=60.0, help="stream time each session replays")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the server's model worker")
-    ap.add_argument("--preset", default="balanced")
+    ap.add_argument("--preset", default="server", help="a name in alignheads.pipeline.PRESETS (server, server_fast, "
+                    "paper)")
     ap.add_argument("--tail", type=int, default=2, help="heard words sent as the unstable tail")
     ap.add_argument("--drain", type=float, default=30.0, help="seconds to wait for the last answers")
     ap.add_argument("--heads", help="head-set JSON (default: calibrate on the shipped en-de dev set, cached)")

@@ -17,8 +17,9 @@ from websockets.sync.client import connect
 
 from alignheads.errors import AlignheadsError
 from alignheads.headset import HeadEntry, HeadSet
+from alignheads.pipeline import PRESETS
 from alignheads.protocol import Init, ProtocolError, Update, WireWord, parse_message
-from alignheads.serve import PRESETS, Engine, MTServer, ServeConfig, ServerThread, apply_overrides, load_headsets
+from alignheads.serve import Engine, MTServer, ServeConfig, ServerThread, load_headsets, session_config
 from alignheads.serve import source_words as to_source_words
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -41,7 +42,7 @@ def heads_files(tiny3, tmp_path_factory):
 @pytest.fixture(scope="module")
 def engine(tiny3, heads_files):
     eng = Engine(tiny3, load_headsets(heads_files, tiny3), threads=1)
-    eng.warmup(PRESETS["balanced"])
+    eng.warmup("server")
     yield eng
     eng.close()
 
@@ -132,7 +133,7 @@ def test_init_ok_and_health(server):
     srv, url = server
     with Client(url) as c:
         r = c.init()
-        assert r == {"type": "init_ok", "protocol_version": 1, "direction": "en-de", "preset": "balanced",
+        assert r == {"type": "init_ok", "protocol_version": 1, "direction": "en-de", "preset": "server",
                      "model": "tiny-gemma3"}
         wait_for(lambda: health(url)["sessions"] >= 1)
     h = health(url)
@@ -171,19 +172,18 @@ def test_bad_init_is_bad_protocol_and_closes(server, init):
 
 
 def test_presets_and_whitelisted_overrides(server):
-    p = apply_overrides(PRESETS["balanced"], {
+    cfg = session_config("server", {
         "translation_alignatt_inaccessible_ms": 120, "translation_alignatt_border_margin": 0,
         "partial_max_new_tokens": 6, "translation_alignatt_commit_fast_path": False,
         "translation_alignatt_hold_back_target_units": 1,  # in the authors' whitelist, no counterpart: ignored
         "something_else": {"deep": [1, 2]},  # unknown: ignored
-    })
-    assert (p.holdback_ms, p.border, p.max_draft, p.fast_path) == (120, 0, 6, False)
-    cfg = p.translator_config()
-    assert (cfg.holdback, cfg.alignatt.border, cfg.alignatt.max_draft, cfg.memo_size) == (0.12, 0, 6, 0)
+    }, top_k=2)
+    assert (cfg.holdback, cfg.alignatt.border, cfg.alignatt.max_draft, cfg.memo_size, cfg.top_k) == (0.12, 0, 6, 0, 2)
+    assert session_config("paper", {}).holdback == 0.25 and session_config("server", {}).memo_size == 2
     _, url = server
     with Client(url) as c:
-        r = c.init(preset="low_latency", overrides={"translation_alignatt_min_emit_target_units": 0, "x": 1})
-        assert r["type"] == "init_ok" and r["preset"] == "low_latency"
+        r = c.init(preset="server_fast", overrides={"translation_alignatt_min_emit_target_units": 0, "x": 1})
+        assert r["type"] == "init_ok" and r["preset"] == "server_fast"
         assert_session_usable(c, 1)
     with pytest.raises(AlignheadsError, match="unknown preset"):
         ServeConfig(preset="fast")
@@ -493,6 +493,7 @@ def test_fuzzed_frames_parse_or_fail_clearly(frame):
         assert isinstance(msg, (Init, Update))
 
 
+@pytest.mark.slow
 def test_serve_cli(heads_files, tmp_path):
     import subprocess
     import sys

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from alignheads.replay import TALKS_DIR
+from alignheads.talks import TALKS_DIR
 
 pytest.importorskip("whisperlivekit", reason="whisperlivekit is not installed (`make venv` installs it)")
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (`make venv` installs it)")
@@ -30,6 +30,7 @@ WHISPER_DIR = Path(os.environ.get("ALIGNHEADS_CACHE", Path.home() / ".cache" / "
 TALK = TALKS_DIR / "talk04.wav"
 
 pytestmark = [
+    pytest.mark.browser,
     pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install -y chromium chromium-driver)"),
     pytest.mark.skipif(not (WHISPER_DIR / "model.bin").is_file(),
                        reason=f"embedded whisper-base not prepared at {WHISPER_DIR} (`alignheads prepare`)"),
@@ -59,13 +60,13 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
 
 def test_whisperlivekit_web_page_shows_alignheads_translation(embedded, tmp_path):
     from alignheads.headset import HeadEntry, HeadSet
-    from alignheads.serve import PRESETS, Engine, MTServer, ServeConfig, ServerThread
+    from alignheads.serve import Engine, MTServer, ServeConfig, ServerThread
 
     f = embedded.facts  # the en-de head set `alignheads score` exports on the shipped dev set (README)
     hs = HeadSet([HeadEntry(11, 2, query="emit"), HeadEntry(3, 3), HeadEntry(6, 0)], f.model_id, "en", "de",
                  f.num_layers, f.num_heads)
     engine = Engine(embedded, {"en-de": hs}, threads=1)
-    engine.warmup(PRESETS["balanced"])  # WhisperLiveKit's client gives each call 15 s (120 s for the first)
+    engine.warmup("server")  # WhisperLiveKit's client gives each call 15 s (120 s for the first)
     mt = MTServer(engine, ServeConfig(port=0))
     port = free_port()
     wlk_cmd = [sys.executable, "-m", "whisperlivekit.basic_server", "--host", "127.0.0.1", "--port", str(port),

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from alignheads.headset import HeadEntry, HeadSet
-from alignheads.replay import TALKS_DIR, TimedWord, talk_sentences
-from alignheads.serve import PRESETS, Engine, MTServer, ServeConfig, ServerThread
+from alignheads.serve import Engine, MTServer, ServeConfig, ServerThread, session_config
+from alignheads.talks import TALKS_DIR, TimedWord, talk_sentences
 from alignheads.translator import SimultaneousTranslator, SourceWord
 
 wlk = pytest.importorskip(
@@ -62,9 +62,9 @@ def check_append_only(events) -> list[tuple[str, str]]:
     return out
 
 
-def reference_finals(lm, heads, sents, preset="balanced") -> list[str]:
+def reference_finals(lm, heads, sents, preset="server") -> list[str]:
     """What the library's translator gives for the same sequence of updates the client sends."""
-    tr = SimultaneousTranslator(lm, heads, "en", "de", "alignatt", PRESETS[preset].translator_config())
+    tr = SimultaneousTranslator(lm, heads, "en", "de", "alignatt", session_config(preset, {}))
     flat = [w for s in sents for w in s]
     finals, i, clock = [], 0, 0.0
     for s in sents:
@@ -94,7 +94,7 @@ def tiny_engine(tiny3):
 
 def test_whisperlivekit_client_streams_a_talk(tiny_engine, tiny3):
     sents = sentences(3)
-    srv = MTServer(tiny_engine, ServeConfig(port=0, preset="low_latency"))
+    srv = MTServer(tiny_engine, ServeConfig(port=0, preset="server_fast"))
     with ServerThread(srv) as url:
         client = wlk.AlignAttRemoteEngine(url=url, source_language="en", preset=None,
                                           latency="balanced").new_session("de")
@@ -103,7 +103,7 @@ def test_whisperlivekit_client_streams_a_talk(tiny_engine, tiny3):
     pairs = check_append_only(events)
     finals = [f for f, _ in events if f is not None]
     assert len(finals) == len(sents)  # one validated segment per punctuated sentence, in order
-    assert finals == reference_finals(tiny3, tiny_engine.headsets["en-de"], sents, "low_latency")
+    assert finals == reference_finals(tiny3, tiny_engine.headsets["en-de"], sents, "server_fast")
     assert any(p for p, _ in pairs), "no partial translation was streamed before a final"
     assert srv.stats.errors == {} and srv.stats.sessions_total == 1
     assert srv.stats.translations == len([w for s in sents for w in s])  # one answer per update, nothing dropped
@@ -179,7 +179,7 @@ def test_whisperlivekit_client_on_the_embedded_model(embedded):
     translates each whole sentence at once (Gemma 3 270M base: its first streamed words are copied English)."""
     import sacrebleu
 
-    from alignheads.cascade import talk_references
+    from alignheads.talks import talk_references
 
     f = embedded.facts  # the head set `alignheads score` exports for en-de on the shipped dev set (README)
     hs = HeadSet([HeadEntry(11, 2, query="emit"), HeadEntry(3, 3), HeadEntry(6, 0)], f.model_id, "en", "de",
