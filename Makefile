@@ -14,11 +14,11 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0          # the CPU wheel; a GPU user installs their CUDA torch first
-	$(BIN)/pip install -q -e ".[dev,lab,qwen,simulstream,tlens]"
+	$(BIN)/pip install -q -e ".[dev,lab,qwen,simulstream,tlens,whisperlivekit]"
 	mkdir -p $(VENV)/share/jupyter/lab/settings  # JupyterLab opens the paired notebooks/*.py as notebooks
 	echo '{"@jupyterlab/docmanager-extension:plugin": {"defaultViewers": {"python": "Jupytext Notebook"}}}' \
 	  > $(VENV)/share/jupyter/lab/settings/overrides.json
-	$(BIN)/pip install -q --no-deps qwen-asr==0.0.6 transformer-lens==4.3.0  # their pins clash; see pyproject extras
+	$(BIN)/pip install -q --no-deps qwen-asr==0.0.6 transformer-lens==4.3.0 whisperlivekit==0.2.26  # their pins clash; see pyproject extras
 	touch $(STAMP)
 
 prepare: venv

@@ -299,6 +299,37 @@ def cmd_figures(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    """The AlignAtt MT server (protocol v1) for WhisperLiveKit's `--translation-backend alignatt`."""
+    import asyncio
+    import logging
+
+    from .serve import Engine, MTServer, ServeConfig, load_headsets
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.verbose:
+        logging.getLogger("alignheads.serve").setLevel(logging.DEBUG)
+    config = ServeConfig(args.host, args.port, args.max_sessions, args.max_utterance_words, args.preset,
+                         args.top_k, args.max_frame_bytes)
+    lm = opt.load(args)
+    engine = Engine(lm, load_headsets(args.heads, lm), threads=args.threads)
+    t0 = time.perf_counter()
+    engine.warmup(config.preset, config.top_k)
+    print(f"model {lm.facts.model_id}, directions {', '.join(engine.directions)}, warm-up "
+          f"{time.perf_counter() - t0:.1f} s", flush=True)
+    server = MTServer(engine, config)
+    try:
+        asyncio.run(server.serve(ready=lambda url: print(f"listening on {url} (health: "
+                                                         f"{url.replace('ws://', 'http://')}/health)", flush=True)))
+    except KeyboardInterrupt:
+        pass
+    except OSError as e:  # the port is taken, the host is not an interface here
+        raise AlignheadsError(f"cannot listen on {config.host}:{config.port}: {e}") from e
+    finally:
+        engine.close()
+    return 0
+
+
 def cmd_demo(args) -> int:
     """The main job on embedded defaults: calibrate en-de heads on the shipped dev set, export them, then
     translate a shipped test talk end to end with them and score it."""
@@ -456,6 +487,37 @@ def build_parser() -> argparse.ArgumentParser:
                    "scored direction, en-de only with --fast)")
     s.add_argument("--ql-limit", type=opt.positive_int, help="held-out sentences in the quality-latency sweep")
     s.set_defaults(func=cmd_figures)
+
+    from .pipeline import PRESETS
+    from .serve import ServeConfig
+
+    d = ServeConfig()
+    s = sub.add_parser("serve", help="AlignAtt MT server (protocol v1) for WhisperLiveKit's alignatt backend",
+                       description="Serve simultaneous translation over WebSocket (AlignAtt MT protocol v1), the "
+                       "sidecar WhisperLiveKit's `--translation-backend alignatt --alignatt-url ws://HOST:PORT` "
+                       "calls. Binds to localhost: put a TLS + authentication reverse proxy in front before exposing "
+                       "it. GET /health answers JSON.")
+    s.add_argument("--heads", action="append", required=True, metavar="FILE|published",
+                   help="head-set JSON (one direction each; repeat for more) or 'published' (the package's head "
+                   "sets for --model); the directions served are those of the head sets")
+    opt.add_model_args(s)
+    s.add_argument("--host", default=d.host, help=f"interface to bind (default {d.host})")
+    s.add_argument("--port", type=int, default=d.port, help=f"port (default {d.port}; 0 = any free port)")
+    s.add_argument("--max-sessions", type=int, default=d.max_sessions,
+                   help=f"concurrent sessions; more get error 'busy' (default {d.max_sessions})")
+    s.add_argument("--max-utterance-words", type=int, default=d.max_utterance_words,
+                   help="finalise an utterance with more committed words than this (forced_final; default "
+                   f"{d.max_utterance_words}, 0 = never)")
+    s.add_argument("--preset", default=d.preset, choices=list(PRESETS),
+                   help=f"the sessions' translator settings unless a client names another (default {d.preset}): "
+                   + "; ".join(f"{n}: " + ", ".join(f"{k}={v}" for k, v in p.items())
+                               for n, p in PRESETS.items()))
+    s.add_argument("--top-k", type=int, help="use the first K heads of each head set (default: all)")
+    s.add_argument("--max-frame-bytes", type=int, default=d.max_frame_bytes,
+                   help=f"largest client frame in bytes; a larger one closes the connection with 1009 (default "
+                   f"{d.max_frame_bytes})")
+    s.add_argument("-v", "--verbose", action="store_true", help="log every update (seq, words, delta, time)")
+    s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("demo", help="main job on embedded defaults: calibrate en-de heads, translate a talk")
     s.add_argument("--model", default="embedded")

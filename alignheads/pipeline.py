@@ -26,6 +26,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # AlignAtt4LLM's run-time values: border b = 1 with the ASR tail 0.25 s held back.
     "paper": {"alignatt.border": 1, "alignatt.rewind": 8, "alignatt.median_width": 7, "alignatt.max_draft": 16,
               "holdback": DEFAULT_HOLDBACK},
+    # The MT server's: the client (WhisperLiveKit) commits words itself and sends the rest as an inaccessible tail,
+    # so committed words need no hold-back; `server_fast` drafts 8 tokens per update (cheaper, more sessions).
+    "server": {"alignatt.border": 1, "alignatt.max_draft": 16, "holdback": 0.0},
+    "server_fast": {"alignatt.border": 1, "alignatt.max_draft": 8, "holdback": 0.0},
 }
 
 HeadSpec = str | Path | HeadSet | Sequence[HeadLike] | None

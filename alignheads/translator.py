@@ -205,6 +205,13 @@ class SimultaneousTranslator:
         self._state: dict = {}  # the policy's per-sentence memory
         self._n_units = 0
 
+    def resume(self, accepted: str) -> None:
+        """Start a sentence whose translation already begins with `accepted` (shown before a reconnect); later
+        output extends it."""
+        self.reset()
+        self.target = accepted.strip()
+        self._n_units = len(target_units(self.target, self.tgt_lang))
+
     @property
     def heads_label(self) -> list[str]:
         return [str(h) for h in self.heads]
