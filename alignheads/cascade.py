@@ -6,7 +6,12 @@ hypotheses. Committed and partial words (their end times on the stream clock) go
 translator, which shows them all in the prompt but counts as accessible only words that ended at
 least `TranslatorConfig.holdback` seconds ago (default 0.25 s: the ASR tail is wrong 17% of the time, 8% 250 ms
 behind it). With no hold-back every heard word is accessible and the paper's border b = 1 can
-never fire. A committed sentence is translated to its end and the translator moves on. Output is
+never fire. A committed sentence is translated to its end and the translator moves on.
+
+Voice activity (Silero, `alignheads.vad`) gates the recogniser: audio without speech is never
+transcribed (Whisper invents words on silence and noise), leading silence is dropped from the
+buffer, and once a speaker pauses the buffer is transcribed once more and that hypothesis is reused
+(and so committed) until new speech arrives. `vad=None` transcribes every chunk, as before. Output is
 append-only; each emitted unit gets two times, like the IWSLT simultaneous track:
 
 - computation-unaware (CU): the stream time when the chunk that produced it ended;
@@ -32,6 +37,7 @@ from .fileio import write_json
 from .languages import get_language
 from .stabilizer import Stabilizer, StabilizerConfig
 from .translator import SimultaneousTranslator, SourceWord
+from .vad import StreamingVAD, VADConfig
 
 
 @dataclass
@@ -53,11 +59,33 @@ class CascadeStats:
     asr_s: float = 0.0
     mt_s: float = 0.0
     sentences: int = 0
+    asr_calls: int = 0  # chunks the recogniser ran on (the others held no new speech)
 
     @property
     def rtf(self) -> float:
         """Computation-aware real-time factor: processing time / audio time."""
         return (self.asr_s + self.mt_s) / self.audio_s if self.audio_s else 0.0
+
+
+@dataclass
+class SentenceStep:
+    """One translator update that added text to a sentence's translation (what coverage reads)."""
+
+    time: float  # stream clock
+    n_source: int
+    n_accessible: int
+    final: bool
+    new_text: str
+
+
+@dataclass
+class SentenceRecord:
+    """One source sentence: its latest words (final once `final`) and the updates that emitted its translation."""
+
+    index: int
+    words: list[Word] = field(default_factory=list)
+    steps: list[SentenceStep] = field(default_factory=list)
+    final: bool = False
 
 
 @dataclass
@@ -69,6 +97,7 @@ class SpeechCascade:
     src_lang: str = "en"
     config: StabilizerConfig = field(default_factory=StabilizerConfig)
     on_emit: Callable[[list[Emission]], None] | None = None
+    vad: VADConfig | None = field(default_factory=VADConfig)  # None: transcribe every chunk
 
     def __post_init__(self):
         self.spaced = get_language(self.translator.tgt_lang).spaced
@@ -84,8 +113,11 @@ class SpeechCascade:
         self.emissions: list[Emission] = []
         self.sentence_words: list[Word] = []  # committed words of the sentence being translated
         self.stats = CascadeStats()
+        self.sentences: list[SentenceRecord] = []
         self._ca_clock = 0.0
-        self._words: list[Word] = []
+        self._words: list[Word] = []  # the uncommitted words of the latest hypothesis
+        self._vad = StreamingVAD(self.vad) if self.vad is not None else None
+        self._asr_until = float("-inf")  # stream time the latest transcription reached
         # The latest translator Updates (decision traces included), bounded so nothing grows per chunk.
         self.translator_updates: deque = deque(maxlen=256)
 
@@ -106,22 +138,41 @@ class SpeechCascade:
         self.samples += len(chunk)
         self.stats.chunks += 1
         self.stats.audio_s = self.now
-        if self.now < self.config.min_start_s:
-            return []
         t0 = time.perf_counter()
-        self._words = self.asr.transcribe(self.buffer, self.src_lang, offset=self.buffer_start)
+        if self._vad is not None:
+            self._vad.feed(chunk)
+        if self.now < self.config.min_start_s:
+            vad_s = time.perf_counter() - t0
+            self.stats.asr_s += vad_s
+            self._ca_clock = max(self._ca_clock, self.now) + vad_s
+            return []
+        self._transcribe()
         asr_s = time.perf_counter() - t0
         update = self.stabilizer.update(self._words, self.now)
+        self._words = list(update.partial)
+        if self._vad is not None and not self._words:  # nothing pending: drop the silence before the next speech
+            start = self._vad.next_speech_start(self.buffer_start)
+            self.stabilizer.skip_to((self.now if start is None else start) - self.vad.pad_s)
         return self._translate(update, asr_s, final=False)
 
     def finish(self) -> list[Emission]:
         """End of stream: commit and translate everything that is left."""
         t0 = time.perf_counter()
         if len(self.buffer):
-            self._words = self.asr.transcribe(self.buffer, self.src_lang, offset=self.buffer_start)
+            self._transcribe()
         asr_s = time.perf_counter() - t0
         update = self.stabilizer.finish(self._words, self.now)
         return self._translate(update, asr_s, final=True)
+
+    def _transcribe(self) -> None:
+        """Re-transcribe the buffer unless no speech arrived since the latest transcription settled."""
+        if self._vad is not None:
+            since = max(self.buffer_start, self._asr_until - self.vad.pad_s)
+            if not self._vad.speech_in(since, self.now + 1.0):
+                return  # the buffer holds no new speech: the latest hypothesis stands
+        self._words = self.asr.transcribe(self.buffer, self.src_lang, offset=self.buffer_start)
+        self._asr_until = self.now
+        self.stats.asr_calls += 1
 
     def _translate(self, update, asr_s: float, final: bool) -> list[Emission]:
         t0 = time.perf_counter()
@@ -151,7 +202,7 @@ class SpeechCascade:
         self._ca_clock = max(self._ca_clock, self.now) + asr_s + mt_s
         out = [Emission(u, self.now, self._ca_clock, s) for u, s in new]
         # Drop audio before the stabiliser's cut (the start of the first uncommitted word).
-        drop = int(round((update.cut - self.buffer_start) * SAMPLE_RATE))
+        drop = int(round((self.stabilizer.cut - self.buffer_start) * SAMPLE_RATE))
         if drop > 0:
             self.buffer = self.buffer[drop:]
             self.buffer_start += drop / SAMPLE_RATE
@@ -166,7 +217,14 @@ class SpeechCascade:
             return []
         upd = self.translator.update(src, self.now, final=final)
         self.translator_updates.append(upd)
-        return [(u, self.stats.sentences) for u in upd.emitted_units]
+        index = self.stats.sentences
+        if not self.sentences or self.sentences[-1].index != index:
+            self.sentences.append(SentenceRecord(index))
+        record = self.sentences[-1]
+        record.words, record.final = list(words), final
+        if upd.new_text.strip():
+            record.steps.append(SentenceStep(self.now, upd.n_source, upd.n_accessible, final, upd.new_text))
+        return [(u, index) for u in upd.emitted_units]
 
     def instance(self, reference: str | None = None, source: str | None = None) -> Instance:
         """The whole stream as one long-form SimulEval instance (delays/elapsed in ms), for OmniSTEval."""

@@ -160,6 +160,12 @@ class Stabilizer:
         self._previous = list(words[k:])
         return self._update(now, new, list(words[k:]))
 
+    def skip_to(self, t: float) -> None:
+        """Move the cut forward to `t` (not past now): the audio before it holds no speech and no uncommitted words."""
+        if self._previous:
+            raise AlignheadsError("cannot skip audio while uncommitted words are pending")
+        self.cut = max(self.cut, min(t, self.now))
+
     def finish(self, words: list[Word] | None = None, now: float | None = None) -> StabilizerUpdate:
         """End of stream: commit all of `words` (a last hypothesis of the audio from `cut` up to `now`),
         or of the last hypothesis when `words` is None. Ignores `min_start_s`."""

@@ -20,6 +20,7 @@ from alignheads.stabilizer import StabilizerConfig
 from alignheads.talks import talk_references
 from alignheads.translator import TranslatorConfig
 from tests.conftest import ROOT
+from tests.test_asr import norm_tokens, wer
 
 TALK = ROOT / "data" / "talks" / "talk05.wav"
 
@@ -87,6 +88,45 @@ def test_silence_and_tiny_streams_do_not_crash(whisper, tiny3):
     cascade.reset()
     run_stream(cascade, [np.zeros(800, dtype=np.float32)])  # 50 ms, below the 2 s start
     assert cascade.emissions == []
+
+
+def _noise(seconds: float, dbfs: float) -> np.ndarray:
+    return (np.random.default_rng(0).standard_normal(round(seconds * SAMPLE_RATE)) * 10 ** (dbfs / 20)).astype(
+        np.float32)
+
+
+@pytest.mark.parametrize("audio", [np.zeros(20 * SAMPLE_RATE, np.float32), _noise(20, -50)],
+                         ids=["silence", "white-noise-50dBFS"])
+def test_silence_and_quiet_noise_emit_nothing_and_are_not_transcribed(whisper, tiny3, audio):
+    translator = SimultaneousTranslator(tiny3, None, "en", "de", "wait-k", TranslatorConfig(holdback=0.25))
+    cascade = SpeechCascade(whisper, translator, "en", StabilizerConfig(chunk_ms=850, holdback_s=0.25))
+    run_stream(cascade, iter_chunks(audio, cascade.config.chunk_samples))
+    assert cascade.emissions == [] and cascade.sentences == [] and cascade.stats.asr_calls == 0
+    assert len(cascade.buffer) <= (cascade.vad.pad_ms / 1000 + 0.85) * SAMPLE_RATE  # silence is not kept
+
+
+def test_speech_after_a_five_second_pause_is_translated_without_transcribing_the_pause(whisper, tiny4):
+    talk = load_audio(TALK)
+    first, second = talk[: round(2.4 * SAMPLE_RATE)], talk[round(2.4 * SAMPLE_RATE): round(7.2 * SAMPLE_RATE)]
+    audio = np.concatenate([first, np.zeros(5 * SAMPLE_RATE, np.float32), second])
+    translator = SimultaneousTranslator(tiny4, None, "en", "de", "wait-k", TranslatorConfig(holdback=0.25))
+    cfg = StabilizerConfig(chunk_ms=850, holdback_s=0.25)
+    cascade = SpeechCascade(whisper, translator, "en", cfg)
+    calls = []
+    for chunk in iter_chunks(audio, cfg.chunk_samples):
+        before = cascade.stats.asr_calls
+        cascade.process_chunk(chunk)
+        calls.append((cascade.now, cascade.stats.asr_calls > before))
+    cascade.finish()
+    heard = " ".join(w.text for rec in cascade.sentences for w in rec.words)
+    refs = ["Let me start with a question.", "Do large language models know which source words they are translating?"]
+    assert wer(norm_tokens(" ".join(refs)), norm_tokens(heard)) < 0.2, heard
+    assert [len(rec.words) > 0 for rec in cascade.sentences] == [True, True]
+    pause = (2.4 + 0.3 + 0.85, 7.4)  # the pause, after the one transcription that settles the first sentence
+    assert not any(called for t, called in calls if pause[0] + 0.85 <= t <= pause[1])
+    assert any(called for t, called in calls if t > 7.4)
+    assert any(e.sentence == 1 and e.time_cu > 7.4 for e in cascade.emissions)  # the second sentence is translated
+    assert cascade.sentences[0].final and all(e.time_cu < 7.4 for e in cascade.emissions if e.sentence == 0)
 
 
 def _cli(*args, **kw):
