@@ -255,13 +255,14 @@ def _split_committed(words: list[Word], cfg: StabilizerConfig) -> list[list[Word
 
 
 def write_run(cascade: SpeechCascade, out_dir: str | Path, refs: list[str] | None = None,
-              segments: list[tuple[float, float]] | None = None, stopped: str | None = None) -> dict:
+              segments: list[tuple[float, float]] | None = None, stopped: str | None = None,
+              source: str | None = None) -> dict:
     """Write instances.log, emissions.json and scores.json (the run's summary) into `out_dir`; return the summary.
 
     Quality and latency are scored against `refs` only for a complete run: a run `stopped` early (Ctrl-C, a
     stream error) keeps what it emitted, marked `"partial": true` with the reason, and no score."""
     out = Path(out_dir)
-    instance = cascade.instance(reference=" ".join(refs) if refs else None)
+    instance = cascade.instance(reference=" ".join(refs) if refs else None, source=source)
     summary = {"audio_s": round(cascade.now, 3), "chunk_ms": cascade.config.chunk_ms,
                "rtf_ca": round(cascade.stats.rtf, 3), "asr_s": round(cascade.stats.asr_s, 3),
                "mt_s": round(cascade.stats.mt_s, 3), "sentences": cascade.stats.sentences,
@@ -276,9 +277,14 @@ def write_run(cascade: SpeechCascade, out_dir: str | Path, refs: list[str] | Non
     return summary
 
 
-def run_stream(cascade: SpeechCascade, chunks: Iterable[np.ndarray]) -> list[Emission]:
-    """Feed every chunk, then finish; return all emissions."""
+def run_stream(cascade: SpeechCascade, chunks: Iterable[np.ndarray],
+               on_chunk: Callable[[], None] | None = None) -> list[Emission]:
+    """Feed every chunk (calling `on_chunk` after each, and after finishing), then finish; return all emissions."""
     for chunk in chunks:
         cascade.process_chunk(chunk)
+        if on_chunk:
+            on_chunk()
     cascade.finish()
+    if on_chunk:
+        on_chunk()
     return cascade.emissions

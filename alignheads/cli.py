@@ -162,7 +162,8 @@ def cascade_config(args):
     return CascadeConfig(model=args.model, heads=opt.heads_spec(args), src=args.src, tgt=args.tgt, policy=args.policy,
                          translator=opt.translator_config(args, base.translator),
                          stabilizer=StabilizerConfig(chunk_ms=args.chunk_ms), asr=args.asr,
-                         asr_model=args.asr_model, device=args.device, dtype=args.dtype)
+                         asr_model=args.asr_model, device=args.device, dtype=args.dtype,
+                         vad=None if args.no_vad else base.vad)
 
 
 def cmd_translate(args) -> int:
@@ -170,7 +171,8 @@ def cmd_translate(args) -> int:
 
     Everything the run needs is checked first; Ctrl-C or a stream error keeps what was emitted (partial)."""
     from .audio import iter_chunks, load_audio, read_pcm_stream
-    from .cascade import run_stream, write_run
+    from .cascade import run_stream
+    from .outputs import LiveView, write_outputs
     from .pipeline import build_cascade
 
     config = cascade_config(args)
@@ -181,22 +183,22 @@ def cmd_translate(args) -> int:
               else iter_chunks(load_audio(args.audio), samples))
     opt.setup_threads(args)
     opt.check_device(args.device)
-    sep = " " if _spaced(args.tgt) else ""
-
-    def printer(emitted):  # a terminal user sees the translation grow
-        print(sep.join(e.text for e in emitted), end=sep, flush=True)
-
-    cascade = build_cascade(config, on_emit=printer)
+    cascade = build_cascade(config)
+    view = LiveView(cascade)  # a terminal user sees the translation grow, the current draft dimmed
+    outputs = {"audio_name": "stdin" if args.audio == "-" else Path(args.audio).name, "subtitles": args.subtitles,
+               "references": refs, "segments": segments}
     try:
-        run_stream(cascade, chunks)
+        run_stream(cascade, chunks, on_chunk=view.update)
     except (KeyboardInterrupt, AlignheadsError, OSError) as e:
-        print()
-        summary = write_run(cascade, out, refs, segments, stopped=_reason(e))
+        view.close()
+        summary = write_outputs(out, cascade, stopped=_reason(e), offline=False, **outputs)
         print(f"kept the partial translation ({summary['units']} units, {summary['audio_s']} s of audio) in {out}",
               file=sys.stderr)
         raise
-    print()
-    print(json.dumps(write_run(cascade, out, refs, segments), indent=2))
+    view.close()
+    summary = write_outputs(out, cascade, **outputs)
+    print(summary.pop("coverage"))
+    print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -466,6 +468,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--asr", default="whisper", choices=("whisper", "qwen"))
     g.add_argument("--asr-model", default="embedded", help="whisper: embedded | CTranslate2 dir | size name")
     g.add_argument("--chunk-ms", type=opt.positive_int, default=850, help="850 (low latency) or 1500 (high latency)")
+    g.add_argument("--no-vad", action="store_true", help="transcribe every chunk, also silence and noise "
+                   "(default: Silero voice activity detection gates the recogniser)")
+    s.add_argument("--subtitles", choices=("target", "bilingual"), default="target",
+                   help="translation.srt/.vtt cues: the translation, or source and translation (default: target)")
     s.add_argument("--ref", help="reference translation (one sentence per line), or 'auto' for a shipped talk")
     s.add_argument("--out", required=True, metavar="DIR")
     s.set_defaults(func=cmd_translate)

@@ -129,9 +129,11 @@ def coverage(cascade, offline: bool = True) -> list[SentenceCoverage]:
 
 
 def write_outputs(out_dir: str | Path, cascade, *, audio_name: str = "stream", subtitles: str = "target",
-                  references: Sequence[str] | None = None, segments=None, offline: bool = True) -> dict[str, Any]:
-    """Write every output file of a finished cascade run into `out_dir`; return the run's summary."""
-    from .evaluation import score_longform, write_instances, write_scores
+                  references: Sequence[str] | None = None, segments=None, offline: bool = True,
+                  stopped: str | None = None) -> dict[str, Any]:
+    """Write every output file of a cascade run into `out_dir` (`stopped`: why a run ended early, kept as partial,
+    see `cascade.write_run`); return the run's summary."""
+    from .cascade import write_run
 
     if subtitles not in SUBTITLE_MODES:
         raise AlignheadsError(f"subtitles must be one of {', '.join(SUBTITLE_MODES)}, got {subtitles!r}")
@@ -144,18 +146,9 @@ def write_outputs(out_dir: str | Path, cascade, *, audio_name: str = "stream", s
     write_text(out / "translation.srt", format_srt(cues, bilingual))
     write_text(out / "translation.vtt", format_vtt(cues, bilingual))
     cov = write_coverage(out / "coverage.json", coverage(cascade, offline=offline))
-    instance = cascade.instance(reference=" ".join(references) if references else None, source=audio_name)
-    write_instances(out / "instances.log", [instance])
-    write_json(out / "emissions.json", [vars(e) for e in cascade.emissions])
-    stats = cascade.stats
-    summary = {"audio_s": round(cascade.now, 3), "chunk_ms": cascade.config.chunk_ms, "rtf_ca": round(stats.rtf, 3),
-               "asr_s": round(stats.asr_s, 3), "mt_s": round(stats.mt_s, 3), "asr_calls": stats.asr_calls,
-               "chunks": stats.chunks, "sentences": stats.sentences, "units": len(cascade.emissions),
-               "flagged_sentences": cov["n_flagged"], "coverage": format_flagged(cov)}
-    if references:
-        summary.update(score_longform(instance, list(references), cascade.translator.tgt_lang, segments))
-        write_scores(out / "scores.json", summary)
-    return summary
+    summary = write_run(cascade, out, list(references) if references else None, segments, stopped, source=audio_name)
+    return {**summary, "asr_calls": cascade.stats.asr_calls, "chunks": cascade.stats.chunks,
+            "flagged_sentences": cov["n_flagged"], "coverage": format_flagged(cov)}
 
 
 class LiveView:

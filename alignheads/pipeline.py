@@ -18,6 +18,7 @@ from .models import LoadedModel, load_model
 from .policy import get_policy
 from .stabilizer import StabilizerConfig
 from .translator import SimultaneousTranslator, TranslatorConfig
+from .vad import VADConfig
 
 DEFAULT_HOLDBACK = 0.25  # seconds of ASR tail shown in the prompt but not yet accessible (the cascade's default)
 
@@ -128,6 +129,7 @@ class CascadeConfig:
     asr_model: str = "embedded"  # whisper: embedded | CTranslate2 dir | size name
     device: str | None = None
     dtype: str | None = None
+    vad: VADConfig | None = field(default_factory=VADConfig)  # None: transcribe every chunk, silence included
 
 
 def load_cascade_asr(config: CascadeConfig):
@@ -144,4 +146,5 @@ def build_cascade(config: CascadeConfig, *, lm: LoadedModel | None = None, asr=N
 
     lm = lm or load_model(config.model, device=config.device, dtype=config.dtype)
     translator = build_translator(lm, config.heads, config.src, config.tgt, config.policy, config.translator)
-    return SpeechCascade(asr or load_cascade_asr(config), translator, config.src, config.stabilizer, on_emit=on_emit)
+    return SpeechCascade(asr or load_cascade_asr(config), translator, config.src, config.stabilizer, on_emit=on_emit,
+                         vad=config.vad)

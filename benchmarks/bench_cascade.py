@@ -42,7 +42,7 @@ from alignheads.headset import load_headset  # noqa: E402
 from alignheads.languages import target_units  # noqa: E402
 from alignheads.models import load_model  # noqa: E402
 from alignheads.outputs import write_outputs  # noqa: E402
-from alignheads.pipeline import CascadeConfig, build_translator  # noqa: E402
+from alignheads.pipeline import CascadeConfig, build_cascade  # noqa: E402
 from alignheads.scoring import ScoreConfig  # noqa: E402
 from alignheads.stabilizer import StabilizerConfig  # noqa: E402
 from alignheads.talks import talk_references  # noqa: E402
@@ -60,10 +60,15 @@ def words_of(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
 
 
-def run(lm, heads, asr: WhisperBackend, vad, chunk_ms: int, audio: np.ndarray, on_emit=None) -> SpeechCascade:
+def make(lm, heads, asr: WhisperBackend, vad, chunk_ms: int, on_emit=None) -> SpeechCascade:
+    """A fresh en-de AlignAtt cascade with the default translator settings."""
+    return build_cascade(CascadeConfig(heads=heads, tgt=TGT, stabilizer=StabilizerConfig(chunk_ms=chunk_ms), vad=vad),
+                         lm=lm, asr=asr, on_emit=on_emit)
+
+
+def run(lm, heads, asr: WhisperBackend, vad, chunk_ms: int, audio: np.ndarray) -> SpeechCascade:
     """Stream `audio` through a fresh cascade; return it finished."""
-    translator = build_translator(lm, heads, "en", TGT, "alignatt", CascadeConfig().translator)
-    cascade = SpeechCascade(asr, translator, "en", StabilizerConfig(chunk_ms=chunk_ms), on_emit=on_emit, vad=vad)
+    cascade = make(lm, heads, asr, vad, chunk_ms)
     for chunk in iter_chunks(audio, cascade.config.chunk_samples):
         cascade.process_chunk(chunk)
     cascade.finish()
@@ -189,9 +194,7 @@ def soak(lm, heads, asr: WhisperBackend, minutes: float, chunk_ms: int) -> dict:
     total = int(minutes * 60 * SAMPLE_RATE)
     audio = np.tile(one, int(np.ceil(total / len(one))))[:total]
     live: list[str] = []
-    translator = build_translator(lm, heads, "en", TGT, "alignatt", CascadeConfig().translator)
-    cascade = SpeechCascade(asr, translator, "en", StabilizerConfig(chunk_ms=chunk_ms),
-                            on_emit=lambda em: live.extend(e.text for e in em))
+    cascade = make(lm, heads, asr, VADConfig(), chunk_ms, on_emit=lambda em: live.extend(e.text for e in em))
     proc = psutil.Process()
     samples = []
     from tqdm import tqdm

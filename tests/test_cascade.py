@@ -136,10 +136,18 @@ def _cli(*args, **kw):
 def test_translate_cli_from_stdin_pcm_and_bad_audio(tmp_path):
     pcm = (load_audio(TALK)[: 5 * SAMPLE_RATE] * 32767).astype("<i2").tobytes()
     r = subprocess.run([sys.executable, "-m", "alignheads.cli", "translate", "-", "--model", "tiny-gemma3",
-                        "--policy", "wait-k", "--tgt", "de", "--chunk-ms", "1500", "--out", str(tmp_path / "o")],
-                       input=pcm, capture_output=True)
+                        "--policy", "wait-k", "--tgt", "de", "--chunk-ms", "1500", "--subtitles", "bilingual",
+                        "--out", str(tmp_path / "o")], input=pcm, capture_output=True)
     assert r.returncode == 0, r.stderr.decode()[-2000:]
-    assert (tmp_path / "o" / "instances.log").is_file() and (tmp_path / "o" / "emissions.json").is_file()
+    out = tmp_path / "o"
+    for name in ("instances.log", "emissions.json", "transcript.txt", "transcript.json", "translation.srt",
+                 "translation.vtt", "coverage.json"):
+        assert (out / name).is_file(), name
+    assert "coverage: " in r.stdout.decode() and "sentences flagged" in r.stdout.decode()
+    assert read_instances(out / "instances.log")[0].source == "stdin"
+    heard = (out / "transcript.txt").read_text(encoding="utf-8")
+    assert heard.lower().startswith("let me start with a question")
+    assert heard.splitlines()[0] in (out / "translation.srt").read_text(encoding="utf-8")  # bilingual cue
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF\x00\x00not really a wav")
     r = _cli("translate", str(bad), "--model", "tiny-gemma3", "--policy", "wait-k", "--tgt", "de",
