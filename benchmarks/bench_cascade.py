@@ -187,7 +187,7 @@ def bench_robustness(lm, heads, asr: WhisperBackend, chunk_ms: int) -> list[dict
     return rows
 
 
-def soak(lm, heads, asr: WhisperBackend, minutes: float, chunk_ms: int) -> dict:
+def soak(lm, heads, asr: WhisperBackend, minutes: float, chunk_ms: int, checkpoint=None) -> dict:
     talks = [load_audio(p) for p in TALKS]
     gap = np.zeros(SAMPLE_RATE, dtype=np.float32)
     one = np.concatenate([x for t in talks for x in (t, gap)])
@@ -203,6 +203,10 @@ def soak(lm, heads, asr: WhisperBackend, minutes: float, chunk_ms: int) -> dict:
                       desc="soak", unit="chunk", mininterval=30):
         cascade.process_chunk(chunk)
         samples.append((cascade.now, proc.memory_info().rss, len(cascade.buffer)))
+        if checkpoint and len(samples) % 200 == 0:  # a long run that is stopped still leaves its numbers
+            checkpoint({"partial": True, "audio_s": round(cascade.now, 1), "units_emitted": len(live),
+                        "rtf_ca": round(cascade.stats.rtf, 3), "rss_mib": round(samples[-1][1] / 2**20, 1),
+                        "rss_mib_by_minute": {round(t / 60): round(r / 2**20, 1) for t, r, _ in samples[::40]}})
     cascade.finish()
     with tempfile.TemporaryDirectory() as out:
         summary = write_outputs(out, cascade, audio_name="soak", offline=False)
@@ -259,7 +263,10 @@ def main() -> None:
                                         "machine_after": machine_info()})
         print(f"wrote {path}")
     if args.minutes > 0:
-        result = soak(lm, heads, asrs["now"], args.minutes, 1500)
+        def checkpoint(partial):
+            write_result("cascade_soak", {"soak": {"minutes": args.minutes, **partial}})
+
+        result = soak(lm, heads, asrs["now"], args.minutes, 1500, checkpoint)
         print_table([{k: v for k, v in result.items() if k != "rss_mib_by_minute"}],
                     f"3. {args.minutes:g}-minute stream at 1500 ms")
         print(f"RSS by minute (MiB): {result['rss_mib_by_minute']}")
