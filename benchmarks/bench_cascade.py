@@ -203,7 +203,7 @@ def soak(lm, heads, asr: WhisperBackend, minutes: float, chunk_ms: int, checkpoi
                       desc="soak", unit="chunk", mininterval=30):
         cascade.process_chunk(chunk)
         samples.append((cascade.now, proc.memory_info().rss, len(cascade.buffer)))
-        if checkpoint and len(samples) % 200 == 0:  # a long run that is stopped still leaves its numbers
+        if checkpoint and len(samples) % 100 == 0:  # a long run that is stopped still leaves its numbers
             checkpoint({"partial": True, "audio_s": round(cascade.now, 1), "units_emitted": len(live),
                         "rtf_ca": round(cascade.stats.rtf, 3), "rss_mib": round(samples[-1][1] / 2**20, 1),
                         "rss_mib_by_minute": {round(t / 60): round(r / 2**20, 1) for t, r, _ in samples[::40]}})

@@ -217,6 +217,18 @@ def test_whisper_silence_and_bad_input(whisper):
         whisper.transcribe(np.zeros(100, np.float32), "xx")
 
 
+def test_encoder_window_is_the_audio_plus_its_padding(whisper, talk):
+    audio = talk[0][: 2 * SAMPLE_RATE]
+    short = whisper.transcribe(audio, "en")
+    assert whisper.window_pad_s == 5.0 and whisper.model.last_encoded_frames == 700  # (2 s + 5 s) x 100 frames/s
+    full = load_asr("whisper", window_pad_s=None)
+    assert [w.text for w in full.transcribe(audio, "en")] == [w.text for w in short]
+    assert full.model.last_encoded_frames == 3000  # faster-whisper's 30 s window
+    assert set(whisper.timings) == {"encode", "decode", "align"} and whisper.timings["encode"] > 0
+    with pytest.raises(AlignheadsError, match="window_pad_s"):
+        load_asr("whisper", window_pad_s=-1.0)
+
+
 def test_streaming_loop_with_the_real_model(whisper, talk):
     """Chunked re-transcription + stabiliser: sentences commit during the stream, on the stream clock."""
     audio, sentences, spans = talk

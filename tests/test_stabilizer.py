@@ -193,6 +193,19 @@ def test_max_buffer_forces_a_commit_of_the_agreed_prefix():
     assert texts(up.partial) == ["all"] and up.cut == h[-1].start
 
 
+def test_skip_to_drops_silence_only_when_nothing_is_pending():
+    s = stab()
+    s.update([], now=5.0)
+    s.skip_to(4.2)
+    assert s.cut == 4.2
+    s.skip_to(3.0)
+    s.skip_to(9.0)
+    assert s.cut == 5.0  # never backwards, never past now
+    s.update(timed("Words after the silence", start=5.5), now=7.5)
+    with pytest.raises(AlignheadsError, match="pending"):
+        s.skip_to(6.0)
+
+
 # --- end of stream --------------------------------------------------------------------------------
 
 
