@@ -81,12 +81,11 @@ class SentenceStep:
 
 @dataclass
 class SentenceRecord:
-    """One source sentence: its latest words (final once `final`) and the updates that emitted its translation."""
+    """One source sentence: its latest words (final once translated to its end) and the updates that added text."""
 
     index: int
     words: list[Word] = field(default_factory=list)
     steps: list[SentenceStep] = field(default_factory=list)
-    final: bool = False
 
 
 @dataclass
@@ -222,7 +221,7 @@ class SpeechCascade:
         if not self.sentences or self.sentences[-1].index != index:
             self.sentences.append(SentenceRecord(index))
         record = self.sentences[-1]
-        record.words, record.final = list(words), final
+        record.words = list(words)
         if upd.new_text.strip():
             record.steps.append(SentenceStep(self.now, upd.n_source, upd.n_accessible, final, upd.new_text,
                                              list(upd.emitted_units)))

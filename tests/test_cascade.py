@@ -125,7 +125,7 @@ def test_speech_after_a_five_second_pause_is_translated_without_transcribing_the
     assert not any(called for t, called in calls if pause[0] + 0.85 <= t <= pause[1])
     assert any(called for t, called in calls if t > 7.4)
     assert any(e.sentence == 1 and e.time_cu > 7.4 for e in cascade.emissions)  # the second sentence is translated
-    assert cascade.sentences[0].final and all(e.time_cu < 7.4 for e in cascade.emissions if e.sentence == 0)
+    assert all(e.time_cu < 7.4 for e in cascade.emissions if e.sentence == 0)  # translated during the pause
 
 
 def _cli(*args, **kw):
