@@ -37,10 +37,15 @@ TALK = ROOT / "data" / "talks" / "talk05.wav"
 
 
 @pytest.fixture(scope="module")
-def finished(tiny4):
+def whisper():
+    return load_asr("whisper")
+
+
+@pytest.fixture(scope="module")
+def finished(whisper, tiny4):
     """talk05's first three sentences through whisper + a tiny AlignAtt translator, 1500 ms chunks."""
     config = CascadeConfig(heads=[Head(2, 1), Head(3, 0, "emit")], stabilizer=StabilizerConfig(chunk_ms=1500))
-    cascade = build_cascade(config, lm=tiny4, asr=load_asr("whisper"))
+    cascade = build_cascade(config, lm=tiny4, asr=whisper)
     run_stream(cascade, iter_chunks(load_audio(TALK)[: round(14.4 * SAMPLE_RATE)], config.stabilizer.chunk_samples))
     return cascade
 
