@@ -76,7 +76,6 @@ class SentenceStep:
     n_accessible: int
     final: bool
     new_text: str
-    emitted_units: list[str]
 
 
 @dataclass
@@ -223,8 +222,7 @@ class SpeechCascade:
         record = self.sentences[-1]
         record.words = list(words)
         if upd.new_text.strip():
-            record.steps.append(SentenceStep(self.now, upd.n_source, upd.n_accessible, final, upd.new_text,
-                                             list(upd.emitted_units)))
+            record.steps.append(SentenceStep(self.now, upd.n_source, upd.n_accessible, final, upd.new_text))
         return [(u, index) for u in upd.emitted_units]
 
     def instance(self, reference: str | None = None, source: str | None = None) -> Instance:
