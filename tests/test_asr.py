@@ -220,7 +220,8 @@ def test_whisper_silence_and_bad_input(whisper):
 def test_encoder_window_is_the_audio_plus_its_padding(whisper, talk):
     audio = talk[0][: 2 * SAMPLE_RATE]
     short = whisper.transcribe(audio, "en")
-    assert whisper.window_pad_s == 5.0 and whisper.model.last_encoded_frames == 700  # (2 s + 5 s) x 100 frames/s
+    # 2 s of audio + 5 s of padding, rounded up to whole 2 s buckets: 8 s x 100 frames/s
+    assert whisper.window_pad_s == 5.0 and whisper.model.last_encoded_frames == 800
     full = load_asr("whisper", window_pad_s=None)
     assert [w.text for w in full.transcribe(audio, "en")] == [w.text for w in short]
     assert full.model.last_encoded_frames == 3000  # faster-whisper's 30 s window
