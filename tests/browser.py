@@ -86,7 +86,7 @@ def jupyterlab(root: Path, env: dict[str, str], log: Path) -> Iterator[tuple[str
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=root)
     try:
-        _wait_for_server(f"http://127.0.0.1:{port}/api/status?token={token}", proc, log)
+        wait_http(f"http://127.0.0.1:{port}/api/status?token={token}", proc, log=log)
         yield f"http://127.0.0.1:{port}", token
     finally:
         proc.terminate()
@@ -97,18 +97,20 @@ def jupyterlab(root: Path, env: dict[str, str], log: Path) -> Iterator[tuple[str
             proc.wait()
 
 
-def _wait_for_server(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 90, log: Path | None = None) -> None:
+    """Wait until `url` answers 200; fail with the log's tail if `proc` exits or the time runs out."""
+    tail = (lambda: "\n" + log.read_text()[-3000:]) if log is not None else (lambda: "")
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if proc.poll() is not None:
-            raise RuntimeError(f"JupyterLab exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}:{tail()}")
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status == 200:
                     return
         except OSError:
             time.sleep(0.3)
-    raise RuntimeError(f"JupyterLab did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s:{tail()}")
 
 
 @dataclass

@@ -10,22 +10,19 @@ Needs whisperlivekit (+ the [whisperlivekit] extra), playwright's Python package
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from alignheads.talks import TALKS_DIR
+from tests.browser import CHROMIUM_FLAGS, chromium_path, free_port, wait_http
 
 pytest.importorskip("whisperlivekit", reason="whisperlivekit is not installed (`make venv` installs it)")
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (`make venv` installs it)")
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM = chromium_path()
 WHISPER_DIR = Path(os.environ.get("ALIGNHEADS_CACHE", Path.home() / ".cache" / "alignheads")) / "whisper-base-ct2"
 TALK = TALKS_DIR / "talk04.wav"
 
@@ -36,26 +33,6 @@ pytestmark = [
                        reason=f"embedded whisper-base not prepared at {WHISPER_DIR} (`alignheads prepare`)"),
     pytest.mark.skipif(os.environ.get("ALIGNHEADS_SKIP_EMBEDDED") == "1", reason="ALIGNHEADS_SKIP_EMBEDDED=1"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if proc.poll() is not None:
-            raise AssertionError(f"{proc.args[0]} exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer in {timeout} s")
 
 
 def test_whisperlivekit_web_page_shows_alignheads_translation(embedded, tmp_path):
@@ -81,8 +58,7 @@ def test_whisperlivekit_web_page_shows_alignheads_translation(embedded, tmp_path
             wait_http(f"http://127.0.0.1:{port}/health", wlk, 180)
             with playwright.sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-                    "--no-sandbox", "--disable-background-networking", "--disable-component-update",
-                    "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream",
+                    *CHROMIUM_FLAGS, "--use-fake-ui-for-media-stream",
                     "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={TALK}",
                     "--autoplay-policy=no-user-gesture-required"])
                 page = browser.new_page(viewport={"width": 1000, "height": 460})
