@@ -129,7 +129,9 @@ def test_parallel_text_reader(folder, text, lang):
     assert result is None or len(result.src) == len(result.tgt) > 0
 
 
-scalars = st.none() | st.booleans() | st.integers(-3, 50) | st.floats(allow_nan=True) | st.text(max_size=8)
+# No subnormals: native libraries (fast-math) may set flush-to-zero, and Hypothesis then cannot draw them.
+scalars = (st.none() | st.booleans() | st.integers(-3, 50) | st.floats(allow_nan=True, allow_subnormal=False)
+           | st.text(max_size=8))
 json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
                            | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
 head_entry = st.fixed_dictionaries({"layer": st.one_of(st.integers(-2, 50), json_values),
