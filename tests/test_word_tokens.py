@@ -13,10 +13,10 @@ import pytest
 
 from alignheads.data import Corpus, SentencePair
 from alignheads.headset import Head
+from alignheads.oracle import policy_eval
 from alignheads.policy import AlignAttConfig
 from alignheads.prompts import PromptLayout, render
 from alignheads.scoring import ScoreConfig, reference_token_scores, score_heads
-from alignheads.simulate import policy_eval
 from alignheads.tiny import tiny_tokenizer
 from alignheads.translator import SimultaneousTranslator, SourceWord, TranslatorConfig
 
