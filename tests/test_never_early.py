@@ -10,12 +10,13 @@ every source word is accessible.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from alignheads.coverage import sentence_coverage
 from alignheads.headset import Head
 from alignheads.models import LoadedModel
-from alignheads.policy import AlignAttConfig
+from alignheads.policy import AlignAttConfig, DraftView, hold_sentence_end, sentence_end
 from alignheads.translator import POLICIES, SimultaneousTranslator, SourceWord, TranslatorConfig
 
 from .scripted import scripted_model
@@ -58,3 +59,21 @@ def test_the_target_sentence_ends_only_after_the_whole_source(scripted, policy):
         assert tr.target.endswith(".")
     cov = sentence_coverage(0, len(LONG), tr.history, tr.target, "it")
     assert cov.accessible_at_end == len(LONG) and not cov.ended_early
+
+
+@pytest.mark.parametrize("text, at", [
+    ("Il modello.", 10), ("Il modello. Il", 10), ('disse "basta."', 12), ("(FSE).", 5), ("aime ?", 5),
+    ("Per oltre 20 anni... e", 17), ("我们的模型。我们", 5), ("BLEU 2.3 punti", None), ("gli U.S.A sono", None),
+    ("e.g. this", 3), ("Il modello", None),
+])
+def test_sentence_end_finds_the_first_sentence_final_mark(text, at):
+    assert sentence_end(text) == at
+
+
+def test_hold_sentence_end_keeps_the_word_before_the_mark_and_the_tokens_that_reach_it():
+    # tokens: "Il" " model" "lo." " Il"  -> the third token carries the mark
+    view = DraftView("Il modello. Il", [0, 2, 8, 11, 14], False, True, 3, 0, np.zeros((1, 4, 3)))
+    held = hold_sentence_end(view)
+    assert held.text == "Il modello" and held.complete and held.held_end
+    assert held.token_ends == [0, 2, 8, 10] and held.attention.shape == (1, 3, 3)
+    assert hold_sentence_end(DraftView("Il modello", [0, 2, 10], False, True, 3, 0)).held_end is False
