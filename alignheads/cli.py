@@ -231,6 +231,10 @@ def cmd_simulate(args) -> int:
         build_translator(lm, heads, corpus.src_lang, corpus.tgt_lang, args.policy, config)  # checks before the run
         result = simulate(lm, corpus, heads, args.policy, config, sim, word_times=times, out_dir=args.out).scores
     print(json.dumps(result, indent=2, default=str))
+    if not args.sweep:
+        from .coverage import format_flagged
+
+        print(format_flagged(result["coverage"]), f"(details: {Path(args.out) / 'coverage.json'})", file=sys.stderr)
     return 0
 
 
@@ -248,7 +252,7 @@ def cmd_policy_eval(args) -> int:
     corpus = opt.read_data(args)
     lm = opt.load(args)
     result = policy_eval(lm, corpus, _heads(args, lm, corpus), opt.alignatt_config(args),
-                         show_future=args.show_future, top_k=args.top_k)
+                         show_future=args.show_future, pending=args.pending_words, top_k=args.top_k)
     if args.out:
         write_json(Path(args.out), result)
     print(json.dumps(result, indent=2, default=str))
@@ -395,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_policy_args(s, alignatt_only=True)
     s.add_argument("--show-future", action="store_true",
                    help="prompt shows the whole source; only the revealed prefix counts as accessible")
+    s.add_argument("--pending-words", type=int, default=0, metavar="N",
+                   help="each new word is shown N steps before it counts as accessible (the cascade's hold-back)")
     s.add_argument("--out", metavar="FILE", help="also write the JSON result to this file")
     s.set_defaults(func=cmd_policy_eval)
 

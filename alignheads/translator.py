@@ -236,8 +236,7 @@ class SimultaneousTranslator:
             return self._empty(words, now, n_acc, NO_NEW_SOURCE, final, t_start)
         prompt = render(self.layout, self.lm.tokenizer, [w.text for w in words], prefix=self.target)
         if final:
-            cap = min(self.config.final_max_tokens, 16 + 3 * (prompt.src_token_span[1] - prompt.src_token_span[0]))
-            draft = self._draft(prompt, cap, attention=False, end_if_cap="length_cap")
+            draft = self._draft(prompt, self._final_cap(prompt), attention=False, end_if_cap="length_cap")
         else:
             draft = self._draft(prompt, self.config.alignatt.max_draft, attention=self._policy.needs_heads)
         self._last_key = key  # only once the draft succeeded: a failed update is retried, not skipped
@@ -257,6 +256,19 @@ class SimultaneousTranslator:
         upd = Update(new_text, emitted, trace, now, len(words), n_acc, final, compute, before)
         self.history.append(upd)
         return upd
+
+    def offline(self, words: Sequence[str]) -> str:
+        """The same model's translation of the whole sentence `words` without a policy (the final pass from an
+        empty prefix), for coverage checks; the sentence being translated and `stats` are left alone."""
+        stats = dict(self.stats)
+        prompt = render(self.layout, self.lm.tokenizer, list(words))
+        draft = self._draft(prompt, self._final_cap(prompt), attention=False, end_if_cap="length_cap")
+        self.stats = stats
+        return (self.lm.tokenizer.decode(draft.ids) + draft.tail).strip()
+
+    def _final_cap(self, prompt: RenderedPrompt) -> int:
+        """Length cap of a policy-free pass: 16 tokens plus 3 per source token, at most `final_max_tokens`."""
+        return min(self.config.final_max_tokens, 16 + 3 * (prompt.src_token_span[1] - prompt.src_token_span[0]))
 
     def _check_words(self, words, now) -> list[SourceWord]:
         if not isinstance(now, (int, float)) or not math.isfinite(now):

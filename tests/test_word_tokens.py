@@ -13,7 +13,7 @@ import pytest
 
 from alignheads.data import Corpus, SentencePair
 from alignheads.headset import Head
-from alignheads.oracle import policy_eval
+from alignheads.oracle import _emission_steps, oracle_steps, policy_eval
 from alignheads.policy import AlignAttConfig
 from alignheads.prompts import PromptLayout, render
 from alignheads.scoring import ScoreConfig, reference_token_scores, score_heads
@@ -140,3 +140,19 @@ def test_unit_cut_emits_only_whole_words(lang, policy):
     assert emitted and set(emitted) <= allowed, emitted
     if lang != "zh":  # (the scripted model restarts its script when a cut splits one of its multi-character tokens)
         assert emitted == [w.rstrip(".") for w in script_units[: len(emitted)]]
+
+
+def test_oracle_emits_words_that_share_a_token_together():
+    # "dell'" and "isola" share token 1; ")" and "." share token 4; positions: token i aligns to source word i
+    word_tokens = [[0], [1], [1], [2, 3], [4], [4]]
+    b0 = AlignAttConfig(border=0)
+    assert _emission_steps([0, 1, 2, 3, 4], word_tokens, 5, 6, b0, True, [1, 2, 3, 4, 5]) == [1, 2, 2, 4, 5, 5]
+    # a draft window of 2 tokens: the window restarts after the last emitted word's last token
+    short = AlignAttConfig(border=5, max_draft=2)
+    assert _emission_steps([0, 0, 0, 0, 0], word_tokens, 5, 6, short, True, [1, 2, 3]) == [1, 1, 1, 2, 3, 3]
+
+
+def test_realistic_oracle_steps_show_each_word_before_it_is_accessible():
+    assert oracle_steps(3) == [(1, 1), (2, 2)]
+    assert oracle_steps(3, pending=1) == [(1, 0), (1, 1), (2, 1), (2, 2), (3, 2)]
+    assert oracle_steps(3, show_future=True) == [(3, 1), (3, 2)]
