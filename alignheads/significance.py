@@ -94,7 +94,7 @@ def compare_at_latency(
              for h in (system, baselines[i][1], baselines[j][1])]
 
     def score(s: np.ndarray) -> float:
-        return m._compute_score_from_stats(s.sum(0)).score
+        return float(m._compute_score_from_stats(s.sum(0)).score)
 
     sys_score, lo, hi = (score(s) for s in stats)
     base = (1 - w) * lo + w * hi
@@ -105,7 +105,7 @@ def compare_at_latency(
     sampled = [np.array([score(s[k]) for k in idxs]) for s in stats]
     diffs = sampled[0] - ((1 - w) * sampled[1] + w * sampled[2])
     absolute = np.abs(diffs)
-    p = _compute_p_value(absolute - absolute.mean(), abs(sys_score - base))
+    p = float(_compute_p_value(absolute - absolute.mean(), abs(sys_score - base)))
     ordered = np.sort(diffs)  # 95% percentile interval, the bounds sacrebleu's estimate_ci uses
     low, high = ordered[n_samples // 40], ordered[n_samples - n_samples // 40 - 1]
     return MatchedComparison(metric, float(latency), sys_score, base, sys_score - base, float(low), float(high), p,

@@ -69,15 +69,18 @@ DATASETS = {
     "en-zh": Dataset("en-zh", GOLD / "en-zh.test.tsv", (GOLD / "en-zh.dev.tsv",)),
 }
 
-# (policy, swept value, hold-back s), in the order they run: one point of each policy first, so an interrupted
-# run already has every curve started. AlignAtt with the hold-back is the cascade's setting (b = 1: the paper's).
-SETTINGS = [
-    ("alignatt", -2, 0.0), ("wait-k", 3, 0.0), ("cut-last", 2, 0.0), ("local-agreement", None, 0.0),
-    ("alignatt", 0, HOLDBACK), ("alignatt", 1, HOLDBACK), ("alignatt", -1, 0.0), ("alignatt", -3, 0.0),
-    ("wait-k", 1, 0.0), ("wait-k", 5, 0.0), ("cut-last", 0, 0.0), ("cut-last", 4, 0.0), ("alignatt", -1, HOLDBACK),
+# (policy, swept value, hold-back s) in two rounds, each run over every dataset before the next: the first gives
+# every curve two or more points, so an interrupted run can already be compared. AlignAtt with the hold-back is the
+# cascade's setting (b = 1 there is the paper's).
+ROUNDS = [
+    [("alignatt", -2, 0.0), ("wait-k", 3, 0.0), ("cut-last", 2, 0.0), ("local-agreement", None, 0.0),
+     ("alignatt", 0, HOLDBACK), ("alignatt", 1, HOLDBACK), ("wait-k", 5, 0.0), ("cut-last", 4, 0.0),
+     ("alignatt", -3, 0.0)],
+    [("alignatt", -1, 0.0), ("wait-k", 1, 0.0), ("cut-last", 0, 0.0), ("alignatt", -1, HOLDBACK)],
 ]
-QUICK_SETTINGS = [("alignatt", -2, 0.0), ("alignatt", 0, HOLDBACK), ("wait-k", 1, 0.0), ("wait-k", 3, 0.0),
-                  ("local-agreement", None, 0.0)]
+QUICK_ROUNDS = [[("alignatt", -2, 0.0), ("alignatt", 0, HOLDBACK), ("wait-k", 1, 0.0), ("wait-k", 3, 0.0),
+                  ("local-agreement", None, 0.0)]]
+CODE = ("translator.py", "policy.py", "simulate.py", "coverage.py", "oracle.py", "prompts.py")  # results depend on
 
 
 def label(policy: str, value, holdback: float) -> str:
@@ -91,6 +94,11 @@ def curve_name(policy: str, holdback: float) -> str:
 
 def digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def code_hash() -> str:
+    """Of the library modules the results depend on: a cached result from other code is stale."""
+    return digest([(ROOT / "alignheads" / name).read_text(encoding="utf-8") for name in CODE])
 
 
 def read_json(path: Path):
@@ -142,7 +150,7 @@ def heads_for(lm, ds: Dataset, log: dict, cache: Path):
         write_json(meta_path, meta)
         print(f"[{ds.name}] heads {[str(h) for h in hs.top()]} calibrated on {used} in "
               f"{time.perf_counter() - t0:.0f} s", flush=True)
-    log[ds.name] = {**meta, "heads": [str(h) for h in hs.top()], "file": str(path.relative_to(ROOT))}
+    log[ds.name] = {**meta, "heads": [str(h) for h in hs.top()], "file": os.path.relpath(path, ROOT)}
     return hs
 
 
@@ -177,7 +185,7 @@ def run_setting(lm, ds: Dataset, corpus, heads, setting, memo, limit, cache: Pat
     if value is not None:
         config = pol.with_param(config, value)
     sim = SimulationConfig(pace=PACE, unit="word", limit=limit, progress=False)
-    key = {"schema": SCHEMA, "data": corpus.content_hash(), "limit": limit, "policy": policy,
+    key = {"schema": SCHEMA, "code": code_hash(), "data": corpus.content_hash(), "limit": limit, "policy": policy,
            "translator": asdict(config), "sim": asdict(sim) | {"progress": None},
            "heads": [str(h) for h in heads.top()] if pol.needs_heads else None, "model": lm.facts.model_id}
     path = cache / ds.name / f"{label(*setting)}.json"
@@ -217,7 +225,8 @@ def run_oracle(lm, ds: Dataset, corpus, heads, limit, cache: Path) -> dict:
     from alignheads.policy import AlignAttConfig
 
     cfgs = [AlignAttConfig(border=b) for b in BORDERS]
-    key = digest({"schema": SCHEMA, "data": corpus.content_hash(), "limit": limit, "borders": BORDERS,
+    key = digest({"schema": SCHEMA, "code": code_hash(), "data": corpus.content_hash(), "limit": limit,
+                  "borders": BORDERS,
                   "heads": [str(h) for h in heads.top()], "model": lm.facts.model_id})
     path = cache / ds.name / "oracle.json"
     cached = read_json(path)
@@ -342,10 +351,11 @@ def main() -> None:
     ap.add_argument("--no-oracle", action="store_true")
     ap.add_argument("--summary-only", action="store_true", help="rebuild policies.json from the cache")
     args = ap.parse_args()
-    settings, cache = SETTINGS, CACHE
+    rounds, cache = ROUNDS, CACHE
     if args.quick:
-        args.limit, args.no_oracle, settings = args.limit or 3, True, QUICK_SETTINGS
+        args.limit, args.no_oracle, rounds = args.limit or 3, True, QUICK_ROUNDS
         cache = Path(tempfile.gettempdir()) / "bench_policies_quick"  # never mixed with the real results
+    settings = [s for r in rounds for s in r]
     threads = pin_threads(args.threads)
     heads_log: dict = {}
     names = [n for n in args.datasets if DATASETS[n].eval.is_file()]
@@ -358,15 +368,16 @@ def main() -> None:
         from alignheads.models import load_model
 
         lm = load_model("embedded")
-        for name in names:
-            ds = DATASETS[name]
-            corpus = read_corpus(ds.eval)
-            heads = heads_for(lm, ds, heads_log, cache)
-            memo: OrderedDict = OrderedDict()  # drafts shared by the settings of one dataset
-            for setting in settings:
-                run_setting(lm, ds, corpus, heads, setting, memo, args.limit, cache)
-            if not args.no_oracle:
-                run_oracle(lm, ds, corpus, heads, args.limit, cache)
+        corpora = {n: read_corpus(DATASETS[n].eval) for n in names}
+        heads = {n: heads_for(lm, DATASETS[n], heads_log, cache) for n in names}
+        for round_ in rounds:
+            for name in names:
+                memo: OrderedDict = OrderedDict()  # drafts shared by the settings of one dataset and round
+                for setting in round_:
+                    run_setting(lm, DATASETS[name], corpora[name], heads[name], setting, memo, args.limit, cache)
+        if not args.no_oracle:
+            for name in names:
+                run_oracle(lm, DATASETS[name], corpora[name], heads[name], args.limit, cache)
     summary = summarize(names, settings, heads_log, args.limit, cache)
     summary["threads"] = threads
     if args.quick:
