@@ -265,13 +265,9 @@ def cmd_figures(args) -> int:
 
     opt.setup_threads(args)
     directions = tuple(d for d in args.directions.split(",") if d)
-    if args.ql_directions is not None:
-        ql = tuple(d for d in args.ql_directions.split(",") if d)
-    else:
-        ql = tuple(d for d in directions if d == "en-de" or not args.fast)
     kw = {"model": args.model, "directions": directions or DIRECTIONS, "data_dir": Path(args.data_dir), "k": args.k,
-          "threshold": args.threshold, "ql_directions": ql}
-    kw.update({k: v for k, v in (("limit", args.limit), ("ql_limit", args.ql_limit)) if v is not None})
+          "threshold": args.threshold, "results": Path(args.results) if args.results else None}
+    kw.update({"limit": args.limit} if args.limit is not None else {})
     cfg = FigureConfig.fast(**kw) if args.fast else FigureConfig(**kw)
     manifest = make_figures(cfg, args.out, command="alignheads " + " ".join(args.argv))
     for name in manifest["figures"]:
@@ -306,7 +302,7 @@ def cmd_demo(args) -> int:
 # --- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
-    from .figures import DATA_DIR, DIRECTIONS
+    from .figures import DATA_DIR, DIRECTIONS, POLICY_RESULTS
     from .pipeline import DEFAULT_HOLDBACK
     from .silver import METHODS
 
@@ -422,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("figures", help="the paper's figures for one model from the shipped data (make figures)")
     s.add_argument("--out", default="figures", help="output folder (default: figures/)")
-    s.add_argument("--fast", action="store_true", help="4 pairs per corpus, a small quality-latency sweep")
+    s.add_argument("--fast", action="store_true", help="4 pairs per corpus, fewer k")
     s.add_argument("--model", default="embedded", help="model spec (default: embedded; google/gemma-4-E4B-it on GPU)")
     s.add_argument("--threads", type=int, help="torch CPU threads (1 is much faster on a busy 2-core machine)")
     s.add_argument("--directions", default=",".join(DIRECTIONS), help="comma-separated, e.g. en-de,en-zh")
@@ -430,9 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, help="pairs per corpus")
     s.add_argument("--k", type=int, default=8, help="top-k heads in heatmaps, shared kernel, head set (default 8)")
     s.add_argument("--threshold", type=float, default=0.1, help="a head counts when its TS exceeds this (0.1)")
-    s.add_argument("--ql-directions", help="directions of the quality-latency sweep ('' for none; default: every "
-                   "scored direction, en-de only with --fast)")
-    s.add_argument("--ql-limit", type=int, help="held-out sentences in the quality-latency sweep")
+    s.add_argument("--results", default=str(POLICY_RESULTS),
+                   help="bench_policies summary the quality-latency and policy-trace figures are drawn from "
+                   "('' for none; default: benchmarks/results/policies.json)")
     s.set_defaults(func=cmd_figures)
 
     s = sub.add_parser("demo", help="main job on embedded defaults: calibrate en-de heads, translate a talk")

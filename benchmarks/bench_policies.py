@@ -26,25 +26,32 @@ Run: `nohup python benchmarks/bench_policies.py --threads 1 > bench_policies.log
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
 import sys
 import tempfile
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS_DIR, machine_info, pin_threads, print_table, write_result  # noqa: E402
+from common import RESULTS_DIR, pin_threads, print_table, write_result  # noqa: E402
+
+from alignheads.comparison import (  # noqa: E402
+    SCHEMA,
+    code_hash,
+    dataset_summary,
+    digest,
+    read_json,
+    setting_label,
+)
+from alignheads.comparison import run_setting as run_cached  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 GOLD = ROOT / "data" / "gold"
 SHARED = ROOT.parent / "shared" / "data"
 CACHE = RESULTS_DIR / "policies"
-SCHEMA = 1
 PACE = 0.4
 HOLDBACK = 0.25
 TRACED = 6  # sentences per setting whose decisions (draft tokens, aligned source words) are kept for figures
@@ -80,29 +87,6 @@ ROUNDS = [
 ]
 QUICK_ROUNDS = [[("alignatt", -2, 0.0), ("alignatt", 0, HOLDBACK), ("wait-k", 1, 0.0), ("wait-k", 3, 0.0),
                   ("local-agreement", None, 0.0)]]
-CODE = ("translator.py", "policy.py", "simulate.py", "coverage.py", "oracle.py", "prompts.py")  # results depend on
-
-
-def label(policy: str, value, holdback: float) -> str:
-    return f"{policy}" + ("" if value is None else f"_{value}") + (f"_hb{holdback:g}" if holdback else "")
-
-
-def curve_name(policy: str, holdback: float) -> str:
-    """The curve a setting belongs to (AlignAtt with and without the hold-back are two curves)."""
-    return policy + (f" (hold-back {holdback:g} s)" if holdback else "")
-
-
-def digest(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def code_hash() -> str:
-    """Of the library modules the results depend on: a cached result from other code is stale."""
-    return digest([(ROOT / "alignheads" / name).read_text(encoding="utf-8") for name in CODE])
-
-
-def read_json(path: Path):
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 # ----------------------------------------------------------------------------- heads
@@ -157,65 +141,18 @@ def heads_for(lm, ds: Dataset, log: dict, cache: Path):
 # ----------------------------------------------------------------------------- simulations
 
 
-def _trace(run, cov) -> dict:
-    """One sentence's emissions and per-update decisions (draft tokens with aligned source word and status)."""
-    updates = []
-    for u in run.updates:
-        tr = u.decision_trace
-        if not tr.tokens:
-            continue
-        updates.append({"time": round(u.time - run.start, 3), "final": u.final, "n_source": u.n_source,
-                        "n_accessible": u.n_accessible, "stop_reason": tr.stop_reason, "new_text": u.new_text,
-                        "tokens": [[t.text, t.position, t.status] for t in tr.tokens]})
-    return {"index": run.instance.index, "source": run.instance.source, "reference": run.instance.reference,
-            "prediction": run.instance.prediction, "emissions": run.trace_frame().to_dict("records"),
-            "updates": updates, "coverage": asdict(cov)}
-
-
 def run_setting(lm, ds: Dataset, corpus, heads, setting, memo, limit, cache: Path) -> dict:
-    """Simulate one setting on the dataset (or reuse its cache); returns the cached record."""
-    from alignheads.fileio import write_json
-    from alignheads.policy import get_policy
-    from alignheads.simulate import SimulationConfig, simulate
-    from alignheads.translator import TranslatorConfig
-
+    """One setting on one dataset (reused from the cache when its key matches)."""
     policy, value, holdback = setting
-    pol = get_policy(policy)
-    config = replace(TranslatorConfig(holdback=holdback), memo_size=20000)
-    if value is not None:
-        config = pol.with_param(config, value)
-    sim = SimulationConfig(pace=PACE, unit="word", limit=limit, progress=False)
-    key = {"schema": SCHEMA, "code": code_hash(), "data": corpus.content_hash(), "limit": limit, "policy": policy,
-           "translator": asdict(config), "sim": asdict(sim) | {"progress": None},
-           "heads": [str(h) for h in heads.top()] if pol.needs_heads else None, "model": lm.facts.model_id}
-    path = cache / ds.name / f"{label(*setting)}.json"
-    cached = read_json(path)
-    if cached and cached.get("key") == digest(key):
-        return cached
-    t0 = time.perf_counter()
-    res = simulate(lm, corpus, heads if pol.needs_heads else None, policy, config, sim, memo=memo)
-    record = {
-        "key": digest(key), "dataset": ds.name, "policy": policy, "param": value, "holdback": holdback,
-        "curve": curve_name(policy, holdback), "label": "loaded machine", "seconds": round(time.perf_counter() - t0, 1),
-        "machine": machine_info(), "scores": res.scores,
-        "predictions": [i.prediction for i in res.instances], "references": [i.reference for i in res.instances],
-        "flagged": [c.index for c in res.coverage if c.flagged],
-        "traces": [_trace(r, c) for r, c in list(zip(res.runs, res.coverage, strict=True))[:TRACED]],
-    }
-    write_json(path, json.loads(json.dumps(record, default=_num)))
-    s = res.scores
-    print(f"[{ds.name}] {label(*setting)}: BLEU {s['bleu']:.2f} chrF {s['chrf']:.2f} LAAL {s['laal_cu']:.2f} "
-          f"stop {s['decisions']['stop_rule']:.2f} flagged {s['coverage']['n_flagged']} "
-          f"({record['seconds']:.0f} s)", flush=True)
+    path = cache / ds.name / f"{setting_label(*setting)}.json"
+    record, fresh = run_cached(lm, corpus, heads, policy, value, holdback, path, dataset=ds.name, pace=PACE,
+                               limit=limit, memo=memo, traced=TRACED, label="loaded machine")
+    if fresh:
+        s = record["scores"]
+        print(f"[{ds.name}] {setting_label(*setting)}: BLEU {s['bleu']:.2f} chrF {s['chrf']:.2f} "
+              f"LAAL {s['laal_cu']:.2f} stop {s['decisions']['stop_rule']:.2f} flagged {s['coverage']['n_flagged']} "
+              f"({record['seconds']:.0f} s)", flush=True)
     return record
-
-
-def _num(o):
-    import numpy as np
-
-    if isinstance(o, np.integer | np.floating):
-        return o.item()
-    raise TypeError(type(o).__name__)
 
 
 def run_oracle(lm, ds: Dataset, corpus, heads, limit, cache: Path) -> dict:
@@ -244,99 +181,26 @@ def run_oracle(lm, ds: Dataset, corpus, heads, limit, cache: Path) -> dict:
 # ----------------------------------------------------------------------------- summary
 
 
-def curves_table(records: list[dict]):
-    import pandas as pd
-
-    rows = []
-    for r in records:
-        s = r["scores"]
-        rows.append({"dataset": r["dataset"], "policy": r["curve"], "param": r["param"], "bleu": s["bleu"],
-                     "chrf": s["chrf"], "laal_cu": s["laal_cu"], "al_cu": s["al_cu"], "yaal_cu": s["yaal_cu"],
-                     "laal_ca": s["laal_ca"], "stop_share": s["decisions"]["stop_rule"],
-                     "sentence_end_share": s["decisions"]["sentence_end"], "n_flagged": s["coverage"]["n_flagged"],
-                     "ended_early": s["coverage"]["flag_counts"]["ended_early"],
-                     "mean_chrf_offline": s["coverage"]["mean_chrf_offline"], "n": s["n_instances"],
-                     "seconds": r["seconds"]})
-    return pd.DataFrame(rows)
-
-
-def significance_rows(records: list[dict], tgt_lang: str) -> list[dict]:
-    """Every AlignAtt point against every baseline curve at matched LAAL (BLEU and chrF, paired bootstrap)."""
-    from alignheads.significance import compare_at_latency
-
-    by_curve: dict[str, list[dict]] = {}
-    for r in records:
-        by_curve.setdefault(r["curve"], []).append(r)
-    ours = [c for c in by_curve if c.startswith("alignatt")]
-    rows = []
-    for base in (c for c in by_curve if not c.startswith("alignatt")):
-        points = [(r["scores"]["laal_cu"], r["predictions"]) for r in by_curve[base]]
-        for curve in ours:
-            for r in by_curve[curve]:
-                refs = r["references"]
-                for metric in ("bleu", "chrf"):
-                    if len(points) > 1:  # an AlignAtt point against the baseline's curve at its latency
-                        c = compare_at_latency(r["predictions"], r["scores"]["laal_cu"], points, refs, tgt_lang,
-                                               metric)
-                        sign, at = 1.0, r["scores"]["laal_cu"]
-                    else:  # a one-point baseline against the AlignAtt curve at the baseline's latency
-                        mine = [(x["scores"]["laal_cu"], x["predictions"]) for x in by_curve[curve]]
-                        c = compare_at_latency(points[0][1], points[0][0], mine, refs, tgt_lang, metric)
-                        sign, at = -1.0, points[0][0]
-                    if c is None:
-                        continue
-                    rows.append({"alignatt": curve, "param": r["param"] if sign > 0 else "interp.",
-                                 "baseline": base, "metric": metric, "laal_cu": round(at, 3),
-                                 "alignatt_score": round(c.system if sign > 0 else c.baseline, 2),
-                                 "baseline_score": round(c.baseline if sign > 0 else c.system, 2),
-                                 "delta": round(sign * c.delta, 2),
-                                 "ci95": sorted((round(sign * c.ci_low, 2), round(sign * c.ci_high, 2))),
-                                 "p_value": round(c.p_value, 4), "significant": c.significant})
-                if len(points) == 1:
-                    break  # one comparison per AlignAtt curve
-    return rows
-
-
-def summarize(names: list[str], settings: list, heads_log: dict, limit, cache: Path) -> dict:
-    import pandas as pd
-
+def summarize(names: list[str], settings: list, heads_log: dict, limit, cache: Path, summary_dir: Path) -> dict:
+    """policies.json: per dataset the curves, the significance table, the oracle table and the traced sentence."""
     from alignheads.data import read_corpus
 
     out = {"label": "loaded machine", "pace_s": PACE, "latency_unit": "source words", "limit": limit,
            "heads": heads_log, "datasets": {}}
-    all_rows = []
     for name in names:
-        ds = DATASETS[name]
-        records = [r for s in settings if (r := read_json(cache / name / f"{label(*s)}.json"))]
+        records = [r for s in settings if (r := read_json(cache / name / f"{setting_label(*s)}.json"))]
         if not records:
             continue
-        tgt = read_corpus(ds.eval).tgt_lang
-        table = curves_table(records)
-        all_rows.append(table)
-        sig = significance_rows(records, tgt)
         oracle = read_json(cache / name / "oracle.json")
-        out["datasets"][name] = {"curves": table.to_dict("records"), "significance": sig,
-                                 "oracle": _oracle_table(oracle) if oracle else None}
-        print_table(table.drop(columns=["dataset"]).to_dict("records"), f"{name}: curves ({len(records)} settings)")
-        if sig:
-            print_table(sig, f"{name}: AlignAtt vs baselines at matched LAAL (paired bootstrap, 1000 resamples)")
+        part = dataset_summary(records, read_corpus(DATASETS[name].eval).tgt_lang, cache / name, summary_dir, oracle)
+        out["datasets"][name] = part
+        print_table([{k: v for k, v in r.items() if k != "dataset"} for r in part["curves"]],
+                    f"{name}: curves ({len(records)} settings)")
+        if part["significance"]:
+            print_table(part["significance"], f"{name}: AlignAtt vs baselines at matched LAAL (paired bootstrap)")
         if oracle:
-            print_table(_oracle_table(oracle), f"{name}: oracle premature-emission rate (selected heads)")
-    if all_rows:
-        out["curves"] = pd.concat(all_rows, ignore_index=True).to_dict("records")
+            print_table(part["oracle"], f"{name}: oracle premature-emission rate (selected heads)")
     return out
-
-
-def _oracle_table(oracle: dict) -> list[dict]:
-    rows = []
-    for cond in ("realistic", "whole_source"):
-        for run in oracle[cond]["runs"]:
-            rows.append({"condition": cond, "border": run["config"]["border"],
-                         **{f"{v}_premature": run[v]["premature_rate"] for v in ("selected", "all_heads_mean",
-                                                                                 "diagonal")},
-                         "selected_overwait_mean": run["selected"]["overwait_mean"],
-                         "n_words": run["selected"]["n_words"]})
-    return rows
 
 
 # ----------------------------------------------------------------------------- main
@@ -378,7 +242,7 @@ def main() -> None:
         if not args.no_oracle:
             for name in names:
                 run_oracle(lm, DATASETS[name], corpora[name], heads[name], args.limit, cache)
-    summary = summarize(names, settings, heads_log, args.limit, cache)
+    summary = summarize(names, settings, heads_log, args.limit, cache, cache if args.quick else RESULTS_DIR)
     summary["threads"] = threads
     if args.quick:
         print(f"quick run: cache and summary under {cache}")
