@@ -68,3 +68,17 @@ def test_cli_prints_the_flagged_count(tmp_path):
     assert json.loads(r.stdout)["coverage"]["n_sentences"] == 1
     assert "coverage: " in r.stderr and "sentences flagged" in r.stderr
     assert json.loads((tmp_path / "coverage.json").read_text())["sentences"][0]["offline"] is not None
+
+
+def test_policy_eval_cli_realistic_condition(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "alignheads.cli", "score", "--model", "tiny-gemma3", "--data",
+                        ROOT / "data" / "gold" / "en-it.dev.tsv", "--src", "en", "--tgt", "it", "--limit", "2",
+                        "--threshold", "0", "--threads", "1", "--out", tmp_path], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    heads = next(tmp_path.glob("translation_heads_*.json"))
+    r = subprocess.run([sys.executable, "-m", "alignheads.cli", "policy-eval", "--model", "tiny-gemma3", "--heads",
+                        heads, "--data", ROOT / "data" / "gold" / "en-it.test.tsv", "--limit", "2",
+                        "--pending-words", "1", "--threads", "1"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(r.stdout)
+    assert result["pending"] == 1 and result["selected"]["n_words"] > 0
