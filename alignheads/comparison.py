@@ -4,7 +4,8 @@
 record: scores (with decision shares and coverage counts), the hypotheses and references (for paired
 bootstrap), and the decisions of the first few sentences (draft tokens, their aligned source words and
 what the policy did with them) for the policy-trace figures. A record is reused while its key — corpus,
-heads, settings, model and the code the result depends on — is unchanged, so a long benchmark resumes.
+heads, settings, model and `SCHEMA` (raised when the code changes results) — is unchanged, so a long
+benchmark resumes.
 `curve_rows`, `significance_rows` and `oracle_table` summarize records; `trace_frames` reads one
 sentence back for `viz.policy_trace` and `viz.alignatt_decisions`.
 """
@@ -31,8 +32,7 @@ from .policy import get_policy
 from .simulate import SentenceRun, SimulationConfig, simulate
 from .translator import TranslatorConfig
 
-SCHEMA = 1
-CODE = ("translator.py", "policy.py", "simulate.py", "coverage.py", "oracle.py", "prompts.py")  # results depend on
+SCHEMA = 1  # raise when a change to the translator, policies, simulation or oracle changes results
 
 
 def setting_label(policy: str, value: Any, holdback: float) -> str:
@@ -47,12 +47,6 @@ def curve_name(policy: str, holdback: float) -> str:
 
 def digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def code_hash() -> str:
-    """Of the library modules simulation results depend on: a record made by other code is stale."""
-    here = Path(__file__).resolve().parent
-    return digest([(here / name).read_text(encoding="utf-8") for name in CODE])
 
 
 def read_json(path: Path) -> Any:
@@ -85,7 +79,7 @@ def run_setting(lm: LoadedModel, corpus: Corpus, heads: HeadSet | Sequence[HeadL
         config = pol.with_param(config, value)
     sim = SimulationConfig(pace=pace, unit="word", limit=limit, progress=False)
     heads = heads if pol.needs_heads else None
-    key = digest({"schema": SCHEMA, "code": code_hash(), "data": corpus.content_hash(), "limit": limit,
+    key = digest({"schema": SCHEMA, "data": corpus.content_hash(), "limit": limit,
                   "policy": policy, "translator": asdict(config), "sim": asdict(sim) | {"progress": None},
                   "heads": None if heads is None else [str(h) for h in (
                       heads.top() if isinstance(heads, HeadSet) else heads)],

@@ -39,7 +39,6 @@ from common import RESULTS_DIR, pin_threads, print_table, write_result  # noqa: 
 
 from alignheads.comparison import (  # noqa: E402
     SCHEMA,
-    code_hash,
     dataset_summary,
     digest,
     read_json,
@@ -162,7 +161,7 @@ def run_oracle(lm, ds: Dataset, corpus, heads, limit, cache: Path) -> dict:
     from alignheads.policy import AlignAttConfig
 
     cfgs = [AlignAttConfig(border=b) for b in BORDERS]
-    key = digest({"schema": SCHEMA, "code": code_hash(), "data": corpus.content_hash(), "limit": limit,
+    key = digest({"schema": SCHEMA, "data": corpus.content_hash(), "limit": limit,
                   "borders": BORDERS,
                   "heads": [str(h) for h in heads.top()], "model": lm.facts.model_id})
     path = cache / ds.name / "oracle.json"
