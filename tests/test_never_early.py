@@ -43,6 +43,7 @@ def config(policy: str) -> TranslatorConfig:
 SENTENCE_END = ".!?。！？"
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("policy", POLICIES)
 def test_the_target_sentence_ends_only_after_the_whole_source(scripted, policy):
     tr = SimultaneousTranslator(scripted, HEADS, "en", "it", policy, config(policy))

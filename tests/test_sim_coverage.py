@@ -28,6 +28,7 @@ def it2():
     return read_corpus(ROOT / "data" / "gold" / "en-it.test.tsv").head(2)
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("policy", ["alignatt", "wait-k"])
 def test_a_model_that_ends_early_is_caught_by_coverage_not_by_timing(it2, tmp_path, policy):
     """The scripted model drafts "Il modello." from the first word: the sentence end is held to the final pass
@@ -59,6 +60,7 @@ def test_sweep_reports_stop_shares_and_flags(tiny3, it2):
     assert border[("alignatt", -1)] > 0.0
 
 
+@pytest.mark.slow
 def test_cli_prints_the_flagged_count(tmp_path):
     r = subprocess.run([sys.executable, "-m", "alignheads.cli", "simulate", "--model", "tiny-gemma3", "--policy",
                         "wait-k", "--data", ROOT / "data" / "gold" / "en-it.test.tsv", "--limit", "1",
@@ -70,6 +72,7 @@ def test_cli_prints_the_flagged_count(tmp_path):
     assert json.loads((tmp_path / "coverage.json").read_text())["sentences"][0]["offline"] is not None
 
 
+@pytest.mark.slow
 def test_policy_eval_cli_realistic_condition(tmp_path):
     r = subprocess.run([sys.executable, "-m", "alignheads.cli", "score", "--model", "tiny-gemma3", "--data",
                         ROOT / "data" / "gold" / "en-it.dev.tsv", "--src", "en", "--tgt", "it", "--limit", "2",

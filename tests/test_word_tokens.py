@@ -87,6 +87,7 @@ def test_a_compound_spans_several_tokens_and_owns_them():
     assert len(compound) > 1 and not set(compound) & {t for i, ts in enumerate(r.tgt_tokens) if i != 1 for t in ts}
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("lang", PAIRS)
 def test_scoring_with_shared_tokens_equals_the_eager_reference(sp_model, lang):
     layout = PromptLayout("en", lang)
@@ -100,6 +101,7 @@ def test_scoring_with_shared_tokens_equals_the_eager_reference(sp_model, lang):
     assert scores.heads["aer"].between(0, 1).all()
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("lang", PAIRS)
 @pytest.mark.parametrize("show_future", [False, True])
 def test_oracle_runs_on_words_without_a_token_of_their_own(sp_model, lang, show_future):
@@ -119,6 +121,7 @@ SCRIPTS = {
 }
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("lang", SCRIPTS)
 @pytest.mark.parametrize("policy", ["alignatt", "wait-k"])
 def test_unit_cut_emits_only_whole_words(lang, policy):
