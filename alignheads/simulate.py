@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -191,6 +192,8 @@ def simulate(
         raise AlignheadsError(f"corpus {corpus.name!r} has no pairs to simulate")
     tr = SimultaneousTranslator(lm, heads, corpus.src_lang, corpus.tgt_lang, policy, config,
                                 layout=layout, memo=memo)
+    if policy == "alignatt" and word_times is None:
+        _warn_if_border_cannot_fire(config, sim.pace)
     clock = 0.0
     runs: list[SentenceRun] = []
     coverage: list[SentenceCoverage] = []
@@ -231,6 +234,17 @@ def simulate(
     if out_dir is not None:
         write_simulation(result, out_dir)
     return result
+
+
+def _warn_if_border_cannot_fire(config: TranslatorConfig, pace: float) -> None:
+    """At a fixed pace at most ceil(holdback / pace) shown words are not yet accessible, and the border rule can
+    only fire on a token attending one of them (or, for b < 0, an accessible word): say so when it never can."""
+    pending = math.ceil(config.holdback / pace - 1e-9)
+    if config.alignatt.border > pending - 1:
+        warnings.warn(f"AlignAtt border b={config.alignatt.border} never stops a draft here: with a hold-back of "
+                      f"{config.holdback:g} s at {pace:g} s/word the prompt shows at most {pending} word(s) that are "
+                      f"not yet accessible, so only b <= {pending - 1} can fire (e.g. --border -2 for a text "
+                      "stream without hold-back)", stacklevel=3)
 
 
 def _config_dict(config: TranslatorConfig) -> dict:

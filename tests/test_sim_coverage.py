@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,16 @@ def test_policy_eval_cli_realistic_condition(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(r.stdout)
     assert result["pending"] == 1 and result["selected"]["n_words"] > 0
+
+
+def test_a_border_that_can_never_fire_is_reported(tiny3, it2):
+    cfg = TranslatorConfig(alignatt=AlignAttConfig(border=1, max_draft=2), final_max_tokens=4)
+    one = it2.head(1)
+    with pytest.warns(UserWarning, match="b=1 never stops a draft"):
+        simulate(tiny3, one, HEADS, "alignatt", cfg, SimulationConfig(progress=False))
+    with pytest.warns(UserWarning, match=r"only b <= 0 can fire"):  # one word held back: b = 1 still cannot
+        simulate(tiny3, one, HEADS, "alignatt", replace(cfg, holdback=0.25), SimulationConfig(progress=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        simulate(tiny3, one, HEADS, "alignatt", replace(cfg, holdback=0.25, alignatt=AlignAttConfig(border=0,
+                 max_draft=2)), SimulationConfig(progress=False))
