@@ -15,6 +15,7 @@ not yet accessible, for 0.25 s). Then, from the cached runs:
 - the oracle premature-emission rate (reference forced as the draft) with the prompt showing only what was
   heard and the newest word held back one step (realistic), next to the whole source shown (`policy_eval`).
 
+The oracle runs first (it is the cheapest part), then the settings in two rounds over all datasets.
 Resumable: each (dataset, setting) and each oracle run is cached as JSON under
 `benchmarks/results/policies/<dataset>/` with a key of everything it depends on; a rerun computes only
 what is missing or stale. `--summary-only` rebuilds `benchmarks/results/policies.json` from the cache.
@@ -233,14 +234,15 @@ def main() -> None:
         lm = load_model("embedded")
         corpora = {n: read_corpus(DATASETS[n].eval) for n in names}
         heads = {n: heads_for(lm, DATASETS[n], heads_log, cache) for n in names}
-        for i, round_ in enumerate(rounds):
+        if not args.no_oracle:  # the oracle first: it is the cheapest part
             for name in names:
-                memo: OrderedDict = OrderedDict()  # drafts shared by the settings of one dataset and round
+                run_oracle(lm, DATASETS[name], corpora[name], heads[name], args.limit, cache)
+        memos = {name: OrderedDict() for name in names}  # drafts shared by the settings of one dataset
+        for round_ in rounds:
+            for name in names:
                 for setting in round_:
-                    run_setting(lm, DATASETS[name], corpora[name], heads[name], setting, memo, args.limit, cache)
-            if i == 0 and not args.no_oracle:  # before the second round: every dataset gets its oracle early
-                for name in names:
-                    run_oracle(lm, DATASETS[name], corpora[name], heads[name], args.limit, cache)
+                    run_setting(lm, DATASETS[name], corpora[name], heads[name], setting, memos[name], args.limit,
+                                cache)
     summary = summarize(names, settings, heads_log, args.limit, cache, cache if args.quick else RESULTS_DIR)
     summary["threads"] = threads
     if args.quick:
