@@ -122,7 +122,7 @@ def curve_rows(records: list[dict]) -> list[dict]:
                      "laal_ca": s["laal_ca"], "stop_share": s["decisions"]["stop_rule"],
                      "sentence_end_share": s["decisions"]["sentence_end"], "n_flagged": s["coverage"]["n_flagged"],
                      "ended_early": s["coverage"]["flag_counts"]["ended_early"],
-                     "mean_chrf_offline": s["coverage"]["mean_chrf_offline"], "n": s["n_instances"],
+                     "mean_chrf_offline": s["coverage"]["mean_chrf_offline"], "n_instances": s["n_instances"],
                      "seconds": r["seconds"]})
     return rows
 

@@ -259,7 +259,7 @@ def quality_latency_seconds(lm: LoadedModel, corpus: Corpus, heads: HeadSet | Se
 def quality_latency_figure(curves: pd.DataFrame, name: str, *, unit: str = "s",
                            save: str | Path | None = None) -> Figure:
     """BLEU against computation-unaware LAAL (in `unit`: seconds, or source words), one line per policy."""
-    n = int(curves["n_instances" if "n_instances" in curves else "n"].max()) if len(curves) else 0
+    n = int(curves["n_instances"].max()) if "n_instances" in curves and len(curves) else 0
     fig = viz.quality_latency(curves, latency="laal_cu", quality="bleu",
                               title=f"{name}: BLEU vs LAAL, {n} held-out sentences as a text stream")
     fig.axes[0].set_xlabel(f"LAAL, computation-unaware ({unit})")
