@@ -2,10 +2,10 @@
 
 `run_setting` simulates one setting on a corpus (text stream, latency in source words) and keeps a JSON
 record: scores (with decision shares and coverage counts), the hypotheses and references (for paired
-bootstrap), and the decisions of the first few sentences (draft tokens, their aligned source words and
-what the policy did with them) for the policy-trace figures. A record is reused while its key — corpus,
-heads, settings, model and `SCHEMA` (raised when the code changes results) — is unchanged, so a long
-benchmark resumes.
+bootstrap), every sentence's coverage (with the offline translation), and the decisions of the first few
+sentences (draft tokens, their aligned source words and what the policy did with them) for the
+policy-trace figures. A record is reused while its key — corpus, heads, settings, model and `SCHEMA`
+(raised when the code changes results) — is unchanged, so a long benchmark resumes.
 `curve_rows`, `significance_rows` and `oracle_table` summarize records; `trace_frames` reads one
 sentence back for `viz.policy_trace` and `viz.alignatt_decisions`.
 """
@@ -94,6 +94,7 @@ def run_setting(lm: LoadedModel, corpus: Corpus, heads: HeadSet | Sequence[HeadL
         "curve": curve_name(policy, holdback), "label": label, "seconds": round(time.perf_counter() - t0, 1),
         "scores": res.scores, "predictions": [i.prediction for i in res.instances],
         "references": [i.reference for i in res.instances], "flagged": [c.index for c in res.coverage if c.flagged],
+        "coverage": [{k: v for k, v in asdict(c).items() if k not in ("source", "target")} for c in res.coverage],
         "traces": [_trace(r, c) for r, c in list(zip(res.runs, res.coverage, strict=True))[:traced]],
     }
     record = json.loads(json.dumps(record, default=_plain))
