@@ -253,6 +253,10 @@ def cmd_simulate(args) -> int:
         build_translator(lm, heads, corpus.src_lang, corpus.tgt_lang, args.policy, config)  # checks before the run
         result = simulate(lm, corpus, heads, args.policy, config, sim, word_times=times, out_dir=out).scores
     print(json.dumps(result, indent=2, default=str))
+    if not args.sweep:
+        from .coverage import format_flagged
+
+        print(format_flagged(result["coverage"]), f"(details: {Path(args.out) / 'coverage.json'})", file=sys.stderr)
     return 0
 
 
@@ -272,7 +276,7 @@ def cmd_policy_eval(args) -> int:
     out = opt.out_file(args)
     lm = opt.load(args)
     result = policy_eval(lm, corpus, _heads(heads, lm, corpus), opt.alignatt_config(args),
-                         show_future=args.show_future, top_k=args.top_k)
+                         show_future=args.show_future, pending=args.pending_words, top_k=args.top_k)
     if out:
         write_json(out, result)
     print(json.dumps(result, indent=2, default=str))
@@ -286,13 +290,9 @@ def cmd_figures(args) -> int:
     opt.out_dir(args)
     opt.setup_threads(args)
     directions = tuple(d for d in args.directions.split(",") if d)
-    if args.ql_directions is not None:
-        ql = tuple(d for d in args.ql_directions.split(",") if d)
-    else:
-        ql = tuple(d for d in directions if d == "en-de" or not args.fast)
     kw = {"model": args.model, "directions": directions or DIRECTIONS, "data_dir": Path(args.data_dir), "k": args.k,
-          "threshold": args.threshold, "ql_directions": ql}
-    kw.update({k: v for k, v in (("limit", args.limit), ("ql_limit", args.ql_limit)) if v is not None})
+          "threshold": args.threshold, "results": Path(args.results) if args.results else None}
+    kw.update({"limit": args.limit} if args.limit is not None else {})
     cfg = FigureConfig.fast(**kw) if args.fast else FigureConfig(**kw)
     manifest = make_figures(cfg, args.out, command="alignheads " + " ".join(args.argv))
     for name in manifest["figures"]:
@@ -358,7 +358,7 @@ def cmd_demo(args) -> int:
 # --- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
-    from .figures import DATA_DIR, DIRECTIONS
+    from .figures import DATA_DIR, DIRECTIONS, POLICY_RESULTS
     from .pipeline import DEFAULT_HOLDBACK
     from .silver import METHODS
 
@@ -453,6 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_policy_args(s, alignatt_only=True)
     s.add_argument("--show-future", action="store_true",
                    help="prompt shows the whole source; only the revealed prefix counts as accessible")
+    s.add_argument("--pending-words", type=int, default=0, metavar="N",
+                   help="each new word is shown N steps before it counts as accessible (the cascade's hold-back)")
     s.add_argument("--out", metavar="FILE", help="also write the JSON result to this file")
     s.set_defaults(func=cmd_policy_eval)
 
@@ -478,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("figures", help="the paper's figures for one model from the shipped data (make figures)")
     s.add_argument("--out", default="figures", help="output folder (default: figures/)")
-    s.add_argument("--fast", action="store_true", help="4 pairs per corpus, a small quality-latency sweep")
+    s.add_argument("--fast", action="store_true", help="4 pairs per corpus, fewer k")
     s.add_argument("--model", default="embedded", help="model spec (default: embedded; google/gemma-4-E4B-it on GPU)")
     s.add_argument("--threads", type=opt.positive_int,
                    help="torch CPU threads (1 is much faster on a busy 2-core machine)")
@@ -489,9 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="top-k heads in heatmaps, shared kernel, head set (default 8)")
     s.add_argument("--threshold", type=opt.finite_float, default=0.1,
                    help="a head counts when its TS exceeds this (0.1)")
-    s.add_argument("--ql-directions", help="directions of the quality-latency sweep ('' for none; default: every "
-                   "scored direction, en-de only with --fast)")
-    s.add_argument("--ql-limit", type=opt.positive_int, help="held-out sentences in the quality-latency sweep")
+    s.add_argument("--results", default=str(POLICY_RESULTS),
+                   help="bench_policies summary the quality-latency and policy-trace figures are drawn from "
+                   "('' for none; default: benchmarks/results/policies.json)")
     s.set_defaults(func=cmd_figures)
 
     from .pipeline import PRESETS

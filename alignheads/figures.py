@@ -10,13 +10,16 @@ Per direction (en-de, en-it, en-zh) heads are calibrated on the `dev` split and 
 - `attention_<dir>.png`: the best head's word-level attention on one calibration pair, gold overlaid;
 - `headset_ablation.png`: ensemble AER of the first k heads (by calibration TS) vs k, calibration and
   held-out, with the diagonal and mean-of-all-heads baselines;
-- `quality_latency_<dir>.png`: BLEU vs LAAL (seconds) of AlignAtt (the calibrated head set) against
-  wait-k and cut-last on held-out sentences streamed as text at a fixed pace;
-- `policy_trace_<dir>.png`: one sentence of the AlignAtt run, emissions against available source.
+- from the saved results of `benchmarks/bench_policies.py` (`benchmarks/results/policies.json`; the
+  benchmark takes hours, `make figures` only reads it), per benchmark dataset:
+  `quality_latency_<dataset>.png` (BLEU vs LAAL in source words, all four policies),
+  `policy_trace_<dataset>.png` (one sentence's emissions against the source available) and
+  `alignatt_decisions_<dataset>.png` (where the heads pointed: every draft token's aligned source word
+  against the border, and what the policy did with it).
 
 `manifest.json` beside them records the model, data hashes, settings, selected heads and the
 numbers behind the ablation and quality-latency plots. Notebook 05 calls the same functions;
-`alignheads figures` (`make figures`) runs them all.
+`alignheads figures` (`make figures`) runs them all and is the one writer of these files.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +49,9 @@ from .scoring import HeadScores, ScoreConfig, score_heads
 from .selection import Selection, SelectionConfig, ensemble_metrics, topk_by_ts
 
 DIRECTIONS = ("en-de", "en-it", "en-zh")
-DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "gold"
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = ROOT / "data" / "gold"
+POLICY_RESULTS = ROOT / "benchmarks" / "results" / "policies.json"
 QL_GRID: dict[str, list] = {"alignatt": [1, 0, -1, -2], "wait-k": [1, 3, 5], "cut-last": [0, 2, 4]}
 QL_GRID_FAST: dict[str, list] = {"alignatt": [1, -1], "wait-k": [1, 3], "cut-last": [0, 2]}
 
@@ -67,18 +72,13 @@ class FigureConfig:
     selection: str = "greedy"  # how the head set the translator uses is chosen ("greedy" | "topk")
     seed: int = 0
     example_pair: str | None = None  # id of the pair the attention figures show (default: picked by length)
-    ql_directions: tuple[str, ...] = DIRECTIONS
-    ql_limit: int | None = 6  # held-out sentences per quality-latency sweep (the script of spoken talk04)
-    ql_grid: dict[str, list] = field(default_factory=lambda: dict(QL_GRID))
-    ql_pace: float = 0.4  # seconds per source word on the simulated stream
+    results: Path | None = POLICY_RESULTS  # bench_policies' summary; None: no quality-latency / trace figures
     progress: bool = True
 
     @classmethod
     def fast(cls, **kw) -> FigureConfig:
-        """A quick variant: 4 pairs per corpus; quality-latency on en-de only, 2 sentences, a 6-point grid."""
-        base = {"limit": 4, "ks": (1, 2, 4, 8), "ql_directions": ("en-de",), "ql_limit": 2,
-                "ql_grid": dict(QL_GRID_FAST)}
-        return cls(**{**base, **kw})
+        """A quick variant: 4 pairs per corpus, fewer k."""
+        return cls(**{"limit": 4, "ks": (1, 2, 4, 8), **kw})
 
 
 @dataclass
@@ -256,35 +256,62 @@ def quality_latency_seconds(lm: LoadedModel, corpus: Corpus, heads: HeadSet | Se
     return curves
 
 
-def quality_latency_curves(lm: LoadedModel, run: DirectionRun, cfg: FigureConfig) -> pd.DataFrame:
-    """AlignAtt with the direction's calibrated head set against the baseline policies on the held-out pairs."""
-    corpus = run.test if run.test is not None else run.calib
-    return quality_latency_seconds(lm, corpus, run.headset, cfg.ql_grid, pace=cfg.ql_pace, limit=cfg.ql_limit,
-                                   layout=run.layout, progress=cfg.progress)
-
-
-def quality_latency_figure(curves: pd.DataFrame, direction: str, *, save: str | Path | None = None) -> Figure:
-    """BLEU against computation-unaware LAAL in seconds (`quality_latency_seconds`), one line per policy."""
+def quality_latency_figure(curves: pd.DataFrame, name: str, *, unit: str = "s",
+                           save: str | Path | None = None) -> Figure:
+    """BLEU against computation-unaware LAAL (in `unit`: seconds, or source words), one line per policy."""
     n = int(curves["n_instances"].max()) if "n_instances" in curves and len(curves) else 0
-    return viz.quality_latency(curves, latency="laal_cu", quality="bleu",
-                               title=f"{direction}: BLEU vs LAAL, {n} held-out sentences as a text stream",
-                               save=save)
+    fig = viz.quality_latency(curves, latency="laal_cu", quality="bleu",
+                              title=f"{name}: BLEU vs LAAL, {n} held-out sentences as a text stream")
+    fig.axes[0].set_xlabel(f"LAAL, computation-unaware ({unit})")
+    if save is not None:
+        viz.save_figure(fig, save)
+    return fig
 
 
-def policy_trace_example(lm: LoadedModel, run: DirectionRun, cfg: FigureConfig, index: int = 0, *,
-                         save: str | Path | None = None) -> Figure:
-    """One held-out sentence translated under AlignAtt with the calibrated heads: emissions against source."""
-    from .simulate import SimulationConfig, simulate
+# ----------------------------------------------------------------------------- bench_policies results
 
-    corpus = run.test if run.test is not None else run.calib
-    sim = SimulationConfig(pace=cfg.ql_pace, progress=False)
-    result = simulate(lm, replace(corpus, pairs=[corpus[index]]), run.headset, "alignatt", sim=sim, layout=run.layout)
-    sentence = result.runs[0]
-    trace = sentence.trace_frame()
-    if trace.empty:
-        raise AlignheadsError(f"{corpus[index].id}: the translator emitted nothing, no trace to plot")
-    return viz.policy_trace(trace, title=f"{run.name} {corpus[index].id}: AlignAtt emissions ({cfg.ql_pace:g} s/word)",
-                            save=save)
+
+def load_policy_results(path: str | Path = POLICY_RESULTS) -> dict[str, Any]:
+    """The summary `benchmarks/bench_policies.py` writes (curves, significance, oracle, traced sentence)."""
+    path = Path(path)
+    if not path.is_file():
+        raise AlignheadsError(f"{path} not found: run `python benchmarks/bench_policies.py` (hours) first; "
+                              "its results are committed with the repository")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def benchmark_curves(results: Mapping[str, Any], dataset: str) -> pd.DataFrame:
+    """One dataset's quality-latency rows (policy, param, bleu, chrf, laal_cu, stop_share, ...)."""
+    if dataset not in results["datasets"]:
+        raise AlignheadsError(f"no benchmark results for {dataset!r}; have {sorted(results['datasets'])}")
+    return pd.DataFrame(results["datasets"][dataset]["curves"])
+
+
+def traced_sentence(results: Mapping[str, Any], dataset: str, base: str | Path = POLICY_RESULTS.parent
+                    ) -> tuple[dict, int, int]:
+    """(record, sentence index, border) of the sentence the benchmark picked for the policy-trace figures
+    (its record file is named relative to `base`, the folder of the results summary)."""
+    from .comparison import read_json
+
+    traced = results["datasets"][dataset].get("traced")
+    record = read_json(Path(base) / traced["file"]) if traced else None
+    if record is None:
+        raise AlignheadsError(f"{dataset}: the benchmark results name no traced AlignAtt sentence (or its file "
+                              "is missing)")
+    return record, traced["index"], traced["border"]
+
+
+def policy_trace_figures(record: dict, index: int, border: int, name: str) -> tuple[Figure, Figure]:
+    """A traced sentence's emissions against the source (`viz.policy_trace`) and where the heads pointed
+    (`viz.alignatt_decisions`)."""
+    from .comparison import setting_label, trace_frames
+
+    emissions, tokens = trace_frames(record, index)
+    label = setting_label(record["policy"], record["param"], record["holdback"])
+    trace = viz.policy_trace(emissions, title=f"{name} sentence {index}: {label} emissions (0.4 s/word)")
+    decisions = viz.alignatt_decisions(tokens, border=border,
+                                       title=f"{name} sentence {index}: {label}, aligned source word per draft token")
+    return trace, decisions
 
 
 # ----------------------------------------------------------------------------- everything
@@ -299,9 +326,7 @@ def make_figures(cfg: FigureConfig, out: str | Path = "figures", lm: LoadedModel
         for split in (cfg.calib_split, cfg.test_split):
             if split:
                 load_direction(d, split, cfg.data_dir)
-    missing = [d for d in cfg.ql_directions if d not in cfg.directions]
-    if missing:
-        raise AlignheadsError(f"quality-latency directions {missing} are not among the scored {list(cfg.directions)}")
+    results = load_policy_results(cfg.results) if cfg.results else None
     lm = lm or load_model(cfg.model)
     runs = run_directions(lm, cfg)
     written: dict[str, str] = {}
@@ -321,11 +346,13 @@ def make_figures(cfg: FigureConfig, out: str | Path = "figures", lm: LoadedModel
     table, baselines = ablation_table(runs, cfg.ks)
     save("headset_ablation.png", ablation_figure(table, baselines[baselines["name"] == "diagonal"]))
     curves: dict[str, list] = {}
-    for name in cfg.ql_directions:
-        c = quality_latency_curves(lm, runs[name], cfg)
+    for name in (results or {"datasets": {}})["datasets"]:
+        c = benchmark_curves(results, name)
         curves[name] = c.to_dict("records")
-        save(f"quality_latency_{name}.png", quality_latency_figure(c, name))
-        save(f"policy_trace_{name}.png", policy_trace_example(lm, runs[name], cfg))
+        save(f"quality_latency_{name}.png", quality_latency_figure(c, name, unit=results["latency_unit"]))
+        trace, decisions = policy_trace_figures(*traced_sentence(results, name, Path(cfg.results).parent), name)
+        save(f"policy_trace_{name}.png", trace)
+        save(f"alignatt_decisions_{name}.png", decisions)
     manifest = {
         "tool": {"name": "alignheads", "version": __version__},
         "command": command,

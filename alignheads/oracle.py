@@ -33,33 +33,32 @@ def _needed(pair: SentencePair) -> dict[int, int]:
     return need
 
 
-def _emission_steps(attn_or_pos, token_word: list[int], n_words: int, n_src: int, cfg: AlignAttConfig,
+def _emission_steps(attn_or_pos, word_tokens: list[list[int]], n_tokens: int, final_n: int, cfg: AlignAttConfig,
                     fixed: bool, steps: Sequence[int]) -> list[int]:
     """When (number of accessible source words) each target word is emitted, scanning a teacher-forced draft.
 
-    `attn_or_pos` is, per step in `steps`, the attention [heads, tokens, src] (or, with `fixed`, one array of
-    positions used at every step). The draft of a step is the next `max_draft` tokens after the emitted ones.
+    `word_tokens[j]` are target word j's token indices (a token shared by two words belongs to both);
+    `attn_or_pos` is, per step in `steps` (accessible words), the attention [heads, tokens, src] (or, with
+    `fixed`, one array of positions used at every step). The draft of a step is the next `max_draft` tokens
+    after the emitted ones; a word goes out when all its tokens are accepted. Words left at the end go out with
+    the final update (`final_n` accessible words).
     """
-    word_tokens: dict[int, list[int]] = {}
-    for t, w in enumerate(token_word):
-        word_tokens.setdefault(w, []).append(t)
-    emitted_at = [n_src] * n_words  # words left at the end go out with the final update
-    u = 0  # first target word not emitted yet
-    last_pos = None
+    emitted_at = [final_n] * len(word_tokens)
+    u, start, last_pos = 0, 0, None  # first word not emitted, first token not emitted, rewind reference
     for k, n in enumerate(steps):
-        if u >= n_words:
+        if u >= len(word_tokens):
             break
-        first = word_tokens[u][0]
-        window = list(range(first, min(first + cfg.max_draft, len(token_word))))
+        window = list(range(start, min(start + cfg.max_draft, n_tokens)))
         if fixed:
             positions = np.asarray(attn_or_pos)[window]
         else:
             positions, _ = alignatt_positions(attn_or_pos[k][:, window], cfg)
         keep, _, _ = alignatt_cut(positions, n, cfg, last_pos)
-        kept = set(window[:keep])
-        while u < n_words and set(word_tokens[u]) <= kept:
+        first = start
+        while u < len(word_tokens) and max(word_tokens[u]) < first + keep:
             emitted_at[u] = n
-            last_pos = int(positions[window.index(word_tokens[u][-1])])
+            start = max(word_tokens[u]) + 1
+            last_pos = int(positions[start - 1 - first])
             u += 1
     return emitted_at
 
@@ -85,37 +84,56 @@ def _variant_stats(emitted: list[list[int]], needs: list[dict[int, int]], n_srcs
 
 @dataclass
 class _OraclePair:
-    """Teacher-forced attention of one pair at every source prefix, for the oracle."""
+    """Teacher-forced attention of one pair at every step of the revealed source, for the oracle."""
 
     n_src: int
-    n_tgt: int
     need: dict[int, int]
-    token_word: list[int]
-    steps: list[int]
+    word_tokens: list[list[int]]  # per target word, indices into the teacher-forced target tokens
+    n_tokens: int
+    steps: list[int]  # accessible source words at each step
     selected: list[np.ndarray]  # per step [heads, target tokens, source words]
     mean: list[np.ndarray]  # per step [1, target tokens, source words]
 
 
+def oracle_steps(n_src: int, show_future: bool = False, pending: int = 0) -> list[tuple[int, int]]:
+    """(source words shown in the prompt, words accessible) at each step before the final update.
+
+    The prompt shows the revealed prefix, or with `show_future` the whole source. With `pending` p > 0 (the
+    cascade's hold-back), each new word is first shown for p steps while not yet accessible."""
+    if show_future:
+        return [(n_src, n) for n in range(1, n_src)]
+    out = []
+    for n in range(1, n_src + 1):
+        out += [(n, n - j) for j in range(min(pending, n), -1, -1) if (n, n - j) != (n_src, n_src)]
+    return out
+
+
+def _target_tokens(r) -> tuple[list[int], list[list[int]]]:
+    """Token positions of the teacher-forced target, and per target word the indices of its tokens among them."""
+    tokens = sorted({t for w in r.tgt_tokens for t in w})
+    index = {t: i for i, t in enumerate(tokens)}
+    return tokens, [[index[t] for t in w] for w in r.tgt_tokens]
+
+
 def _oracle_pair(lm: LoadedModel, layout: PromptLayout, pair: SentencePair, selected: list[Head],
-                 show_future: bool) -> _OraclePair:
+                 show_future: bool, pending: int = 0) -> _OraclePair:
     from .scoring import pair_rows
 
     L, H = lm.facts.num_layers, lm.facts.num_heads
-    N, M = len(pair.src_words), len(pair.tgt_words)
-    steps = list(range(1, N))
-    token_word: list[int] = []
+    N = len(pair.src_words)
+    word_tokens: list[list[int]] | None = None
+    n_tokens = 0
     cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    steps = oracle_steps(N, show_future, pending)
     sel_steps, mean_steps = [], []
-    for n in steps:
-        shown = N if show_future else n
+    for shown, _ in steps:
         if shown not in cache:
             r = render(layout, lm.tokenizer, pair.src_words[:shown], target_words=pair.tgt_words)
-            tokens = sorted({t for w in r.tgt_tokens for t in w})
-            word_of = {t: w for w, toks in enumerate(r.tgt_tokens) for t in toks}
-            if token_word and [word_of[t] for t in tokens] != token_word:
+            tokens, wt = _target_tokens(r)
+            if word_tokens is not None and wt != word_tokens:
                 raise AlignheadsError(f"pair {pair.id!r}: the reference tokenises differently after "
                                       f"{shown} source words; the oracle needs one target tokenisation")
-            token_word = [word_of[t] for t in tokens]
+            word_tokens, n_tokens = wt, len(tokens)
             positions = sorted(set(tokens) | {t - 1 for t in tokens})
             index = {p: i for i, p in enumerate(positions)}
             rows = pair_rows(lm, r, positions)  # [L, H, n_pos, T], one forward
@@ -127,22 +145,21 @@ def _oracle_pair(lm: LoadedModel, layout: PromptLayout, pair: SentencePair, sele
             cache[shown] = (sel, mean)
         sel_steps.append(cache[shown][0])
         mean_steps.append(cache[shown][1])
-    if not token_word:  # a one-word source has no step before the final update
-        token_word = [j for j in range(M)]
-    return _OraclePair(N, M, _needed(pair), token_word, steps, sel_steps, mean_steps)
+    if word_tokens is None:  # a one-word source has no step before the final update
+        word_tokens = [[j] for j in range(len(pair.tgt_words))]
+        n_tokens = len(word_tokens)
+    return _OraclePair(N, _needed(pair), word_tokens, n_tokens, [a for _, a in steps], sel_steps, mean_steps)
 
 
 def _oracle_stats(data: list[_OraclePair], cfg: AlignAttConfig) -> dict[str, dict[str, Any]]:
     emitted: dict[str, list[list[int]]] = {"selected": [], "all_heads_mean": [], "diagonal": []}
     for d in data:
-        if not d.steps:
-            for v in emitted:
-                emitted[v].append([d.n_src] * d.n_tgt)
-            continue
-        emitted["selected"].append(_emission_steps(d.selected, d.token_word, d.n_tgt, d.n_src, cfg, False, d.steps))
-        emitted["all_heads_mean"].append(_emission_steps(d.mean, d.token_word, d.n_tgt, d.n_src, cfg, False, d.steps))
-        diag = diagonal_positions(d.token_word, d.n_src, d.n_tgt)
-        emitted["diagonal"].append(_emission_steps(diag, d.token_word, d.n_tgt, d.n_src, cfg, True, d.steps))
+        args = (d.word_tokens, d.n_tokens, d.n_src, cfg)
+        emitted["selected"].append(_emission_steps(d.selected, *args, False, d.steps))
+        emitted["all_heads_mean"].append(_emission_steps(d.mean, *args, False, d.steps))
+        token_word = [next(j for j, toks in enumerate(d.word_tokens) if i in toks) for i in range(d.n_tokens)]
+        diag = diagonal_positions(token_word, d.n_src, len(d.word_tokens))
+        emitted["diagonal"].append(_emission_steps(diag, *args, True, d.steps))
     needs, n_srcs = [d.need for d in data], [d.n_src for d in data]
     return {v: _variant_stats(e, needs, n_srcs) for v, e in emitted.items()}
 
@@ -156,13 +173,15 @@ def policy_eval(
     layout: PromptLayout | None = None,
     limit: int | None = None,
     show_future: bool = False,
+    pending: int = 0,
     top_k: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Oracle evaluation of AlignAtt on gold alignments, for the selected heads, the all-head mean and the diagonal.
 
     For each pair and each source prefix n = 1 … N−1 the prompt holds the source prefix (or, with `show_future`,
-    the whole source with only the first n words accessible) and the reference as the teacher-forced draft; the
+    the whole source with only the first n words accessible; with `pending` p, each new word is shown p steps
+    before it counts as accessible: the cascade's hold-back) and the reference as the teacher-forced draft; the
     rule scans the next `max_draft` tokens after the words already emitted. A target word is premature when it is
     emitted with fewer source words available than its last gold-aligned source word needs; over-wait is how many
     source words later than needed it went out. Returns one JSON-able dict; given a list of configs, the forwards
@@ -175,7 +194,7 @@ def policy_eval(
         raise AlignheadsError("policy_eval needs at least one head")
     pairs = list(corpus)[:limit] if limit else list(corpus)
     t0 = time.perf_counter()
-    data = [_oracle_pair(lm, layout, p, selected, show_future)
+    data = [_oracle_pair(lm, layout, p, selected, show_future, pending)
             for p in tqdm(pairs, desc="policy-eval", unit="pair", disable=not progress)]
     out: dict[str, Any] = {
         "model": lm.facts.model_id,
@@ -185,6 +204,7 @@ def policy_eval(
         "n_pairs": len(pairs),
         "heads": [str(h) for h in selected],
         "show_future": show_future,
+        "pending": pending,
         "seconds": round(time.perf_counter() - t0, 3),
     }
     runs = [{"config": asdict(c), **_oracle_stats(data, c)} for c in cfgs]

@@ -34,10 +34,12 @@ import numpy as np
 from .errors import AlignheadsError
 from .metrics import diagonal_words
 
-# Stop reasons (the keys alignheads.viz.policy_trace knows are future_source, rewind, end_of_draft, final).
+# Stop reasons (the keys alignheads.viz.policy_trace knows are future_source, rewind, end_of_draft, sentence_end,
+# final).
 FUTURE_SOURCE = "future_source"
 REWIND = "rewind"
 END_OF_DRAFT = "end_of_draft"
+SENTENCE_END = "sentence_end"  # the policy took all it could commit: the draft's sentence end is held back
 FINAL = "final"
 
 
@@ -145,6 +147,17 @@ def unit_ends(text: str, spaced: bool, complete: bool) -> list[int]:
     return ends
 
 
+# A run of sentence-final marks (closing quotes/brackets may follow) that no letter or digit continues ("2.3", "U.S"
+# are not sentence ends), or a CJK full stop / question / exclamation mark anywhere.
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’»)\]}」』》】]*(?![0-9A-Za-z])|[。！？]")
+
+
+def sentence_end(text: str) -> int | None:
+    """Offset of the first sentence-final punctuation in a draft `text` (None when it has none)."""
+    m = _SENTENCE_END.search(text)
+    return m.start() if m else None
+
+
 def unit_cut(text: str, keep_chars: int, spaced: bool, complete: bool) -> int:
     """Characters of the draft `text` to emit when the policy accepted its first `keep_chars` characters.
 
@@ -213,10 +226,24 @@ class DraftView:
     n_accessible: int  # source words the policy may rely on
     n_emitted: int  # target units of this sentence already emitted
     attention: np.ndarray | None = None  # [heads, draft tokens, source words]
+    held_end: bool = False  # the draft's sentence end (and all after it) was cut off: see `hold_sentence_end`
 
     @property
     def n_tokens(self) -> int:
         return len(self.token_ends) - 1
+
+
+def hold_sentence_end(view: DraftView) -> DraftView:
+    """The part of a draft a policy may commit before the source sentence is final: the text before its first
+    sentence-final punctuation (the word before the mark is whole) and the tokens that reach into it."""
+    at = sentence_end(view.text)
+    if at is None:
+        return view
+    text = view.text[:at].rstrip()
+    n = next((t for t, e in enumerate(view.token_ends) if e >= len(text)), view.n_tokens)
+    attention = None if view.attention is None else view.attention[:, :n]
+    return replace(view, text=text, token_ends=[min(e, len(text)) for e in view.token_ends[: n + 1]],
+                   complete=True, attention=attention, held_end=True)
 
 
 @dataclass
@@ -270,7 +297,8 @@ class AlignAtt(Policy):
         cfg = config.alignatt
         positions, head_pos = alignatt_positions(view.attention, cfg)
         keep, reason, stop = alignatt_cut(positions, view.n_accessible, cfg, state.get("last_position"))
-        whole = keep == view.n_tokens and view.complete
+        # whole: the accepted tokens reach the end of a draft whose last word is complete
+        whole = view.complete and (keep == view.n_tokens or view.token_ends[keep] >= len(view.text))
         chars = unit_cut(view.text, len(view.text) if whole else view.token_ends[keep], view.spaced, whole)
         emitted = [t for t in range(keep) if view.token_ends[t + 1] <= chars]
         if emitted:  # the rewind rule compares with the last token that went out

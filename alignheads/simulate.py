@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,15 +26,24 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .coverage import SentenceCoverage, coverage_summary, sentence_coverage, write_coverage
 from .data import Corpus, surface
 from .errors import AlignheadsError, DataFormatError
 from .evaluation import Instance, score_instances, write_instances, write_scores
 from .fileio import atomic_open, read_jsonl
 from .headset import HeadLike, HeadSet
 from .models import LoadedModel
-from .policy import get_policy
+from .policy import END_OF_DRAFT, SENTENCE_END, get_policy
 from .prompts import PromptLayout
-from .translator import SimultaneousTranslator, SourceWord, TranslatorConfig, Update, policy_trace_frame
+from .translator import (
+    NO_NEW_SOURCE,
+    NO_SOURCE,
+    SimultaneousTranslator,
+    SourceWord,
+    TranslatorConfig,
+    Update,
+    policy_trace_frame,
+)
 
 UNITS = ("word", "ms")
 
@@ -82,6 +92,7 @@ class SimulationResult:
     scores: dict[str, Any]
     runs: list[SentenceRun] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+    coverage: list[SentenceCoverage] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- word times
@@ -184,8 +195,11 @@ def simulate(
         raise AlignheadsError(f"corpus {corpus.name!r} has no pairs to simulate")
     tr = SimultaneousTranslator(lm, heads, corpus.src_lang, corpus.tgt_lang, policy, config,
                                 layout=layout, memo=memo)
+    if policy == "alignatt" and word_times is None:
+        _warn_if_border_cannot_fire(config, sim.pace)
     clock = 0.0
     runs: list[SentenceRun] = []
+    coverage: list[SentenceCoverage] = []
     param = get_policy(policy).param_value(config)
     desc = f"simulate {policy}" + ("" if param is None else f"={param}")
     for pair in pairs:  # checked before the run, not when it gets there
@@ -204,6 +218,8 @@ def simulate(
             ref = surface(list(pair.tgt_words), corpus.tgt_lang).text
             run = simulate_sentence(tr, pair.src_words, ends, clock, unit=sim.unit, index=i, reference=ref)
             runs.append(run)
+            coverage.append(sentence_coverage(i, len(pair.src_words), run.updates, tr.target, corpus.tgt_lang,
+                                              source=run.instance.source, offline=tr.offline(pair.src_words)))
             clock = ends[-1] + sim.gap
     except (KeyboardInterrupt, AlignheadsError) as e:
         if not runs or out_dir is None:
@@ -220,11 +236,13 @@ def simulate(
         "heads": tr.heads_label, "pace_s": None if word_times is not None else sim.pace,
         "holdback_s": config.holdback, "n_empty": sum(not i.prediction.strip() for i in instances),
         "translator": _config_dict(config), "stats": st,
+        "decisions": decision_shares(u for r in runs for u in r.updates),
+        "coverage": {k: v for k, v in coverage_summary(coverage).items() if k != "sentences"},
     })
     if stopped is not None:
         scores.update(stopped="interrupted" if isinstance(stopped, KeyboardInterrupt) else str(stopped),
                       n_pairs_planned=len(pairs))
-    result = SimulationResult(policy, param, instances, scores, runs, st)
+    result = SimulationResult(policy, param, instances, scores, runs, st, coverage)
     if out_dir is not None:
         write_simulation(result, out_dir)
     if stopped is not None:
@@ -232,15 +250,38 @@ def simulate(
     return result
 
 
+def _warn_if_border_cannot_fire(config: TranslatorConfig, pace: float) -> None:
+    """At a fixed pace at most ceil(holdback / pace) shown words are not yet accessible, and the border rule can
+    only fire on a token attending one of them (or, for b < 0, an accessible word): say so when it never can."""
+    pending = math.ceil(config.holdback / pace - 1e-9)
+    if config.alignatt.border > pending - 1:
+        warnings.warn(f"AlignAtt border b={config.alignatt.border} never stops a draft here: with a hold-back of "
+                      f"{config.holdback:g} s at {pace:g} s/word the prompt shows at most {pending} word(s) that are "
+                      f"not yet accessible, so only b <= {pending - 1} can fire (e.g. --border -2 for a text "
+                      "stream without hold-back)", stacklevel=3)
+
+
 def _config_dict(config: TranslatorConfig) -> dict:
     return asdict(config)
 
 
+def decision_shares(updates: Iterable[Update]) -> dict[str, Any]:
+    """What stopped the non-final updates that decided on a draft: shares of `stop_rule` (the policy's rule cut
+    the draft: AlignAtt's border or rewind, wait-k, cut-last, local agreement), `sentence_end` (the policy took
+    all it could, the draft's sentence end was held back) and `end_of_draft` (the whole draft went out)."""
+    reasons = [u.stop_reason for u in updates if not u.final and u.stop_reason not in (NO_SOURCE, NO_NEW_SOURCE)]
+    n = len(reasons)
+    counts = {"end_of_draft": reasons.count(END_OF_DRAFT), "sentence_end": reasons.count(SENTENCE_END)}
+    counts["stop_rule"] = n - sum(counts.values())
+    return {"updates": n, **{k: (v / n if n else None) for k, v in counts.items()}}
+
+
 def write_simulation(result: SimulationResult, out_dir: str | Path) -> Path:
-    """Write instances.log, scores.json and decisions.jsonl into `out_dir` (each file atomically)."""
+    """Write instances.log, scores.json, coverage.json and decisions.jsonl into `out_dir` (each atomically)."""
     out = Path(out_dir)
     write_instances(out / "instances.log", result.instances)
     write_scores(out / "scores.json", result.scores)
+    write_coverage(out / "coverage.json", result.coverage)
     with atomic_open(out / "decisions.jsonl") as f:
         for run in result.runs:
             for u in run.updates:

@@ -21,7 +21,8 @@ from .simulate import SimulationConfig, simulate
 from .translator import TranslatorConfig
 
 CURVE_COLUMNS = ["policy", "param", "bleu", "chrf", "al_cu", "laal_cu", "yaal_cu", "al_ca", "laal_ca", "yaal_ca",
-                 "latency_unit", "n_instances", "n_empty", "compute_s", "prefill_saved"]
+                 "latency_unit", "n_instances", "n_empty", "compute_s", "prefill_saved", "stop_share",
+                 "sentence_end_share", "n_flagged"]
 
 
 def default_grid(with_heads: bool = True) -> dict[str, list]:
@@ -63,7 +64,9 @@ def quality_latency(
             s = res.scores
             rows.append({"policy": policy, "param": value, **{c: s.get(c) for c in CURVE_COLUMNS[2:10]},
                          "latency_unit": s["latency_unit"], "n_instances": s["n_instances"], "n_empty": s["n_empty"],
-                         "compute_s": res.stats["compute_s"], "prefill_saved": res.stats["prefill_saved"]})
+                         "compute_s": res.stats["compute_s"], "prefill_saved": res.stats["prefill_saved"],
+                         "stop_share": s["decisions"]["stop_rule"],
+                         "sentence_end_share": s["decisions"]["sentence_end"], "n_flagged": s["coverage"]["n_flagged"]})
     table = pd.DataFrame(rows, columns=CURVE_COLUMNS)
     if out_csv is not None:
         with atomic_open(out_csv) as f:

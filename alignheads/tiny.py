@@ -87,11 +87,12 @@ def _common(tok, sliding_window: int) -> dict:
     }
 
 
-def tiny_gemma3(seed: int = 0, sliding_window: int = 16):
-    """Tiny random Gemma-3: 6 layers (5 sliding : 1 full), 4 query heads sharing 2 KV heads."""
+def tiny_gemma3(seed: int = 0, sliding_window: int = 16, tokenizer=None):
+    """Tiny random Gemma-3: 6 layers (5 sliding : 1 full), 4 query heads sharing 2 KV heads (vocabulary of
+    `tokenizer`, default `tiny_tokenizer()`)."""
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-    tok = tiny_tokenizer()
+    tok = tokenizer or tiny_tokenizer()
     config = Gemma3TextConfig(query_pre_attn_scalar=16, **_common(tok, sliding_window))
     torch.manual_seed(seed)
     return Gemma3ForCausalLM(config).eval(), tok

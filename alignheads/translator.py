@@ -5,6 +5,12 @@ accepted translation as prefill), drafts up to `max_draft` greedy tokens (with q
 set's layers only, for AlignAtt), replays the selected heads' rows at the draft positions, pools them
 to source words and lets the policy decide how much of the draft to emit. Output is append-only.
 
+Never end early: before the source sentence is final (`final=False`), no policy commits the draft's end —
+not the stop token (EOS / end-of-turn / newline) and not a sentence-final punctuation mark, nor anything
+drafted after one (`policy.hold_sentence_end`): a model that drafts a short complete sentence from the first
+words cannot close the target sentence while the speaker goes on. The update with `final=True` continues
+from the committed prefix without a policy and translates the whole sentence to its end.
+
 Time: one clock. `SourceWord.end_time` and `now` are seconds on the same stream clock (never times
 relative to an utterance); a word is accessible when `end_time <= now - holdback`.
 
@@ -19,7 +25,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -32,7 +38,7 @@ from .headset import HeadLike, HeadSet, as_heads
 from .kvcache import common_prefix, rollback
 from .languages import get_language, target_units
 from .models import LoadedModel, broken_weights_hint
-from .policy import END_OF_DRAFT, FINAL, POLICIES, AlignAttConfig, Cut, DraftView
+from .policy import END_OF_DRAFT, FINAL, POLICIES, SENTENCE_END, AlignAttConfig, Cut, DraftView, hold_sentence_end
 from .prompts import PromptLayout, RenderedPrompt, render
 
 NO_SOURCE = "no_source"
@@ -78,7 +84,8 @@ class TokenDecision:
     text: str
     position: int | None  # aligned source word (AlignAtt), 0-based
     head_positions: list[int] | None
-    status: str  # "emitted" | "unit_cut" | a stop reason (on the stopping token) | "after_stop" | "held"
+    status: str  # "emitted" | "unit_cut" | a stop reason (on the stopping token) | "after_stop" | "held" |
+    # "sentence_end" (at or after a sentence end held back before the source is final)
 
 
 @dataclass
@@ -236,8 +243,7 @@ class SimultaneousTranslator:
             return self._empty(words, now, n_acc, NO_NEW_SOURCE, final, t_start)
         prompt = render(self.layout, self.lm.tokenizer, [w.text for w in words], prefix=self.target)
         if final:
-            cap = min(self.config.final_max_tokens, 16 + 3 * (prompt.src_token_span[1] - prompt.src_token_span[0]))
-            draft = self._draft(prompt, cap, attention=False, end_if_cap="length_cap")
+            draft = self._draft(prompt, self._final_cap(prompt), attention=False, end_if_cap="length_cap")
         else:
             draft = self._draft(prompt, self.config.alignatt.max_draft, attention=self._policy.needs_heads)
         self._last_key = key  # only once the draft succeeded: a failed update is retried, not skipped
@@ -257,6 +263,19 @@ class SimultaneousTranslator:
         upd = Update(new_text, emitted, trace, now, len(words), n_acc, final, compute, before)
         self.history.append(upd)
         return upd
+
+    def offline(self, words: Sequence[str]) -> str:
+        """The same model's translation of the whole sentence `words` without a policy (the final pass from an
+        empty prefix), for coverage checks; the sentence being translated and `stats` are left alone."""
+        stats = dict(self.stats)
+        prompt = render(self.layout, self.lm.tokenizer, list(words))
+        draft = self._draft(prompt, self._final_cap(prompt), attention=False, end_if_cap="length_cap")
+        self.stats = stats
+        return (self.lm.tokenizer.decode(draft.ids) + draft.tail).strip()
+
+    def _final_cap(self, prompt: RenderedPrompt) -> int:
+        """Length cap of a policy-free pass: 16 tokens plus 3 per source token, at most `final_max_tokens`."""
+        return min(self.config.final_max_tokens, 16 + 3 * (prompt.src_token_span[1] - prompt.src_token_span[0]))
 
     def _check_words(self, words, now) -> list[SourceWord]:
         if not isinstance(now, (int, float)) or not math.isfinite(now):
@@ -400,25 +419,35 @@ class SimultaneousTranslator:
                               prompt_tokens=draft.prompt_tokens, reused_tokens=draft.reused_tokens,
                               heads=self.heads_label, attention=draft.attention, timings=dict(draft.timings),
                               memo_hit=draft.memo_hit)
+        held = None
         if final:
             cut = Cut(n, len(text.rstrip()), FINAL)
         else:
-            view = DraftView(text, ends, draft.end in ("eos", "newline"), self.spaced, n_acc, self._n_units,
-                             draft.attention)
+            view = hold_sentence_end(DraftView(text, ends, draft.end in ("eos", "newline"), self.spaced, n_acc,
+                                               self._n_units, draft.attention))
             cut = self._policy.decide(view, self.config, self._state)
+            if view.held_end:
+                held = len(view.text)
+                if cut.chars >= held or cut.reason == END_OF_DRAFT:  # the sentence end, not the rule, stopped it
+                    cut = replace(cut, reason=SENTENCE_END, stop_index=None)
         trace.stop_reason, trace.stop_index = cut.reason, cut.stop_index
         trace.kept_tokens, trace.emitted_chars = cut.keep_tokens, cut.chars
         for t in range(n):
-            if t < cut.keep_tokens:
-                status = "emitted" if ends[t + 1] <= cut.chars else "unit_cut"
+            if t < cut.keep_tokens and ends[t + 1] <= cut.chars:
+                status = "emitted"
+            elif held is not None and ends[t + 1] > held:  # reaches past the held sentence end
+                status = SENTENCE_END
+            elif t < cut.keep_tokens:
+                status = "unit_cut"
             elif cut.stop_index is not None:
                 status = cut.reason if t == cut.stop_index else "after_stop"
             else:
                 status = "held"
+            scanned = cut.positions is not None and t < len(cut.positions)  # (not past a held sentence end)
             trace.tokens.append(TokenDecision(
                 t, draft.ids[t], body[ends[t]: ends[t + 1]],
-                None if cut.positions is None else int(cut.positions[t]),
-                None if cut.head_positions is None else [int(p) for p in cut.head_positions[:, t]],
+                int(cut.positions[t]) if scanned else None,
+                [int(p) for p in cut.head_positions[:, t]] if scanned else None,
                 status,
             ))
         return trace

@@ -79,7 +79,18 @@ STOP_STYLES = {  # marker, colour, legend text
     "future_source": ("^", "#d62728", "stopped: needs future source"),
     "rewind": ("X", "#9467bd", "stopped: attention jumped back"),
     "end_of_draft": ("s", "#2ca02c", "draft exhausted"),
+    "sentence_end": ("o", "#17becf", "draft's sentence end held back"),
     "final": ("*", "#ff7f0e", "sentence end: translated to the end"),
+}
+# draft-token statuses in `alignatt_decisions`: marker, colour, legend text
+TOKEN_STYLES = {
+    "emitted": ("o", "#1f77b4", "emitted"),
+    "unit_cut": ("o", "#9ecae1", "accepted, cut back to a whole unit"),
+    "future_source": ("^", "#d62728", "stopped: beyond the border"),
+    "rewind": ("X", "#9467bd", "stopped: jumped back"),
+    "after_stop": (".", "#b0b0b0", "after the stop"),
+    "held": (".", "#b0b0b0", "after the stop"),
+    "sentence_end": ("s", "#17becf", "sentence end held back"),
 }
 _OTHER_MARKERS = ("D", "P", "v", "h", "<", ">")
 # Font families that hold Chinese glyphs, tried in this order among the fonts matplotlib knows.
@@ -927,4 +938,61 @@ def policy_trace(
     ax.spines[["top", "right"]].set_visible(False)
     ax.legend(handles, labels_, loc="upper left")
     ax.set_title(title or "Policy trace: emissions against available source")
+    return _finish(fig, save)
+
+
+# ----------------------------------------------------------------------------- AlignAtt decisions
+
+
+@_styled
+def alignatt_decisions(
+    tokens: pd.DataFrame,
+    *,
+    border: int | None = None,
+    title: str | None = None,
+    save: str | os.PathLike | None = None,
+) -> Figure:
+    """Where the heads pointed: every draft token of every update at (update time, its aligned source word),
+    marked by what the policy did with it, over the accessible source words (and the border, when given).
+
+    `tokens` has one row per draft token: `time`, `n_accessible`, `position` (aligned source word, 0-based),
+    `status` (emitted, unit_cut, future_source, rewind, after_stop, held, sentence_end) and `order` (the
+    token's index in its draft: tokens of one update are spread a little along the time axis).
+    """
+    what = "AlignAtt decisions"
+    _require_columns(tokens, ("time", "n_accessible", "position", "status", "order"), what)
+    if tokens.empty:
+        raise DataFormatError(None, None, f"{what}: no rows")
+    t = _float_column(tokens, "time", what, allow_nan=False)
+    acc = _int_column(tokens, "n_accessible", what)
+    pos = _int_column(tokens, "position", what)
+    order = _int_column(tokens, "order", what)
+    status = tokens["status"].astype(str).to_numpy()
+    times = np.unique(t)
+    step = float(np.min(np.diff(times))) if len(times) > 1 else 1.0
+    x = t + order * step * 0.6 / max(1, int(order.max()) + 1)
+    fig = _figure(7.2, 4.6)
+    ax = fig.subplots()
+    first = np.unique(t, return_index=True)[1]
+    ax.step(t[first], acc[first] - 1, where="post", color="#7f7f7f", linewidth=1.6, gid="last-accessible",
+            label="last accessible source word")
+    if border is not None:  # tokens above the dashed line stop the scan
+        ax.step(t[first], acc[first] + border - 0.5, where="post", color="#d62728", linewidth=1.0, linestyle="--",
+                gid="border", label=f"border: stop at word >= N_accessible {border:+d}")
+    seen: set[str] = set()
+    for key in pd.unique(pd.Series(status)):
+        marker, color, text = TOKEN_STYLES.get(key, ("D", "#8c564b", key))
+        sel = status == key
+        ax.scatter(x[sel], pos[sel], marker=marker, s=40 if marker not in (".",) else 25, color=color,
+                   edgecolor="white", linewidth=0.5, zorder=3, gid=f"status:{key}",
+                   label=None if text in seen else f"{text} ({int(sel.sum())})")
+        seen.add(text)
+    ax.set_xlabel("update time (s from the sentence start); a draft's tokens spread to the right")
+    ax.set_ylabel("source word (0-based)")
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.grid(color="#ececec", linewidth=0.6)
+    ax.set_axisbelow(True)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(loc="upper left", fontsize=7.5)
+    ax.set_title(title or "AlignAtt: aligned source word of every draft token")
     return _finish(fig, save)

@@ -25,6 +25,7 @@
 # %%
 # %matplotlib inline
 import os
+from pathlib import Path
 
 import pandas as pd
 from IPython.display import display
@@ -37,7 +38,6 @@ from alignheads.data import read_corpus
 from alignheads.evaluation import score_longform
 from alignheads.models import load_model
 from alignheads.pipeline import CascadeConfig, build_cascade
-from alignheads.saved import saved_quality_latency
 from alignheads.scoring import ScoreConfig
 from alignheads.selection import SelectionConfig
 from alignheads.simulate import SimulationConfig, simulate
@@ -54,7 +54,7 @@ pace = 0.4  # seconds per source word on the text stream
 talk = "../data/talks/talk04.wav"  # a shipped spoken test talk (its script is test talks' English side)
 clip_s = None  # seconds of the talk to translate (None: all of it)
 chunk_ms = 850  # ASR chunk: 850 ms (low latency) or 1500 ms (high)
-ql_results = "../figures/manifest.json"  # saved quality-latency sweep (`make figures`); used when it matches
+results = "../benchmarks/results/policies.json"  # bench_policies' saved four-policy comparison (hours to recompute)
 fast = False
 
 # %% [markdown]
@@ -100,20 +100,23 @@ display(held.decision_trace.to_frame())
 
 # %% [markdown]
 # ## Against the baselines
-# wait-k (k source words ahead) and cut-last (withhold the last x draft words) over their parameters,
-# AlignAtt over its border; latency in seconds at the stream's pace. Drafts are shared between runs, so the
-# sweep costs less than its parts, but still about 10 minutes on 2 CPU cores: when `make figures` saved the very
-# same sweep (model, head set, held-out sentences, pace, grid) in `ql_results`, it is loaded from there.
+# wait-k (k source words ahead), cut-last (withhold the last x draft words) and local agreement against
+# AlignAtt over its border, on the held-out en-de test set streamed as text at 0.4 s per word. The full
+# comparison (36 sentences, every setting, paired bootstrap) takes hours on 2 CPU cores: it is read from
+# `benchmarks/bench_policies.py`'s saved results when they exist; otherwise a small sweep runs here.
 
 # %%
-grid, limit = (figures.QL_GRID_FAST, 1) if fast else (figures.QL_GRID, sentences)
-curves, note = saved_quality_latency(ql_results, f"{headset.src_lang}-{headset.tgt_lang}", model_id=lm.facts.model_id,
-                                     corpus=test, headset=headset, pace=pace, limit=limit, grid=grid)
-if curves is None:
+name = f"{headset.src_lang}-{headset.tgt_lang}"
+bench = figures.load_policy_results(results) if Path(results).is_file() else {"datasets": {}}
+if name in bench["datasets"]:
+    curves = figures.benchmark_curves(bench, name)
+    display(curves)
+    display(figures.quality_latency_figure(curves, name, unit=bench["latency_unit"]))
+else:
+    grid, limit = (figures.QL_GRID_FAST, 1) if fast else (figures.QL_GRID, sentences)
     curves = figures.quality_latency_seconds(lm, test, headset, grid, pace=pace, limit=limit)
-print(note)
-display(curves)
-display(figures.quality_latency_figure(curves, f"{headset.src_lang}-{headset.tgt_lang}"))
+    display(curves)
+    display(figures.quality_latency_figure(curves, name))
 
 # %% [markdown]
 # ## A spoken talk, end to end

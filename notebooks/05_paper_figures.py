@@ -24,12 +24,13 @@
 # %%
 # %matplotlib inline
 import os
+from pathlib import Path
 
+import pandas as pd
 from IPython.display import display
 
 from alignheads import figures
 from alignheads.models import load_model
-from alignheads.saved import saved_quality_latency
 
 # %% tags=["parameters"]
 model = os.environ.get("ALIGNHEADS_MODEL", "embedded")  # "google/gemma-4-E4B-it" on a GPU; "tiny-gemma4": random
@@ -39,16 +40,12 @@ out = "../out/figures"  # `make figures` writes the committed figures/ (and its 
 limit = None  # pairs per corpus
 k = 8  # top-k heads (the paper keeps 8)
 threshold = 0.1  # a head counts when its TS exceeds this (paper)
-ql_directions = ["en-de", "en-it", "en-zh"]  # quality-latency sweeps are the expensive part
-ql_limit = 6  # held-out sentences per sweep
-ql_results = "../figures/manifest.json"  # saved quality-latency sweeps (`make figures`); used when they match
-fast = False  # a few pairs and a small sweep
+results = "../benchmarks/results/policies.json"  # bench_policies' saved results (the sweep takes hours)
+fast = False  # a few pairs per corpus
 
 # %%
-settings = dict(model=model, directions=tuple(directions), data_dir=data_dir, k=k, threshold=threshold,
-                ql_directions=tuple(ql_directions))
-cfg = figures.FigureConfig.fast(**settings) if fast else figures.FigureConfig(**settings, limit=limit,
-                                                                                ql_limit=ql_limit)
+settings = dict(model=model, directions=tuple(directions), data_dir=data_dir, k=k, threshold=threshold)
+cfg = figures.FigureConfig.fast(**settings) if fast else figures.FigureConfig(**settings, limit=limit)
 lm = load_model(cfg.model)
 runs = figures.run_directions(lm, cfg)
 for name, run in runs.items():
@@ -104,19 +101,21 @@ display(figures.ablation_figure(table, baselines[baselines["name"] == "diagonal"
 
 # %% [markdown]
 # ## Quality against latency
-# AlignAtt with each direction's calibrated head set against wait-k and cut-last on held-out sentences
-# streamed as text at a fixed pace; latency is computation-unaware LAAL in seconds. Then one sentence's
-# emissions against the source available. The sweeps take about 20 minutes on 2 CPU cores: when `make figures`
-# saved the very same ones in `ql_results` (model, head set, held-out sentences, pace, grid), they are loaded.
+# All four policies on every shipped test set and the shared XL-WA dev, streamed as text at 0.4 s per
+# word (latency: computation-unaware LAAL in source words), read from `benchmarks/bench_policies.py`'s saved
+# results — `make figures` draws the same figures into `figures/`. Then the paired bootstrap of AlignAtt
+# against each baseline at matched latency, and for one sentence: its emissions against the source available,
+# and where the heads pointed (every draft token's aligned source word against the border).
 
 # %%
-for name in cfg.ql_directions:
-    run = runs[name]
-    curves, note = saved_quality_latency(ql_results, name, model_id=lm.facts.model_id, corpus=run.test,
-                                         headset=run.headset, pace=cfg.ql_pace, limit=cfg.ql_limit, grid=cfg.ql_grid)
-    if curves is None:
-        curves = figures.quality_latency_curves(lm, run, cfg)
-    print(note)
-    display(curves)
-    display(figures.quality_latency_figure(curves, name, save=f"{out}/quality_latency_{name}.png"))
-    display(figures.policy_trace_example(lm, runs[name], cfg, save=f"{out}/policy_trace_{name}.png"))
+if Path(results).is_file():
+    bench = figures.load_policy_results(results)
+    for name, part in bench["datasets"].items():
+        curves = figures.benchmark_curves(bench, name)
+        display(curves)
+        display(figures.quality_latency_figure(curves, name, unit=bench["latency_unit"]))
+        display(pd.DataFrame(part["significance"]))
+        for fig in figures.policy_trace_figures(*figures.traced_sentence(bench, name, Path(results).parent), name):
+            display(fig)
+else:
+    print(f"{results} not found: run `python benchmarks/bench_policies.py` first")

@@ -31,20 +31,40 @@ def scored(tiny4):
     return corpus, score_heads(tiny4, corpus, config=ScoreConfig(progress=False))
 
 
+def policy_results(lm, tmp_path: Path) -> Path:
+    """A bench_policies-style summary of three settings on two en-de test sentences, made with `lm`."""
+    from alignheads.comparison import dataset_summary, run_setting, setting_label
+    from alignheads.policy import AlignAttConfig
+    from alignheads.translator import TranslatorConfig
+
+    corpus = figures.load_direction("en-de", "test", limit=2)
+    heads = [Head(2, 1), Head(5, 0, "emit")]
+    records = [run_setting(lm, corpus, heads, policy, value, 0.0,
+                           tmp_path / "en-de" / f"{setting_label(policy, value, 0.0)}.json", dataset="en-de",
+                           base=TranslatorConfig(alignatt=AlignAttConfig(max_draft=4), final_max_tokens=8))[0]
+               for policy, value in (("alignatt", -1), ("wait-k", 1), ("wait-k", 3))]
+    summary = {"latency_unit": "source words",
+               "datasets": {"en-de": dataset_summary(records, "de", tmp_path / "en-de", tmp_path, n_samples=50)}}
+    (tmp_path / "policies.json").write_text(json.dumps(summary), encoding="utf-8")
+    return tmp_path / "policies.json"
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Glyph")  # the random model's translations contain control characters
-def test_cli_writes_every_figure_and_a_manifest(tmp_path):
+def test_cli_writes_every_figure_and_a_manifest(tmp_path, tiny4):
     out = tmp_path / "figs"
+    results = policy_results(tiny4, tmp_path / "bench")
     threads = torch.get_num_threads()
     try:  # the random tiny model has no head with TS > 0.1, hence threshold 0
         rc = cli_main(["figures", "--model", "tiny-gemma4", "--fast", "--out", str(out), "--directions", "en-de,en-zh",
-                           "--limit", "3", "--ql-limit", "2", "--threshold", "0", "--threads", "1"])
+                       "--limit", "3", "--results", str(results), "--threshold", "0", "--threads", "1"])
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(threads)
     assert rc == 0
     expected = {f"{kind}_{d}.png" for kind in ("ts_heatmap", "stability", "attention") for d in ("en-de", "en-zh")}
-    expected |= {"shared_kernel.png", "headset_ablation.png", "quality_latency_en-de.png", "policy_trace_en-de.png"}
+    expected |= {"shared_kernel.png", "headset_ablation.png", "quality_latency_en-de.png", "policy_trace_en-de.png",
+                 "alignatt_decisions_en-de.png"}
     assert {p.name for p in out.glob("*.png")} == expected
     assert all(p.read_bytes()[:8] == PNG_MAGIC for p in out.glob("*.png"))
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
@@ -53,7 +73,7 @@ def test_cli_writes_every_figure_and_a_manifest(tmp_path):
     assert manifest["command"].startswith("alignheads figures --model tiny-gemma4")
     assert manifest["data"]["en-de"]["calibration"]["pairs"] == 3
     assert manifest["data"]["en-zh"]["held_out"]["name"]
-    assert {r["policy"] for r in manifest["quality_latency"]["en-de"]} == {"alignatt", "wait-k", "cut-last"}
+    assert {r["policy"] for r in manifest["quality_latency"]["en-de"]} == {"alignatt", "wait-k"}
     ks = sorted({r["k"] for r in manifest["ablation"] if r["direction"] == "en-de" and r["split"] == "held-out"})
     assert ks == [1, 2, 4, 8]
     assert manifest["headsets"]["en-de"]["heads"]
@@ -63,6 +83,8 @@ def test_cli_reports_missing_data_before_loading_the_model(tmp_path, capsys):
     # "embedded" would take seconds to load: the data are checked first
     assert cli_main(["figures", "--fast", "--out", str(tmp_path), "--directions", "en-de,en-xx"]) == 2
     assert "en-xx" in capsys.readouterr().err
+    assert cli_main(["figures", "--fast", "--out", str(tmp_path), "--results", str(tmp_path / "none.json")]) == 2
+    assert "bench_policies.py" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
     with pytest.raises(AlignheadsError, match="like 'en-de'"):
         figures.parse_direction("ende")

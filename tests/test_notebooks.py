@@ -27,7 +27,7 @@ OVERRIDES = {
     "00_quick_look": {"threshold": 0.0},
     "03_export_head_set": {"threshold": 0.0},
     "04_simultaneous_translation": {"threshold": 0.0},
-    "05_paper_figures": {"threshold": 0.0, "directions": ["en-de", "en-zh"], "ql_directions": ["en-de"]},
+    "05_paper_figures": {"threshold": 0.0, "directions": ["en-de", "en-zh"]},
 }
 OUTPUT_PARAMS = ("out", "out_dir", "export_dir")  # redirected into the test's temporary folder
 MODEL_FROM_ENV = "os.environ.get('ALIGNHEADS_MODEL', 'embedded')"  # `make notebooks` and the browser test set it
@@ -103,7 +103,7 @@ def test_notebook_runs_in_fast_mode(path: Path, tmp_path: Path, monkeypatch):
     assert images >= 1, "figures must render inline"
     if path.stem == "05_paper_figures":
         pngs = {p.name for p in (tmp_path / "out").glob("*.png")}
-        assert {"ts_heatmap_en-de.png", "ts_heatmap_en-zh.png", "shared_kernel.png", "headset_ablation.png",
-                "quality_latency_en-de.png", "policy_trace_en-de.png"} <= pngs
+        assert {"ts_heatmap_en-de.png", "ts_heatmap_en-zh.png", "shared_kernel.png", "headset_ablation.png"} <= pngs
+        assert not {p for p in pngs if p.startswith(("quality_latency", "policy_trace"))}  # make figures writes those
     if path.stem == "03_export_head_set":
         assert len(list((tmp_path / "out_dir").glob("translation_heads_*.json"))) == 1

@@ -158,14 +158,14 @@ def test_matched_latency_interpolates_the_baseline():
 
 def test_oracle_emission_steps_by_hand():
     # one token per target word, target word j aligned to source word j; 4 source words, steps 1..3
-    token_word = [0, 1, 2, 3]
+    word_tokens = [[0], [1], [2], [3]]
     positions = [0, 1, 2, 3]
     b0 = AlignAttConfig(border=0)
-    assert _emission_steps(positions, token_word, 4, 4, b0, True, [1, 2, 3]) == [1, 2, 3, 4]
+    assert _emission_steps(positions, word_tokens, 4, 4, b0, True, [1, 2, 3]) == [1, 2, 3, 4]
     b1 = AlignAttConfig(border=1)  # tolerates one pending word: everything goes one word early
-    assert _emission_steps(positions, token_word, 4, 4, b1, True, [1, 2, 3]) == [1, 1, 2, 3]
+    assert _emission_steps(positions, word_tokens, 4, 4, b1, True, [1, 2, 3]) == [1, 1, 2, 3]
     # two tokens for word 1: the word waits until both are through
-    assert _emission_steps([0, 1, 2, 2], [0, 1, 1, 2], 3, 4, b0, True, [1, 2, 3]) == [1, 3, 3]
+    assert _emission_steps([0, 1, 2, 2], [[0], [1, 2], [3]], 4, 4, b0, True, [1, 2, 3]) == [1, 3, 3]
     needs = [{0: 1, 1: 2, 2: 3, 3: 4}]
     stats = _variant_stats([[1, 1, 2, 3]], needs, [4])
     assert stats["premature_rate"] == pytest.approx(3 / 4)

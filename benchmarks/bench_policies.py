@@ -1,0 +1,256 @@
+"""Quality-latency of all four policies on every shipped test set and the shared XL-WA dev (issue 11, item 7).
+
+Per dataset, heads are calibrated (score + greedy selection) on other data than the sentences evaluated:
+the shipped `<dir>.dev.tsv` for the shipped `<dir>.test.tsv` (36 sentences each), and for the shared XL-WA
+en-it dev (103) the shipped en-it dev + test, plus the authors' en-it set when `alignheads.data` reads it
+(the `a4l` format). Each sentence is streamed as text at 0.4 s per word (latency in source words) under
+every setting of a reduced grid; AlignAtt also with the cascade's 0.25 s hold-back (each new word shown,
+not yet accessible, for 0.25 s). Then, from the cached runs:
+
+- curves (BLEU, chrF, LAAL/AL/YAAL CU and CA), the share of updates in which the stop rule cut the draft,
+  and the coverage flags of every setting;
+- sacrebleu's paired bootstrap (BLEU and chrF) of every AlignAtt point against each baseline's curve
+  interpolated at the same LAAL (`alignheads.significance`); a one-point baseline (local agreement) is
+  compared against the AlignAtt curve interpolated at its LAAL;
+- the oracle premature-emission rate (reference forced as the draft) with the prompt showing only what was
+  heard and the newest word held back one step (realistic), next to the whole source shown (`policy_eval`).
+
+The oracle runs first (it is the cheapest part), then the settings in two rounds over all datasets.
+Resumable: each (dataset, setting) and each oracle run is cached as JSON under
+`benchmarks/results/policies/<dataset>/` with a key of everything it depends on; a rerun computes only
+what is missing or stale. `--summary-only` rebuilds `benchmarks/results/policies.json` from the cache.
+`make figures` draws figures/quality_latency_<dataset>.png and the policy-trace figures from these files.
+
+Run: `nohup python benchmarks/bench_policies.py --threads 1 > bench_policies.log &` (hours on 2 busy cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS_DIR, pin_threads, print_table, write_result  # noqa: E402
+
+from alignheads.comparison import (  # noqa: E402
+    SCHEMA,
+    dataset_summary,
+    digest,
+    read_json,
+    setting_label,
+)
+from alignheads.comparison import run_setting as run_cached  # noqa: E402
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+GOLD = ROOT / "data" / "gold"
+SHARED = ROOT.parent / "shared" / "data"
+CACHE = RESULTS_DIR / "policies"
+PACE = 0.4
+HOLDBACK = 0.25
+TRACED = 6  # sentences per setting whose decisions (draft tokens, aligned source words) are kept for figures
+BORDERS = (1, 0, -1, -2, -3)  # oracle
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A corpus to evaluate and the corpora its heads are calibrated on (never the evaluated one)."""
+
+    name: str
+    eval: Path
+    calib: tuple[Path, ...]
+
+
+DATASETS = {
+    "xlwa-en-it": Dataset("xlwa-en-it", SHARED / "gold" / "en-it.xlwa-dev.tsv",
+                          (GOLD / "en-it.dev.tsv", GOLD / "en-it.test.tsv",
+                           SHARED / "a4l" / "word_alignments" / "word_alignments_en-it.json")),
+    "en-it": Dataset("en-it", GOLD / "en-it.test.tsv", (GOLD / "en-it.dev.tsv",)),
+    "en-de": Dataset("en-de", GOLD / "en-de.test.tsv", (GOLD / "en-de.dev.tsv",)),
+    "en-zh": Dataset("en-zh", GOLD / "en-zh.test.tsv", (GOLD / "en-zh.dev.tsv",)),
+}
+
+# (policy, swept value, hold-back s) in two rounds, each run over every dataset before the next: the first gives
+# every curve two or more points, so an interrupted run can already be compared. AlignAtt with the hold-back is the
+# cascade's setting (b = 1 there is the paper's).
+ROUNDS = [
+    [("alignatt", -2, 0.0), ("wait-k", 3, 0.0), ("cut-last", 2, 0.0), ("local-agreement", None, 0.0),
+     ("alignatt", 0, HOLDBACK), ("alignatt", 1, HOLDBACK), ("wait-k", 5, 0.0), ("cut-last", 4, 0.0),
+     ("alignatt", -3, 0.0)],
+    [("alignatt", -1, 0.0), ("wait-k", 1, 0.0), ("cut-last", 0, 0.0), ("alignatt", -1, HOLDBACK)],
+]
+QUICK_ROUNDS = [[("alignatt", -2, 0.0), ("alignatt", 0, HOLDBACK), ("wait-k", 1, 0.0), ("wait-k", 3, 0.0),
+                  ("local-agreement", None, 0.0)]]
+
+
+# ----------------------------------------------------------------------------- heads
+
+
+def load_calibration(ds: Dataset):
+    """The calibration corpus (concatenated) and the files used / skipped with the reason."""
+    from alignheads.data import Corpus, read_corpus
+    from alignheads.errors import AlignheadsError
+
+    parts, used, skipped = [], [], {}
+    for path in ds.calib:
+        if not path.is_file():
+            skipped[str(path)] = "absent"
+            continue
+        try:
+            parts.append(read_corpus(path))
+            used.append(path.name)
+        except AlignheadsError as e:  # e.g. the a4l format before data.py reads it
+            skipped[path.name] = str(e).splitlines()[0][:200]
+    first = parts[0]
+    corpus = Corpus([p for c in parts for p in c], first.src_lang, first.tgt_lang, name="+".join(used))
+    return corpus, used, skipped
+
+
+def heads_for(lm, ds: Dataset, log: dict, cache: Path):
+    """The dataset's head set, calibrated once and cached (keyed by the calibration data)."""
+    from alignheads.calibrate import calibrate
+    from alignheads.headset import load_headset
+    from alignheads.scoring import ScoreConfig
+
+    corpus, used, skipped = load_calibration(ds)
+    path = cache / ds.name / "heads.json"
+    meta_path = cache / ds.name / "heads_meta.json"
+    meta = {"calibration": used, "skipped": skipped, "pairs": len(corpus), "hash": corpus.content_hash(),
+            "model": lm.facts.model_id}
+    if read_json(meta_path) == meta and path.is_file():
+        hs = load_headset(path)
+    else:
+        t0 = time.perf_counter()
+        _, _, hs = calibrate(lm, corpus, score_cfg=ScoreConfig(progress=False))
+        hs.save(path)
+        from alignheads.fileio import write_json
+
+        write_json(meta_path, meta)
+        print(f"[{ds.name}] heads {[str(h) for h in hs.top()]} calibrated on {used} in "
+              f"{time.perf_counter() - t0:.0f} s", flush=True)
+    log[ds.name] = {**meta, "heads": [str(h) for h in hs.top()], "file": os.path.relpath(path, ROOT)}
+    return hs
+
+
+# ----------------------------------------------------------------------------- simulations
+
+
+def run_setting(lm, ds: Dataset, corpus, heads, setting, memo, limit, cache: Path) -> dict:
+    """One setting on one dataset (reused from the cache when its key matches)."""
+    policy, value, holdback = setting
+    path = cache / ds.name / f"{setting_label(*setting)}.json"
+    record, fresh = run_cached(lm, corpus, heads, policy, value, holdback, path, dataset=ds.name, pace=PACE,
+                               limit=limit, memo=memo, traced=TRACED, label="loaded machine")
+    if fresh:
+        s = record["scores"]
+        print(f"[{ds.name}] {setting_label(*setting)}: BLEU {s['bleu']:.2f} chrF {s['chrf']:.2f} "
+              f"LAAL {s['laal_cu']:.2f} stop {s['decisions']['stop_rule']:.2f} flagged {s['coverage']['n_flagged']} "
+              f"({record['seconds']:.0f} s)", flush=True)
+    return record
+
+
+def run_oracle(lm, ds: Dataset, corpus, heads, limit, cache: Path) -> dict:
+    """Premature-emission rates, realistic (heard words only, newest held back) and with the whole source shown."""
+    from alignheads.fileio import write_json
+    from alignheads.oracle import policy_eval
+    from alignheads.policy import AlignAttConfig
+
+    cfgs = [AlignAttConfig(border=b) for b in BORDERS]
+    key = digest({"schema": SCHEMA, "data": corpus.content_hash(), "limit": limit,
+                  "borders": BORDERS,
+                  "heads": [str(h) for h in heads.top()], "model": lm.facts.model_id})
+    path = cache / ds.name / "oracle.json"
+    cached = read_json(path)
+    if cached and cached.get("key") == key:
+        return cached
+    out = {"key": key, "dataset": ds.name, "label": "loaded machine"}
+    for name, kw in (("realistic", {"pending": 1}), ("whole_source", {"show_future": True})):
+        t0 = time.perf_counter()
+        out[name] = policy_eval(lm, corpus, heads, cfgs, limit=limit, progress=False, **kw)
+        print(f"[{ds.name}] oracle {name}: {time.perf_counter() - t0:.0f} s", flush=True)
+    write_json(path, out)
+    return out
+
+
+# ----------------------------------------------------------------------------- summary
+
+
+def summarize(names: list[str], settings: list, heads_log: dict, limit, cache: Path, summary_dir: Path) -> dict:
+    """policies.json: per dataset the curves, the significance table, the oracle table and the traced sentence."""
+    from alignheads.data import read_corpus
+
+    out = {"label": "loaded machine", "pace_s": PACE, "latency_unit": "source words", "limit": limit,
+           "heads": heads_log, "datasets": {}}
+    for name in names:
+        records = [r for s in settings if (r := read_json(cache / name / f"{setting_label(*s)}.json"))]
+        if not records:
+            continue
+        oracle = read_json(cache / name / "oracle.json")
+        part = dataset_summary(records, read_corpus(DATASETS[name].eval).tgt_lang, cache / name, summary_dir, oracle)
+        out["datasets"][name] = part
+        print_table([{k: v for k, v in r.items() if k != "dataset"} for r in part["curves"]],
+                    f"{name}: curves ({len(records)} settings)")
+        if part["significance"]:
+            print_table(part["significance"], f"{name}: AlignAtt vs baselines at matched LAAL (paired bootstrap)")
+        if oracle:
+            print_table(part["oracle"], f"{name}: oracle premature-emission rate (selected heads)")
+    return out
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    ap.add_argument("--limit", type=int, default=None, help="first N sentences per dataset (default: all)")
+    ap.add_argument("--quick", action="store_true", help="3 sentences, 5 settings, no oracle: checks the script")
+    ap.add_argument("--no-oracle", action="store_true")
+    ap.add_argument("--summary-only", action="store_true", help="rebuild policies.json from the cache")
+    args = ap.parse_args()
+    rounds, cache = ROUNDS, CACHE
+    if args.quick:
+        args.limit, args.no_oracle, rounds = args.limit or 3, True, QUICK_ROUNDS
+        cache = Path(tempfile.gettempdir()) / "bench_policies_quick"  # never mixed with the real results
+    settings = [s for r in rounds for s in r]
+    threads = pin_threads(args.threads)
+    heads_log: dict = {}
+    names = [n for n in args.datasets if DATASETS[n].eval.is_file()]
+    for n in set(args.datasets) - set(names):
+        print(f"[{n}] skipped: {DATASETS[n].eval} not found (shared data absent)", flush=True)
+    if args.summary_only:
+        heads_log = {n: read_json(cache / n / "heads_meta.json") for n in names}
+    else:
+        from alignheads.data import read_corpus
+        from alignheads.models import load_model
+
+        lm = load_model("embedded")
+        corpora = {n: read_corpus(DATASETS[n].eval) for n in names}
+        heads = {n: heads_for(lm, DATASETS[n], heads_log, cache) for n in names}
+        if not args.no_oracle:  # the oracle first: it is the cheapest part
+            for name in names:
+                run_oracle(lm, DATASETS[name], corpora[name], heads[name], args.limit, cache)
+        memos = {name: OrderedDict() for name in names}  # drafts shared by the settings of one dataset
+        for round_ in rounds:
+            for name in names:
+                for setting in round_:
+                    run_setting(lm, DATASETS[name], corpora[name], heads[name], setting, memos[name], args.limit,
+                                cache)
+    summary = summarize(names, settings, heads_log, args.limit, cache, cache if args.quick else RESULTS_DIR)
+    summary["threads"] = threads
+    if args.quick:
+        print(f"quick run: cache and summary under {cache}")
+        write_result("summary", summary, cache)
+    else:
+        write_result("policies", summary)
+
+
+if __name__ == "__main__":
+    main()
