@@ -56,6 +56,7 @@ PACE = 0.4
 HOLDBACK = 0.25
 TRACED = 6  # sentences per setting whose decisions (draft tokens, aligned source words) are kept for figures
 BORDERS = (1, 0, -1, -2, -3)  # oracle
+LABEL = ""  # --label
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ def run_setting(lm, ds: Dataset, corpus, heads, setting, memo, limit, cache: Pat
     policy, value, holdback = setting
     path = cache / ds.name / f"{setting_label(*setting)}.json"
     record, fresh = run_cached(lm, corpus, heads, policy, value, holdback, path, dataset=ds.name, pace=PACE,
-                               limit=limit, memo=memo, traced=TRACED, label="loaded machine")
+                               limit=limit, memo=memo, traced=TRACED, label=LABEL)
     if fresh:
         s = record["scores"]
         print(f"[{ds.name}] {setting_label(*setting)}: BLEU {s['bleu']:.2f} chrF {s['chrf']:.2f} "
@@ -169,7 +170,7 @@ def run_oracle(lm, ds: Dataset, corpus, heads, limit, cache: Path) -> dict:
     cached = read_json(path)
     if cached and cached.get("key") == key:
         return cached
-    out = {"key": key, "dataset": ds.name, "label": "loaded machine"}
+    out = {"key": key, "dataset": ds.name, "label": LABEL}
     for name, kw in (("realistic", {"pending": 1}), ("whole_source", {"show_future": True})):
         t0 = time.perf_counter()
         out[name] = policy_eval(lm, corpus, heads, cfgs, limit=limit, progress=False, **kw)
@@ -185,7 +186,7 @@ def summarize(names: list[str], settings: list, heads_log: dict, limit, cache: P
     """policies.json: per dataset the curves, the significance table, the oracle table and the traced sentence."""
     from alignheads.data import read_corpus
 
-    out = {"label": "loaded machine", "pace_s": PACE, "latency_unit": "source words", "limit": limit,
+    out = {"label": LABEL, "pace_s": PACE, "latency_unit": "source words", "limit": limit,
            "heads": heads_log, "datasets": {}}
     for name in names:
         records = [r for s in settings if (r := read_json(cache / name / f"{setting_label(*s)}.json"))]
@@ -213,9 +214,12 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="first N sentences per dataset (default: all)")
     ap.add_argument("--quick", action="store_true", help="3 sentences, 5 settings, no oracle: checks the script")
     ap.add_argument("--no-oracle", action="store_true")
+    ap.add_argument("--label", default="", help="how the machine was (e.g. 'quiet', 'loaded'), kept with the timings")
     ap.add_argument("--summary-only", action="store_true", help="rebuild policies.json from the cache")
     args = ap.parse_args()
     rounds, cache = ROUNDS, CACHE
+    global LABEL
+    LABEL = args.label
     if args.quick:
         args.limit, args.no_oracle, rounds = args.limit or 3, True, QUICK_ROUNDS
         cache = Path(tempfile.gettempdir()) / "bench_policies_quick"  # never mixed with the real results
@@ -238,9 +242,9 @@ def main() -> None:
             for name in names:
                 run_oracle(lm, DATASETS[name], corpora[name], heads[name], args.limit, cache)
         memos = {name: OrderedDict() for name in names}  # drafts shared by the settings of one dataset
-        for round_ in rounds:
-            for name in names:
-                for setting in round_:
+        for round_ in rounds:  # setting by setting across datasets, so an interrupted run compares like with like
+            for setting in round_:
+                for name in names:
                     run_setting(lm, DATASETS[name], corpora[name], heads[name], setting, memos[name], args.limit,
                                 cache)
     summary = summarize(names, settings, heads_log, args.limit, cache, cache if args.quick else RESULTS_DIR)
