@@ -42,11 +42,12 @@ def build_headset(lm: LoadedModel, corpus: Corpus, layout: PromptLayout, scores:
                   selection: Selection, score_cfg: ScoreConfig) -> HeadSet:
     """Assemble the head-set record (selected heads sorted by ts, plus full provenance)."""
     entries = []
-    for h in selection.heads:
+    for k, h in enumerate(selection.heads):
         r = scores.heads.query("layer == @h.layer and head == @h.head and query == @h.query").iloc[0]
         entries.append(HeadEntry(h.layer, h.head, ts=round(float(r.ts), 6), count=int(r.n_tokens), query=h.query,
                                  source_acc=round(float(r.source_acc), 6), aer=round(float(r.aer), 6),
-                                 kv_shared=h.layer in lm.facts.kv_shared))
+                                 kv_shared=h.layer in lm.facts.kv_shared,
+                                 weight=None if selection.weights is None else selection.weights[k]))
     entries.sort(key=lambda e: -(e.ts or 0.0))
     matrices = {
         col: {q: np.round(scores.matrix(col, q), 6).tolist() for q in scores.queries}
@@ -70,7 +71,8 @@ def build_headset(lm: LoadedModel, corpus: Corpus, layout: PromptLayout, scores:
                "config": asdict(selection.config)},
         scores=matrices,
         calibration=corpus_provenance(corpus, scores),
-        evaluation={"ensemble": ensemble_metrics(scores, corpus, selection.heads) if selection.heads else None,
+        evaluation={"ensemble": ensemble_metrics(scores, corpus, selection.heads, weights=selection.weights)
+                    if selection.heads else None,
                     "trajectory": selection.trajectory.to_dict("records"), "baselines": _baselines(scores)},
         stability=selection.stability,
         promoted=selection.promoted,
@@ -107,7 +109,7 @@ def evaluate_headset(lm: LoadedModel, headset: HeadSet, corpus: Corpus, *, top_k
         "n_pairs": len(scores.pair_ids),
         "ts_mean": float(np.mean([r.ts for r in rows])) if rows else None,
         "source_acc_mean": float(np.mean([r.source_acc for r in rows])) if rows else None,
-        **ensemble_metrics(scores, corpus, heads),
+        **ensemble_metrics(scores, corpus, heads, weights=headset.top_weights(top_k)),
         "diagonal": {k: base["diagonal@own"][k] for k in ("ts", "source_acc", "aer", "precision", "recall")},
         "mean_heads": base.get(f"mean_heads@{heads[0].query if heads else 'own'}"),
         "calibrated_on_same_data": headset.calibration.get("content_hash") == corpus.content_hash(),

@@ -74,6 +74,7 @@ class HeadEntry:
     source_acc: float | None = None
     aer: float | None = None
     kv_shared: bool = False
+    weight: float | None = None  # learned ensemble weight (None: equal weights, the plain mean)
 
     @property
     def key(self) -> Head:
@@ -104,10 +105,18 @@ class HeadSet:
     source: str | None = None  # citation, for published head sets
     tool: dict = field(default_factory=lambda: {"name": "alignheads", "version": __version__})
     created: str | None = None
+    top_k: int | None = None  # how many of `heads` are used when no k is given (None: all)
 
     def top(self, k: int | None = None) -> list[Head]:
-        """The first k heads (the file's order: ts descending)."""
-        return [h.key for h in self.heads[:k]]
+        """The first k heads (the file's order: ts descending); k defaults to the set's `top_k`."""
+        return [h.key for h in self.heads[: k if k is not None else self.top_k]]
+
+    def top_weights(self, k: int | None = None) -> list[float] | None:
+        """Learned weights of `top(k)`, or None when the set has none (equal weights)."""
+        entries = self.heads[: k if k is not None else self.top_k]
+        if all(h.weight is None for h in entries):
+            return None
+        return [0.0 if h.weight is None else float(h.weight) for h in entries]
 
     @property
     def layers(self) -> list[int]:
@@ -200,12 +209,19 @@ def load_headset(path: str | Path) -> HeadSet:
         raise HeadSetError(f"{path}: not a JSON head-set file ({e})") from e
     if not isinstance(d, dict) or not isinstance(d.get("token_alignment_heads"), list):
         raise HeadSetError(f"{path}: expected an object with a 'token_alignment_heads' list")
+    if "schema" not in d and {"model", "direction", "score_name", "regime"} & d.keys():
+        from .alignatt4llm import headset_from_a4l  # their published format (model/direction keys)
+
+        return headset_from_a4l(d, path)
     entries = []
     for i, item in enumerate(d["token_alignment_heads"]):
         if not isinstance(item, dict) or not all(isinstance(item.get(k), int) for k in ("layer", "head")):
             raise HeadSetError(f"{path}: token_alignment_heads[{i}] needs integer 'layer' and 'head', got {item!r}")
         if item.get("query", "own") not in QUERIES:
             raise HeadSetError(f"{path}: token_alignment_heads[{i}].query must be 'own' or 'emit'")
+        w = item.get("weight")
+        if w is not None and (isinstance(w, bool) or not isinstance(w, int | float) or not 0 <= w < float("inf")):
+            raise HeadSetError(f"{path}: token_alignment_heads[{i}].weight must be a number >= 0, got {w!r}")
         known = {k: item[k] for k in HeadEntry.__dataclass_fields__ if k in item}
         entries.append(HeadEntry(**known))
     if "schema" not in d:

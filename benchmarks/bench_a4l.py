@@ -1,0 +1,153 @@
+"""The authors' data side by side with ours, and learned head weights against top-k averaging (issue 13).
+
+Stage `score`: scores the embedded model on the AlignAtt4LLM en-de / en-it / en-zh alignment sets with our
+TS (`ts`, at both query positions) and theirs (`ts_a4l`, their script's definition, own position), reports
+the rank agreement (Spearman over all heads, top-8 overlap) and seconds per 100 pairs, next to the eager
+`output_attentions` path their script takes (on a sample). Every scored corpus (their sets, the shipped
+dev/test gold, XL-WA en-it dev) is cached for the second stage.
+
+Stage `learned`: per direction, aligners fitted on calibration data only and evaluated on held-apart pairs:
+diagonal, mean of all heads, top-k by TS, the greedy ensemble, learned weights, SimAlign.
+
+    python benchmarks/bench_a4l.py --stage score --threads 1      # ~45 min on the loaded 2-core machine
+    python benchmarks/bench_a4l.py --stage learned --threads 1    # from the cache
+    python benchmarks/bench_a4l.py --limit 12 --cache out/bench_a4l_smoke   # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import pin_threads, print_table, write_result  # noqa: E402
+
+from alignheads.data import read_corpus  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+THEIRS = SHARED / "a4l" / "word_alignments"
+DIRECTIONS = ("en-de", "en-it", "en-zh")
+
+
+def corpora(limit: int | None) -> dict[str, object]:
+    """Every corpus the benchmark scores, by cache key."""
+    out = {}
+    for d in DIRECTIONS:
+        out[f"a4l.{d}"] = read_corpus(THEIRS / f"word_alignments_{d}.json")
+        for part in ("dev", "test"):
+            out[f"gold.{d}.{part}"] = read_corpus(ROOT / "data" / "gold" / f"{d}.{part}.tsv")
+    out["xlwa.en-it.dev"] = read_corpus(SHARED / "gold" / "en-it.xlwa-dev.tsv")
+    return {k: (c.head(limit) if limit else c) for k, c in out.items()}
+
+
+def scored(key: str, corpus, cache: Path, lm_box: list):
+    """HeadScores of `corpus` (from the cache when there), and the seconds scoring took (None when cached)."""
+    from alignheads.scoring import ScoreConfig, score_heads
+
+    path = cache / f"{key}.pkl"
+    if path.is_file():
+        with path.open("rb") as f:
+            return pickle.load(f), None
+    if not lm_box:
+        from alignheads.models import load_model
+
+        lm_box.append(load_model("embedded"))
+    t0 = time.perf_counter()
+    s = score_heads(lm_box[0], corpus, config=ScoreConfig())
+    seconds = time.perf_counter() - t0
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("wb") as f:
+        pickle.dump(s, f)
+    tmp.replace(path)
+    (cache / f"{key}.seconds").write_text(f"{seconds}\n")
+    return s, seconds
+
+
+def ranking_agreement(heads: pd.DataFrame, a: tuple[str, str], b: tuple[str, str], k: int = 8) -> dict:
+    """Spearman of two (column, query) rankings over all heads and the overlap of their top-k."""
+    from scipy.stats import spearmanr
+
+    def col(c, q):
+        return heads[heads["query"] == q].set_index(["layer", "head"])[c]
+
+    x, y = col(*a), col(*b)
+    top = [set(v.sort_values(ascending=False).head(k).index) for v in (x, y)]
+    return {"a": "@".join(a), "b": "@".join(b), "spearman": float(spearmanr(x, y.loc[x.index]).statistic),
+            f"top{k}_overlap": len(top[0] & top[1])}
+
+
+def stage_score(args, cache: Path) -> None:
+    from alignheads.prompts import PromptLayout
+    from alignheads.scoring import reference_token_scores
+
+    lm_box: list = []
+    all_corpora = corpora(args.limit)
+    rows, timing = [], []
+    for d in DIRECTIONS:
+        corpus = all_corpora[f"a4l.{d}"]
+        s, seconds = scored(f"a4l.{d}", corpus, cache, lm_box)
+        if seconds is None:
+            seconds = float((cache / f"a4l.{d}.seconds").read_text())
+        h = s.heads
+        for a, b in ((("ts", "own"), ("ts_a4l", "own")), (("ts", "emit"), ("ts_a4l", "own")),
+                     (("aer", "own"), ("ts_a4l", "own"))):
+            r = ranking_agreement(h.assign(aer=-h["aer"]), a, b)
+            rows.append({"direction": d, "pairs": len(corpus), **r, "a": r["a"].replace("aer", "-aer")})
+        timing.append({"direction": d, "method": "score_heads (ours: capture + replay, all columns)",
+                       "pairs": len(corpus), "seconds": round(seconds, 1),
+                       "s_per_100_pairs": round(100 * seconds / len(corpus), 1)})
+    for key, corpus in all_corpora.items():  # the rest of the cache for the learned stage
+        scored(key, corpus, cache, lm_box)
+    if args.eager_sample and lm_box:  # their script's path: eager output_attentions on the full causal LM
+        lm = lm_box[0]
+        for d in DIRECTIONS:
+            sample = all_corpora[f"a4l.{d}"].head(args.eager_sample)
+            layout = PromptLayout.for_tokenizer(lm.tokenizer, sample.src_lang, sample.tgt_lang)
+            t0 = time.perf_counter()
+            for p in sample:
+                reference_token_scores(lm, layout, p, queries=("own",))
+            seconds = time.perf_counter() - t0
+            timing.append({"direction": d, "method": "eager output_attentions, full LM (their script's path; "
+                           "TS only)", "pairs": len(sample), "seconds": round(seconds, 1),
+                           "s_per_100_pairs": round(100 * seconds / len(sample), 1)})
+    print_table(rows, "rank agreement: our TS vs their TS (embedded Gemma 3 270M, their alignment sets)")
+    print_table(timing, "seconds per 100 pairs (loaded machine)")
+    path = write_result(args.name + "_scoring", {"note": "loaded machine (shared 2-core box, other jobs running)",
+                                                 "agreement": rows, "timing": timing})
+    print(f"wrote {path}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--stage", choices=("score", "learned", "all"), default="all")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--limit", type=int, help="use the first N pairs of every corpus (smoke test)")
+    ap.add_argument("--eager-sample", type=int, default=20, help="pairs per direction for the eager timing")
+    ap.add_argument("--cache", default=str(ROOT / "out" / "bench_a4l"), help="scored corpora are kept here")
+    ap.add_argument("--name", default="a4l")
+    args = ap.parse_args()
+    if not THEIRS.is_dir():
+        sys.exit(f"the AlignAtt4LLM data is not at {THEIRS} (it lies in ../shared beside the checkout)")
+    pin_threads(args.threads)
+    cache = Path(args.cache)
+    if args.stage in ("score", "all"):
+        stage_score(args, cache)
+    if args.stage in ("learned", "all"):
+        stage_learned(args, cache)
+
+
+def stage_learned(args, cache: Path) -> None:
+    raise NotImplementedError
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
