@@ -120,7 +120,7 @@ def export_a4l(headset: HeadSet, top_k: int = RUNTIME_TOP_K, *, kv_shared_layers
                                f"pass --top-k {len(chosen)}")
     for e in chosen:
         if e.query != "own":
-            raise _refuse(headset, f"head {e.key} is read at the emitting position (@{e.query}); their runtime "
+            raise _refuse(headset, f"head {e.key} is read at the emitting position; their runtime "
                                    "reads every head at the token's own position")
         if e.kv_shared or e.layer in kv:
             reuses = f" (it reuses layer {kv[e.layer]}'s keys and values)" if e.layer in kv else ""

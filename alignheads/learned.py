@@ -154,11 +154,15 @@ def fit_weights(parts: Sequence[tuple[HeadScores, Corpus]], cfg: WeightConfig = 
             counts = sum((alignment_counts(weighted_links(parts[k][0], i, w), parts[k][1][i]) for k, i in held),
                          np.zeros(4))
             search.append({"C": c, **_metrics(counts), "nonzero": int((w > 0).sum())})
-        C = min(search, key=lambda r: (r["aer"], r["nonzero"]))["C"]
+        C = min(search, key=lambda r: (r["nonzero"] == 0, r["aer"], r["nonzero"]))["C"]
     x, y = _samples(parts, everything)
     w = _fit(x, y, C, cfg)
+    for larger in sorted(c for c in cfg.grid if c > C):  # too strong an L1 zeroes every head: weaken it
+        if w.sum() > 0:
+            break
+        C, w = larger, _fit(x, y, larger, cfg)
     if w.sum() <= 0:
-        raise AlignheadsError(f"no head got a positive weight (C={C}); try a larger C")
+        raise AlignheadsError(f"no head got a positive weight (C up to {C}); pass a larger C")
     w = w / w.sum()
     w[w < cfg.min_weight] = 0.0
     w = w / w.sum()

@@ -22,7 +22,7 @@ earlier (the position whose output produces the token, i.e. what a decoder sees 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -347,3 +347,19 @@ def reference_token_scores(lm: LoadedModel, layout: PromptLayout, pair: Sentence
         n, T = rows.shape[-2:]
         result[qi] = _token_contrib(rows.reshape(L * H, n, T), tokens_src, r.src_token_span).reshape(L, H, 3)
     return result
+
+
+def combine_scores(parts: Sequence[tuple[HeadScores, Corpus]]) -> tuple[HeadScores, Corpus]:
+    """Several scored corpora (same model, same queries) as one: pair ids get a `<part>:` prefix to stay apart."""
+    first = parts[0][0]
+    if any((s.n_layers, s.n_heads, s.queries) != (first.n_layers, first.n_heads, first.queries) for s, _ in parts):
+        raise ValueError("scores to combine come from different models or query positions")
+    contributions = np.concatenate([s.contributions for s, _ in parts])
+    table = _table(contributions.sum(0), first.n_layers, first.n_heads, first.queries)
+    if "kv_shared" in first.table:
+        table["kv_shared"] = table["layer"].isin(first.table.loc[first.table["kv_shared"], "layer"].unique())
+    ids = [f"{k}:{pid}" for k, (s, _) in enumerate(parts) for pid in s.pair_ids]
+    words = [replace(w, pair_id=f"{k}:{w.pair_id}") for k, (s, _) in enumerate(parts) for w in s.word_attention]
+    corpus = Corpus([replace(p, id=f"{k}:{p.id}") for k, (_, c) in enumerate(parts) for p in c],
+                    parts[0][1].src_lang, parts[0][1].tgt_lang, "+".join(c.name for _, c in parts))
+    return HeadScores(table, contributions, ids, first.n_layers, first.n_heads, first.queries, words), corpus

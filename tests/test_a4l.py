@@ -303,3 +303,58 @@ def test_score_en_ro(embedded, tmp_path, capsys, one_thread):
     hs = load_headset(tmp_path / "translation_heads_gemma-3-270m-Q4_K_M_en-ro.json")
     assert (hs.src_lang, hs.tgt_lang) == ("en", "ro") and hs.heads and hs.calibration["n_pairs_scored"] == 4
     assert "Romanian:" in PromptLayout.from_dict(hs.layout).head_text(embedded.tokenizer, "x")[0]
+
+
+# --------------------------------------------------------------------------- learned head weights
+
+def test_policy_weights_replace_the_mean():
+    from alignheads.policy import AlignAttConfig, alignatt_positions
+
+    attn = np.zeros((2, 3, 5))
+    attn[0, :, 1] = 1.0  # head 0 looks at word 1, head 1 at word 4 (twice as hard)
+    attn[1, :, 4] = 2.0
+    raw = AlignAttConfig(z_score=False, median_width=1)
+    assert alignatt_positions(attn, raw)[0].tolist() == [4, 4, 4]
+    assert alignatt_positions(attn, raw, [0.9, 0.1])[0].tolist() == [1, 1, 1]
+    assert alignatt_positions(attn, raw, [1.0, 1.0])[0].tolist() == alignatt_positions(attn, raw)[0].tolist()
+    for bad in ([1.0], [-1.0, 2.0], [0.0, 0.0]):
+        with pytest.raises(AlignheadsError, match="head weights"):
+            alignatt_positions(attn, raw, bad)
+
+
+def test_translator_decides_with_the_head_sets_weights(tiny3, one_thread):
+    from alignheads.policy import AlignAttConfig
+    from alignheads.translator import SimultaneousTranslator, SourceWord, TranslatorConfig
+
+    hs = HeadSet([HeadEntry(2, 1, ts=0.5, weight=1.0), HeadEntry(0, 3, ts=0.4, weight=0.0)],
+                 tiny3.facts.model_id, "en", "de", tiny3.facts.num_layers, tiny3.facts.num_heads)
+    tr = SimultaneousTranslator(tiny3, hs, "en", "de", config=TranslatorConfig(
+        alignatt=AlignAttConfig(border=-1, max_draft=6)))
+    assert tr.head_weights == [1.0, 0.0]
+    src = "For more than twenty years , BLEU has been the standard".split()
+    up = tr.update([SourceWord(w, 0.4 * (i + 1)) for i, w in enumerate(src)], 10.0)
+    frame = up.decision_trace.to_frame()
+    assert len(frame) and (frame["position"] == frame["head_positions"].str[0]).all()  # head 0 alone decides
+
+
+def test_learned_weights_fit_export_and_refusal(embedded, tmp_path, one_thread):
+    from alignheads.calibrate import calibrate
+    from alignheads.learned import fit_weights, weighted_aer
+    from alignheads.scoring import ScoreConfig
+    from alignheads.selection import SelectionConfig
+
+    corpus = read_corpus(ROOT / "data" / "gold" / "en-de.dev.tsv").head(10)
+    scores, selection, hs = calibrate(embedded, corpus, score_cfg=ScoreConfig(progress=False),
+                                      select_cfg=SelectionConfig(method="learned"))
+    w = selection.weights
+    assert w and min(w) > 0 and sum(w) == pytest.approx(1.0, abs=1e-5) and len(w) < 2 * 18 * 4
+    learned = weighted_aer(scores, corpus, dict(zip(selection.heads, w, strict=True)))
+    mean = scores.baselines.query("kind == 'mean_heads' and query == 'emit'")["aer"].item()
+    assert learned["aer"] < mean and hs.evaluation["ensemble"]["aer"] == pytest.approx(learned["aer"], abs=1e-9)
+    back = load_headset(hs.save(tmp_path / "w.json"))
+    assert dict(zip(back.top(), back.top_weights(), strict=True)) == pytest.approx(
+        dict(zip(selection.heads, w, strict=True)))  # the file sorts by ts; each head keeps its weight
+    with pytest.raises(HeadSetError, match="emitting position|learned per-head weights"):
+        export_a4l(back, top_k=len(w))
+    again = fit_weights([(scores, corpus)])
+    assert list(again.weights) == selection.heads  # deterministic
