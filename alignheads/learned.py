@@ -19,7 +19,8 @@ import numpy as np
 from .data import Corpus, SentencePair
 from .errors import AlignheadsError
 from .headset import Head
-from .scoring import HeadScores, alignment_counts
+from .metrics import aer_metrics, alignment_counts
+from .scoring import HeadScores
 
 
 @dataclass(frozen=True)
@@ -122,13 +123,8 @@ def weighted_aer(scores: HeadScores, corpus: Corpus, weights: np.ndarray | dict[
         weights = vec
     golds = gold_pairs(scores, corpus)
     idx = range(len(scores.pair_ids)) if pairs is None else pairs
-    return _metrics(sum((alignment_counts(weighted_links(scores, i, weights), golds[i]) for i in idx), np.zeros(4)))
-
-
-def _metrics(counts: np.ndarray) -> dict[str, float]:
-    a_s, a_p, a_n, s_n = counts
-    return {"aer": float(1 - (a_s + a_p) / max(a_n + s_n, 1)), "precision": float(a_p / max(a_n, 1)),
-            "recall": float(a_s / max(s_n, 1))}
+    return aer_metrics(sum((alignment_counts(weighted_links(scores, i, weights), golds[i]) for i in idx),
+                           np.zeros(4)))
 
 
 def fit_weights(parts: Sequence[tuple[HeadScores, Corpus]], cfg: WeightConfig = WeightConfig()) -> LearnedWeights:
@@ -153,7 +149,7 @@ def fit_weights(parts: Sequence[tuple[HeadScores, Corpus]], cfg: WeightConfig = 
             w = _fit(x, y, c, cfg)
             counts = sum((alignment_counts(weighted_links(parts[k][0], i, w), parts[k][1][i]) for k, i in held),
                          np.zeros(4))
-            search.append({"C": c, **_metrics(counts), "nonzero": int((w > 0).sum())})
+            search.append({"C": c, **aer_metrics(counts), "nonzero": int((w > 0).sum())})
         C = min(search, key=lambda r: (r["nonzero"] == 0, r["aer"], r["nonzero"]))["C"]
     x, y = _samples(parts, everything)
     w = _fit(x, y, C, cfg)

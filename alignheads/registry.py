@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .alignatt4llm import CITATION, GEMMA4_E4B_ID
-from .headset import HeadEntry, HeadSet, HeadSetError, load_headset
+from .headset import A4L_CITATION, GEMMA4_E4B_ID, HeadEntry, HeadSet, HeadSetError, load_headset
 
 PUBLISHED_DIR = Path(__file__).resolve().parent / "published"
 
@@ -43,7 +42,7 @@ def _paper_set(src: str, tgt: str, heads: list[tuple[int, int]]) -> HeadSet:
     entries = sorted((HeadEntry(layer, head, ts=ts[layer][head], count=full.calibration["n_pairs_scored"])
                       for layer, head in heads), key=lambda e: -e.ts)
     return HeadSet(heads=entries, model_id=full.model_id, src_lang=src, tgt_lang=tgt, num_layers=full.num_layers,
-                   num_heads=full.num_heads, kv_shared_layers=dict(full.kv_shared_layers), source=CITATION,
+                   num_heads=full.num_heads, kv_shared_layers=dict(full.kv_shared_layers), source=A4L_CITATION,
                    score={"name": full.score["name"], "threshold": 0.1, "selection": "published top-k by ts"},
                    calibration=dict(full.calibration))
 

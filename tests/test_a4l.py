@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alignheads.alignatt4llm import GEMMA4_E4B_SHAPE, export_a4l, save_a4l
+from alignheads.alignatt4llm import export_a4l, save_a4l
 from alignheads.cli import main
 from alignheads.data import SentencePair, read_corpus, surface, validate_corpus, write_corpus, write_pharaoh
 from alignheads.errors import AlignheadsError, DataFormatError
-from alignheads.headset import Head, HeadEntry, HeadSet, HeadSetError, load_headset
+from alignheads.headset import GEMMA4_E4B_SHAPE, Head, HeadEntry, HeadSet, HeadSetError, load_headset
 from alignheads.languages import get_language
 from alignheads.prompts import PromptLayout
 from alignheads.registry import PUBLISHED, PUBLISHED_DIR, SHARED, published_headset, published_table, vendored
