@@ -125,9 +125,70 @@ def stage_score(args, cache: Path) -> None:
     print(f"wrote {path}")
 
 
+BORDERS = (-1, -2, -3, -4, -5, -6, -8)  # prefix-only: every shown word is accessible, so only b <= -1 can stop
+
+
+def learned_headset(lm, calib_parts, cfg) -> object:
+    """A head set with the weights fitted on `calib_parts` (what `score --selection learned` would export)."""
+    from alignheads.headset import HeadEntry, HeadSet
+    from alignheads.learned import fit_weights
+
+    learned = fit_weights(calib_parts, cfg)
+    f = lm.facts
+    return HeadSet([HeadEntry(h.layer, h.head, query=h.query, weight=w) for h, w in learned.weights.items()],
+                   f.model_id, calib_parts[0][1].src_lang, calib_parts[0][1].tgt_lang, f.num_layers, f.num_heads)
+
+
+def stage_policy(args, cache: Path) -> None:
+    """Premature emissions in the realistic prefix-only condition: learned weights vs the diagonal (and the greedy
+    set, the all-head mean) over a border sweep, compared at matched mean wait."""
+    from alignheads.learned import WeightConfig
+    from alignheads.models import load_model
+    from alignheads.oracle import policy_eval
+    from alignheads.policy import AlignAttConfig
+    from alignheads.selection import SelectionConfig, greedy_ensemble
+    from alignheads.sweep import matched_latency
+
+    all_corpora = corpora(args.limit)
+
+    def get(key):
+        return scored(key, all_corpora[key], cache, [])[0], all_corpora[key]
+
+    lm = load_model("embedded")
+    cfgs = [AlignAttConfig(border=b) for b in BORDERS]
+    curves, matched, sets = [], [], {}
+    for d in DIRECTIONS:
+        test = all_corpora[f"gold.{d}.test"]
+        calib = [get(f"gold.{d}.dev"), get(f"a4l.{d}")]
+        greedy, _ = greedy_ensemble(*get(f"gold.{d}.dev"), SelectionConfig())  # today's exported set
+        variants = {"learned": learned_headset(lm, calib, WeightConfig()), "greedy": greedy}
+        sets[d] = {"learned": {str(e.key): e.weight for e in variants["learned"].heads},
+                   "greedy": [str(h) for h in greedy]}
+        for name, heads in variants.items():
+            res = policy_eval(lm, test, heads, cfgs, show_future=False, progress=True)
+            for run in res["runs"]:
+                kinds = {name: run["selected"]}
+                if name == "learned":  # the diagonal and the all-head mean do not depend on the heads
+                    kinds.update(diagonal=run["diagonal"], all_heads_mean=run["all_heads_mean"])
+                for kind, stats in kinds.items():
+                    curves.append({"direction": d, "policy": kind, "param": run["config"]["border"],
+                                   "seconds": res["seconds"], **stats})
+        frame = pd.DataFrame([c for c in curves if c["direction"] == d])
+        for name in ("learned", "greedy", "all_heads_mean"):
+            m = matched_latency(frame, name, "diagonal", "wait_mean", "premature_rate")
+            matched += [{"direction": d, "policy": name, **r} for r in m.to_dict("records")]
+    print_table(curves, "oracle, prefix-only: premature rate and mean wait (source words) per border")
+    print_table(matched, "premature rate at the diagonal's matched mean wait (delta < 0: fewer premature)")
+    path = write_result(args.name + "_policy", {
+        "note": "loaded machine; shipped test sets (talks 04-06), prefix-only condition (show_future=False); "
+                "learned weights fitted on shipped dev + their set, greedy on shipped dev (today's export)",
+        "borders": list(BORDERS), "head_sets": sets, "curves": curves, "matched": matched})
+    print(f"wrote {path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--stage", choices=("score", "learned", "all"), default="all")
+    ap.add_argument("--stage", choices=("score", "learned", "policy", "all"), default="all")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--limit", type=int, help="use the first N pairs of every corpus (smoke test)")
     ap.add_argument("--eager-sample", type=int, default=20, help="pairs per direction for the eager timing")
@@ -143,6 +204,8 @@ def main() -> None:
         stage_score(args, cache)
     if args.stage in ("learned", "all"):
         stage_learned(args, cache)
+    if args.stage in ("policy", "all"):
+        stage_policy(args, cache)
 
 
 # Calibration -> evaluation setups: every aligner is fitted on the calibration corpora only.
