@@ -331,7 +331,8 @@ def head_depth_figure(runs: Mapping[str, DirectionRun], facts: ModelFacts, k: in
                              top_k=k, label="mean TS (en→de, it, zh)", save=save)
 
 
-def aligner_table(runs: Mapping[str, DirectionRun], k: int = 4, simalign: bool = True) -> pd.DataFrame:
+def aligner_table(runs: Mapping[str, DirectionRun], k: int = 4, threshold: float = 0.1,
+                  simalign: bool = True) -> pd.DataFrame:
     """Per direction, AER on the held-out split of aligners fitted on the calibration split only: diagonal, mean
     of all heads, top-k by TS, the greedy ensemble, learned weights, and SimAlign (no fitting)."""
     from .learned import fit_weights, weighted_aer
@@ -343,14 +344,16 @@ def aligner_table(runs: Mapping[str, DirectionRun], k: int = 4, simalign: bool =
             raise AlignheadsError(f"{name}: the aligner comparison needs a held-out split (test_split)")
         held = (run.test_scores, run.test)
         base = run.test_scores.baselines.set_index(["kind", "query"])
-        greedy, _ = greedy_ensemble(run.scores, run.calib, SelectionConfig())
+        none = {"aer": np.nan, "precision": np.nan, "recall": np.nan, "note": f"no head has ts > {threshold}"}
+        top = topk_by_ts(run.scores, k, "own", threshold)
+        greedy, _ = greedy_ensemble(run.scores, run.calib, SelectionConfig(threshold=threshold))
         found = {"diagonal": base.loc[("diagonal", "own")], "mean of all heads": base.loc[("mean_heads", "own")],
-                 f"top-{k} by TS": ensemble_metrics(*held, topk_by_ts(run.scores, k, "own")),
-                 "greedy ensemble": ensemble_metrics(*held, greedy)}
+                 f"top-{k} by TS": ensemble_metrics(*held, top) if top else none,
+                 "greedy ensemble": ensemble_metrics(*held, greedy) if greedy else none}
         try:
             found["learned weights"] = weighted_aer(*held, fit_weights([(run.scores, run.calib)]).weights)
         except AlignheadsError as e:  # e.g. a random tiny model: no head earns a positive weight
-            found["learned weights"] = {"aer": np.nan, "precision": np.nan, "recall": np.nan, "note": str(e)}
+            found["learned weights"] = {**none, "note": str(e)}
         if simalign:
             from .encoder import EncoderUnavailable
             from .silver import compare_aligner
@@ -396,7 +399,7 @@ def make_figures(cfg: FigureConfig, out: str | Path = "figures", lm: LoadedModel
     save("headset_ablation.png", ablation_figure(table, baselines[baselines["name"] == "diagonal"]))
     save("paper_heads.png", paper_heads_figure(runs, facts, cfg.k, cfg.threshold))
     save("head_depth.png", head_depth_figure(runs, facts, cfg.k))
-    aligners = aligner_table(runs) if cfg.test_split else pd.DataFrame()
+    aligners = aligner_table(runs, threshold=cfg.threshold) if cfg.test_split else pd.DataFrame()
     if not aligners.empty:  # rows an aligner could not fit carry a note in the manifest, not a bar
         save("aligners.png", viz.aligner_comparison(aligners.dropna(subset=["aer"])))
     curves: dict[str, list] = {}

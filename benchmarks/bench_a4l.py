@@ -20,6 +20,7 @@ import argparse
 import pickle
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -106,18 +107,24 @@ def stage_score(args, cache: Path) -> None:
                        "s_per_100_pairs": round(100 * seconds / len(corpus), 1)})
     for key, corpus in all_corpora.items():  # the rest of the cache for the learned stage
         scored(key, corpus, cache, lm_box)
-    if args.eager_sample and lm_box:  # their script's path: eager output_attentions on the full causal LM
-        lm = lm_box[0]
+    if args.eager_sample:  # their script's path (eager output_attentions, full causal LM) vs ours, same pairs
+        from alignheads.models import load_model
+        from alignheads.scoring import ScoreConfig, score_heads
+
+        lm = lm_box[0] if lm_box else load_model("embedded")
         for d in DIRECTIONS:
             sample = all_corpora[f"a4l.{d}"].head(args.eager_sample)
             layout = PromptLayout.for_tokenizer(lm.tokenizer, sample.src_lang, sample.tgt_lang)
-            t0 = time.perf_counter()
-            for p in sample:
-                reference_token_scores(lm, layout, p, queries=("own",))
-            seconds = time.perf_counter() - t0
-            timing.append({"direction": d, "method": "eager output_attentions, full LM (their script's path; "
-                           "TS only)", "pairs": len(sample), "seconds": round(seconds, 1),
-                           "s_per_100_pairs": round(100 * seconds / len(sample), 1)})
+            arms = {"score_heads on the same pairs (ours)": lambda c=sample, lay=layout: score_heads(
+                        lm, c, lay, ScoreConfig(progress=False)),
+                    "eager output_attentions, full LM (their script's path; TS only)": lambda c=sample, lay=layout: [
+                        reference_token_scores(lm, lay, p, queries=("own",)) for p in c]}
+            for method, run in arms.items():
+                t0 = time.perf_counter()
+                run()
+                seconds = time.perf_counter() - t0
+                timing.append({"direction": d, "method": method, "pairs": len(sample), "seconds": round(seconds, 1),
+                               "s_per_100_pairs": round(100 * seconds / len(sample), 1)})
     print_table(rows, "rank agreement: our TS vs their TS (embedded Gemma 3 270M, their alignment sets)")
     print_table(timing, "seconds per 100 pairs (loaded machine)")
     path = write_result(args.name + "_scoring", {"note": "loaded machine (shared 2-core box, other jobs running)",
@@ -238,10 +245,14 @@ def aligners(calib_parts, evaluate, cfg) -> list[dict]:
     heads, _ = greedy_ensemble(calib, calib_corpus, SelectionConfig())
     rows.append({"aligner": "greedy ensemble (AER)", "heads": " ".join(map(str, heads)),
                  **ensemble_metrics(ev_scores, ev_corpus, heads), "fit_s": time.perf_counter() - t0})
-    t0 = time.perf_counter()
-    learned = fit_weights(calib_parts, cfg)
-    rows.append({"aligner": "learned weights", "heads": learned.describe(), "C": learned.C,
-                 **weighted_aer(ev_scores, ev_corpus, learned.weights), "fit_s": time.perf_counter() - t0})
+    for label, c in (("learned weights", cfg), ("learned weights, unbalanced", replace(cfg, balance=False)),
+                     ("learned weights, logistic", replace(cfg, objective="logistic"))):
+        if len(calib_parts) == 1 and not c.balance:
+            continue  # one corpus: balancing changes nothing
+        t0 = time.perf_counter()
+        learned = fit_weights(calib_parts, c)
+        rows.append({"aligner": label, "heads": learned.describe(), "strength": learned.strength,
+                     **weighted_aer(ev_scores, ev_corpus, learned.weights), "fit_s": time.perf_counter() - t0})
     return rows
 
 

@@ -87,7 +87,7 @@ display(figures.head_depth_figure(runs, lm.facts, cfg.k, save=f"{out}/head_depth
 # and SimAlign with the embedded encoder (no fitting).
 
 # %%
-aligners = figures.aligner_table(runs)
+aligners = figures.aligner_table(runs, threshold=cfg.threshold)
 display(aligners)
 display(viz.aligner_comparison(aligners.dropna(subset=["aer"]), save=f"{out}/aligners.png"))
 

@@ -358,3 +358,19 @@ def test_learned_weights_fit_export_and_refusal(embedded, tmp_path, one_thread):
         export_a4l(back, top_k=len(w))
     again = fit_weights([(scores, corpus)])
     assert list(again.weights) == selection.heads  # deterministic
+
+
+def test_oracle_uses_the_weights_and_reports_the_mean_wait(tiny3, one_thread):
+    from alignheads.oracle import _variant_stats, policy_eval
+    from alignheads.policy import AlignAttConfig
+
+    assert _variant_stats([[1, 1, 2, 3]], [{0: 1, 1: 2, 2: 3, 3: 4}], [4])["wait_mean"] == pytest.approx(1.75)
+    corpus = read_corpus(ROOT / "data" / "gold" / "en-de.dev.tsv").head(2)
+    facts = tiny3.facts
+    weighted = HeadSet([HeadEntry(2, 1, weight=1.0), HeadEntry(0, 3, weight=0.0)], facts.model_id, "en", "de",
+                       facts.num_layers, facts.num_heads)
+    cfgs = [AlignAttConfig(border=-1), AlignAttConfig(border=-3)]
+    got = policy_eval(tiny3, corpus, weighted, cfgs, progress=False)
+    alone = policy_eval(tiny3, corpus, [Head(2, 1)], cfgs, progress=False)
+    assert got["head_weights"] == [1.0, 0.0]
+    assert [r["selected"] for r in got["runs"]] == [r["selected"] for r in alone["runs"]]  # weight 0: head 2 is out
