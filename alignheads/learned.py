@@ -14,7 +14,7 @@ Two fits, both L1-regularised with every weight >= 0 (hence sparse):
   features whose weight comes out negative are removed and the model refitted until none is.
 
 Several calibration corpora weigh the same in the loss (`balance`), so 900 sparse-anchor pairs do not
-drown 36 exhaustively aligned ones; the strength is chosen by AER on a seeded half of the pairs.
+drown 36 exhaustively aligned ones; the strength is chosen by cross-validated AER on the calibration pairs.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class WeightConfig:
     strength: float | None = None  # L1 strength (logistic: C = 1 / strength)
     grid: tuple[float, ...] | None = None  # default GRIDS[objective]
     balance: bool = True  # every calibration corpus weighs the same in the loss
+    folds: int = 3  # cross-validation folds (over the calibration pairs) that choose the strength
     min_weight: float = 0.01  # weights below this share of the total are dropped
     max_iter: int = 1000
     seed: int = 0
@@ -208,14 +209,16 @@ def fit_weights(parts: Sequence[tuple[HeadScores, Corpus]], cfg: WeightConfig = 
         raise AlignheadsError(f"fitting head weights needs at least 2 calibration pairs, got {len(everything)}")
     grid = sorted(cfg.grid or GRIDS[cfg.objective])
     search, strength = [], cfg.strength
-    if strength is None:  # choose the L1 strength by AER on a seeded half of the calibration pairs
-        order = np.random.default_rng(cfg.seed).permutation(len(everything))
-        fit_on = [everything[k] for k in sorted(order[: len(order) // 2])]
-        held = [everything[k] for k in sorted(order[len(order) // 2:])]
-        cells = _cells(parts, fit_on, cfg.balance)
+    if strength is None:  # choose the L1 strength by AER on held-out folds of the calibration pairs
+        fold_of = np.random.default_rng(cfg.seed).permutation(len(everything)) % max(2, min(cfg.folds,
+                                                                                             len(everything)))
+        splits = [([p for p, f in zip(everything, fold_of, strict=True) if f != k],
+                   [p for p, f in zip(everything, fold_of, strict=True) if f == k]) for k in sorted(set(fold_of))]
+        fitted = [(_cells(parts, fit_on, cfg.balance), held) for fit_on, held in splits]
         for s in grid:
-            w = _fit(cells, s, cfg)
-            search.append({"strength": s, "aer": _held_aer(parts, held, w), "nonzero": int((w > 0).sum())})
+            ws = [(_fit(cells, s, cfg), held) for cells, held in fitted]
+            search.append({"strength": s, "aer": float(np.mean([_held_aer(parts, held, w) for w, held in ws])),
+                           "nonzero": int(np.mean([(w > 0).sum() for w, _ in ws]))})
         strength = min(search, key=lambda r: (r["nonzero"] == 0, r["aer"], r["nonzero"]))["strength"]
     cells = _cells(parts, everything, cfg.balance)
     w = _fit(cells, strength, cfg)
