@@ -374,3 +374,12 @@ def test_oracle_uses_the_weights_and_reports_the_mean_wait(tiny3, one_thread):
     alone = policy_eval(tiny3, corpus, [Head(2, 1)], cfgs, progress=False)
     assert got["head_weights"] == [1.0, 0.0]
     assert [r["selected"] for r in got["runs"]] == [r["selected"] for r in alone["runs"]]  # weight 0: head 2 is out
+
+
+def test_the_published_files_ship_as_package_data():
+    import tomllib
+    from fnmatch import fnmatch
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["alignheads"]
+    for path in PUBLISHED_DIR.iterdir():
+        assert any(fnmatch(f"published/{path.name}", p) for p in patterns), path.name
