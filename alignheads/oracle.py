@@ -43,6 +43,9 @@ def _emission_steps(attn_or_pos, token_word: list[int], n_words: int, n_src: int
     word_tokens: dict[int, list[int]] = {}
     for t, w in enumerate(token_word):
         word_tokens.setdefault(w, []).append(t)
+    for w in reversed(range(n_words)):  # a word whose tokens all serve the next word too goes out with it
+        if w not in word_tokens:
+            word_tokens[w] = word_tokens.get(w + 1, [len(token_word) - 1])
     emitted_at = [n_src] * n_words  # words left at the end go out with the final update
     u = 0  # first target word not emitted yet
     last_pos = None

@@ -383,3 +383,12 @@ def test_the_published_files_ship_as_package_data():
     patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["alignheads"]
     for path in PUBLISHED_DIR.iterdir():
         assert any(fnmatch(f"published/{path.name}", p) for p in patterns), path.name
+
+
+def test_oracle_word_that_shares_its_only_token_goes_out_with_the_next():
+    from alignheads.oracle import _emission_steps
+    from alignheads.policy import AlignAttConfig
+
+    # 3 target words, word 1's only token also serves word 2 (the token map gives it to word 2)
+    got = _emission_steps([0, 1, 2], [0, 2, 2], 3, 4, AlignAttConfig(border=0), True, [1, 2, 3])
+    assert got == [1, 3, 3]
