@@ -51,11 +51,12 @@ def build_headset(lm: LoadedModel, corpus: Corpus, layout: PromptLayout, scores:
             "lower the threshold (--threshold) or score more pairs"
         )
     entries = []
-    for h in selection.heads:
+    for k, h in enumerate(selection.heads):
         r = scores.heads.query("layer == @h.layer and head == @h.head and query == @h.query").iloc[0]
         entries.append(HeadEntry(h.layer, h.head, ts=round(float(r.ts), 6), count=int(r.n_tokens), query=h.query,
                                  source_acc=round(float(r.source_acc), 6), aer=round(float(r.aer), 6),
-                                 kv_shared=h.layer in lm.facts.kv_shared))
+                                 kv_shared=h.layer in lm.facts.kv_shared,
+                                 weight=None if selection.weights is None else selection.weights[k]))
     entries.sort(key=lambda e: -(e.ts or 0.0))
     matrices = {
         col: {q: np.round(scores.matrix(col, q), 6).tolist() for q in scores.queries}
@@ -80,7 +81,7 @@ def build_headset(lm: LoadedModel, corpus: Corpus, layout: PromptLayout, scores:
                "config": asdict(selection.config)},
         scores=matrices,
         calibration=corpus_provenance(corpus, scores),
-        evaluation={"ensemble": ensemble_metrics(scores, corpus, selection.heads),
+        evaluation={"ensemble": ensemble_metrics(scores, corpus, selection.heads, weights=selection.weights),
                     "trajectory": selection.trajectory.to_dict("records"), "baselines": _baselines(scores)},
         stability=selection.stability,
         promoted=selection.promoted,
@@ -117,7 +118,7 @@ def evaluate_headset(lm: LoadedModel, headset: HeadSet, corpus: Corpus, *, top_k
         "n_pairs": len(scores.pair_ids),
         "ts_mean": float(np.mean([r.ts for r in rows])),
         "source_acc_mean": float(np.mean([r.source_acc for r in rows])),
-        **ensemble_metrics(scores, corpus, heads),
+        **ensemble_metrics(scores, corpus, heads, weights=headset.top_weights(top_k)),
         "diagonal": {k: base["diagonal@own"][k] for k in ("ts", "source_acc", "aer", "precision", "recall")},
         "mean_heads": base.get(f"mean_heads@{heads[0].query}"),
         "calibrated_on_same_data": headset.calibration.get("content_hash") == corpus.content_hash(),

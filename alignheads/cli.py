@@ -75,11 +75,16 @@ def cmd_score(args) -> int:
     corpus = opt.read_data(args)
     score_cfg = ScoreConfig(queries=tuple(args.query.split(",")), use_possible=not args.sure_only, seed=args.seed,
                             skip_long=args.skip_long)
-    select_cfg = SelectionConfig(method=args.selection, k=args.k, threshold=args.threshold, seed=args.seed)
+    a4l = args.runtime == "a4l"  # their runtime reads own-position heads on layers with their own KV only
+    select_cfg = SelectionConfig(method=args.selection or ("topk" if a4l else "greedy"), k=args.k,
+                                 threshold=args.threshold, seed=args.seed, exclude_kv_shared=a4l)
     rank = _init_distributed()
     out = opt.out_dir(args) if rank == 0 else Path(args.out)
     lm = opt.load(args)
     layout = PromptLayout(corpus.src_lang, corpus.tgt_lang, family=args.layout) if args.layout else None
+    if a4l and lm.facts.kv_shared:
+        print(f"--runtime a4l: heads on the KV-shared layers {min(lm.facts.kv_shared)}-{max(lm.facts.kv_shared)} "
+              "are left out of the selection")
     scores, selection, headset = calibrate(lm, corpus, layout, score_cfg, select_cfg)
     if rank != 0:  # every rank holds the full result; one writes it
         return 0
@@ -87,7 +92,12 @@ def cmd_score(args) -> int:
 
     with atomic_open(out / "scores.csv") as f:
         scores.table.to_csv(f, index=False)
-    hs_path = headset.save(out / headset_filename(lm.facts.model_id, corpus.src_lang, corpus.tgt_lang))
+    if a4l:
+        from .alignatt4llm import save_a4l
+
+        hs_path = save_a4l(headset, out, args.top_k, kv_shared_layers=lm.facts.kv_shared)
+    else:
+        hs_path = headset.save(out / headset_filename(lm.facts.model_id, corpus.src_lang, corpus.tgt_lang))
     head_heatmap(scores.heads, "ts", top_k=args.k, kv_shared_layers=list(lm.facts.kv_shared),
                  title=f"TS per head — {lm.facts.model_id}, {corpus.src_lang}-{corpus.tgt_lang}, {len(corpus)} pairs",
                  save=out / "ts_heatmap.png")
@@ -105,12 +115,40 @@ def _print_summary(scores, selection, headset) -> None:
         print(scores.heads.sort_values("ts", ascending=False).head(8)[cols].to_string(index=False))
         print("\nBaselines:")
         print(scores.baselines[["kind", "query", "ts", "source_acc", "gold_mass", "aer"]].to_string(index=False))
-        print(f"\nSelected ({selection.config.method}): {' '.join(map(str, selection.heads))}")
+        weights = selection.weights or [None] * len(selection.heads)
+        chosen = " ".join(str(h) + ("" if w is None else f":{w:.2f}") for h, w in zip(selection.heads, weights,
+                                                                                     strict=True))
+        print(f"\nSelected ({selection.config.method}): {chosen}")
         ens = headset.evaluation.get("ensemble") or {}
         if ens:
             print(f"ensemble on calibration data: AER {ens['aer']:.3f}  P {ens['precision']:.3f}  "
                   f"R {ens['recall']:.3f}")
         print(f"stability gate: {'PASSED' if headset.promoted else 'not passed'} — {headset.stability.get('rule')}")
+
+
+def cmd_heads_list(args) -> int:
+    import pandas as pd
+
+    from .registry import published_table
+
+    t = published_table()
+    summary = t.groupby("file", sort=False).agg(model=("model", "first"), direction=("direction", "first"),
+                                                pairs=("pairs", "first"), heads=("rank", "size"))
+    summary["top-4 (layer, head, ts)"] = t[t["rank"] <= 4].groupby("file", sort=False).apply(
+        lambda g: " ".join(f"L{r.layer}H{r.head}:{r.ts:.3f}" + ("(kv-shared)" if r.kv_shared else "")
+                           for r in g.itertuples()))
+    with pd.option_context("display.width", 200, "display.max_colwidth", 80):
+        print(summary.reset_index(drop=True).to_string())
+    return 0
+
+
+def cmd_heads_convert(args) -> int:
+    from .alignatt4llm import save_a4l
+    from .headset import load_headset
+
+    path = save_a4l(load_headset(args.input), args.out, args.top_k, src=args.src, tgt=args.tgt)
+    print(f"wrote {path}")
+    return 0
 
 
 def cmd_heads_eval(args) -> int:
@@ -394,14 +432,34 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sure-only", action="store_true", help="count only sure links as gold for ts/source_acc")
     g.add_argument("--layout", choices=("chat", "completion"), help="prompt family (default: chat if the "
                    "tokenizer has a chat template)")
-    g.add_argument("--selection", choices=("greedy", "topk"), default="greedy",
-                   help="greedy ensemble search by AER (default) or the paper's top-k by ts")
+    g.add_argument("--selection", choices=("greedy", "topk", "learned"),
+                   help="greedy ensemble search by AER (default), the paper's top-k by ts (the default with "
+                   "--runtime a4l), or learned per-head weights (L1 logistic regression, non-negative)")
     g.add_argument("--k", type=opt.positive_int, default=8, help="top-k size / largest ensemble (default 8)")
     g.add_argument("--threshold", type=opt.finite_float, default=0.1,
                    help="candidate heads need ts above this (default 0.1)")
     g.add_argument("--seed", type=int, default=0, help="seed for pair shuffling (with --limit) and stability splits")
+    g.add_argument("--runtime", choices=("alignheads", "a4l"), default="alignheads",
+                   help="a4l: write the file for the AlignAtt4LLM authors' runtime (top-k own heads by ts, no "
+                   "KV-shared layers, exactly --top-k heads); default: this package's full head set")
+    g.add_argument("--top-k", type=opt.positive_int, default=4,
+                   help="heads in an --runtime a4l file (their reader's top_k, 4)")
     s.add_argument("--out", required=True, metavar="DIR")
     s.set_defaults(func=cmd_score)
+
+    h = sub.add_parser("heads", help="published head sets and head-set file conversion")
+    hsub = h.add_subparsers(dest="heads_command", required=True, metavar="ACTION")
+    c = hsub.add_parser("list", help="the head sets shipped in the package (the AlignAtt4LLM authors' files)")
+    c.set_defaults(func=cmd_heads_list)
+    c = hsub.add_parser("convert", help="rewrite a head-set file for a runtime; refuses what it cannot express")
+    c.add_argument("input", metavar="IN", help="head-set JSON (ours or the authors')")
+    c.add_argument("--runtime", choices=("a4l",), required=True, help="a4l: the AlignAtt4LLM authors' runtime")
+    c.add_argument("--out", required=True, metavar="FILE",
+                   help="output file named translation_heads_<model>_<src>-<tgt>.json, or a directory")
+    c.add_argument("--top-k", type=int, default=4, help="heads their reader uses (default 4, theirs)")
+    c.add_argument("--src", help="source language (needed for head lists meant for any direction)")
+    c.add_argument("--tgt", help="target language (needed for head lists meant for any direction)")
+    c.set_defaults(func=cmd_heads_convert)
 
     s = sub.add_parser("heads-eval", help="evaluate a head set's alignment on (held-out) aligned data")
     opt.add_heads_args(s, required=True)

@@ -1,8 +1,9 @@
 """Word-aligned sentence pairs: the corpus model, its file formats, detokenised surfaces and validation.
 
 Formats read: "alignheads" (the project's own TSV, also written), "xlwa" (XL-WA TSV), "talp"
-(awesome-align `src ||| tgt` + 1-indexed gold) and "pharaoh" (source, target and 0-indexed
-alignment files). Links are (source index, target index), 0-indexed, everywhere inside.
+(awesome-align `src ||| tgt` + 1-indexed gold), "pharaoh" (source, target and 0-indexed
+alignment files) and "a4l" (AlignAtt4LLM's `word_alignments_<src>-<tgt>.json`: sparse anchor
+links between word spans). Links are (source index, target index), 0-indexed, everywhere inside.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .errors import AlignheadsError, DataFormatError
 from .fileio import atomic_open
 from .languages import get_language
 
-FORMATS = ("alignheads", "xlwa", "talp", "pharaoh")
+FORMATS = ("alignheads", "xlwa", "talp", "pharaoh", "a4l")
 HEADER = "# alignheads-corpus v1 "
 
 Link = tuple[int, int]
@@ -37,6 +38,9 @@ class SentencePair:
     possible: frozenset[Link]
     src_unaligned: frozenset[int] = frozenset()  # words explicitly marked as having no link
     tgt_unaligned: frozenset[int] = frozenset()
+    # Sparse anchors (AlignAtt4LLM's sets): only linked target words have a known alignment; the others are
+    # unknown, not unaligned, so AER ignores predictions for them.
+    sparse: bool = False
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -50,7 +54,12 @@ class SentencePair:
     def swapped(self) -> SentencePair:
         """The same pair seen from the other direction: target becomes source, links (i, j) -> (j, i)."""
         return SentencePair(self.id, self.tgt_words, self.src_words, _flip(self.sure), _flip(self.possible),
-                            self.tgt_unaligned, self.src_unaligned)
+                            self.tgt_unaligned, self.src_unaligned, self.sparse)
+
+    @property
+    def linked_targets(self) -> frozenset[int]:
+        """Target words with at least one (possible) link."""
+        return frozenset(j for _, j in self.possible)
 
 
 def _flip(links: frozenset[Link]) -> frozenset[Link]:
@@ -101,7 +110,8 @@ class Corpus:
     def content_hash(self) -> str:
         """SHA-256 of the languages and pairs (not name, paths or meta): equal content, equal hash."""
         rows = [[p.id, p.src_words, p.tgt_words, sorted(p.sure), sorted(p.possible - p.sure),
-                 sorted(p.src_unaligned), sorted(p.tgt_unaligned)] for p in self.pairs]
+                 sorted(p.src_unaligned), sorted(p.tgt_unaligned)] + (["sparse"] if p.sparse else [])
+                for p in self.pairs]  # the flag only when set: hashes of exhaustive corpora stay as they were
         blob = json.dumps([self.src_lang, self.tgt_lang, rows], ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -141,7 +151,6 @@ _CLOSING = set(".,;:!?%)]}»”…")
 _OPENING = set("([{«“„¿¡")
 _CLITICS = {"'s", "'re", "'ve", "'ll", "'d", "'m", "n't"}
 _APOSTROPHES = ("'", "’")
-_ELIDING = {"it", "fr"}  # languages whose words elide onto the next (dell'isola, l'homme)
 _TRUNCATED = {"po'", "mo'", "be'"}  # Italian apocopes that keep their space (un po' di)
 
 
@@ -157,7 +166,7 @@ def _is_latin(ch: str) -> bool:
 def surface(words: Sequence[str], lang: str) -> Surface:
     """Detokenise words into the text a prompt shows, keeping the character span of every word."""
     language = get_language(lang)
-    eliding = language.code in _ELIDING
+    eliding = language.elides
     parts: list[str] = []
     spans: list[tuple[int, int]] = []
     pos, glue, in_quote, low_quote, prev = 0, True, False, False, ""
@@ -305,6 +314,8 @@ def _read_alignheads(path: Path, src_lang, tgt_lang) -> Corpus:
             raise TypeError('expected a JSON object with "src" and "tgt" language codes')
         if not isinstance(head.get("meta", {}), dict) or not isinstance(head.get("name", ""), str):
             raise TypeError('"meta" must be a JSON object and "name" a string')
+        if not isinstance(head.get("sparse", False), bool):
+            raise TypeError('"sparse" must be true or false')
         src, tgt = get_language(head["src"]).code, get_language(head["tgt"]).code
     except (ValueError, TypeError, AlignheadsError) as e:
         raise DataFormatError(path, 1, f"bad header JSON: {e}") from None
@@ -328,7 +339,7 @@ def _read_alignheads(path: Path, src_lang, tgt_lang) -> Corpus:
         sw = _words(src_text, path, n, "source", strict=True)
         tw = _words(tgt_text, path, n, "target", strict=True)
         sure, maybe = _links(link_text, len(sw), len(tw), path, n)
-        pair = SentencePair(pid, sw, tw, frozenset(sure), frozenset(maybe))
+        pair = SentencePair(pid, sw, tw, frozenset(sure), frozenset(maybe), sparse=head.get("sparse", False))
         su, tu = _unaligned(unal_text, pair, path, n)
         pairs.append(replace(pair, src_unaligned=su, tgt_unaligned=tu))
     meta = dict(head.get("meta", {}))
@@ -382,6 +393,115 @@ def _read_pharaoh(path: Path, tgt: Path | None, gold: Path | None, src_lang, tgt
     return Corpus(pairs, src, tgt_code, path.stem, (str(path), str(tgt), str(gold)))
 
 
+def _json_rows(path: Path) -> list:
+    """A JSON array of objects, or one JSON object per line (both as AlignAtt4LLM writes them)."""
+    text = "\n".join(_read_lines(path)).strip()
+    if not text:
+        raise DataFormatError(path, None, "file is empty: no sentence pairs")
+    try:
+        if text[0] == "[":
+            return json.loads(text)
+        return [json.loads(ln) for ln in text.split("\n") if ln.strip()]
+    except json.JSONDecodeError as e:
+        raise DataFormatError(path, e.lineno, f"not valid JSON ({e.msg}, column {e.colno})") from None
+
+
+def _a4l_words(row: dict, side: str, where: str, path: Path, notes: dict) -> tuple[tuple[str, ...], list[int]]:
+    """Words of one side split at whitespace (their lists hold a few '% ' and '' entries); index[k] is where
+    their word k starts in ours, index[-1] the word count, so spans map through it."""
+    words = row.get(f"{side}_words")
+    if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+        raise DataFormatError(path, None, f"{where}: field '{side}_words' must be a list of strings")
+    kept, index = [], []
+    for w in words:
+        index.append(len(kept))
+        parts = w.split()
+        if parts != [w]:
+            key = "empty words dropped" if not parts else "words stripped or split at whitespace"
+            notes[key] = notes.get(key, 0) + 1
+        kept.extend(parts)
+    if not kept:
+        raise DataFormatError(path, None, f"{where}: field '{side}_words' has no words")
+    index.append(len(kept))
+    return tuple(kept), index
+
+
+def _a4l_span(link: dict, side: str, n: int, index: list[int], where: str, path: Path) -> range:
+    span = link.get(f"{side}_span")
+    if not (isinstance(span, list) and len(span) == 2 and all(type(v) is int for v in span)
+            and 0 <= span[0] < span[1] <= n):
+        raise DataFormatError(path, None, f"{where}.{side}_span: expected [start, end) word indices with "
+                                          f"0 <= start < end <= {n} ({side} has {n} words), got {span!r}")
+    out = range(index[span[0]], index[span[1]])
+    if not out:
+        raise DataFormatError(path, None, f"{where}.{side}_span {span} covers only empty words")
+    return out
+
+
+def _read_a4l(path: Path, src_lang, tgt_lang) -> Corpus:
+    """AlignAtt4LLM's word-alignment set: spans over their word lists, sparse anchors (not exhaustive gold).
+
+    A link between single words is sure, a link between longer spans makes all its word pairs possible."""
+    rows = _json_rows(path)
+    if not isinstance(rows, list):
+        raise DataFormatError(path, None, "expected a JSON array of sentence pairs")
+    if not rows:
+        raise DataFormatError(path, None, "no sentence pairs")
+    directions = {r.get("direction") for r in rows if isinstance(r, dict)} - {None}
+    if len(directions) > 1:
+        raise DataFormatError(path, None, f"pairs disagree on 'direction': {sorted(directions)}")
+    if directions:
+        d = directions.pop()
+        if not isinstance(d, str) or d.count("-") != 1:
+            raise DataFormatError(path, None, f"field 'direction' must look like 'en-de', got {d!r}")
+        try:
+            file_src, file_tgt = (get_language(x).code for x in d.split("-"))
+        except AlignheadsError as e:
+            raise DataFormatError(path, None, f"field 'direction' {d!r}: {e}") from None
+        for given, found in ((src_lang, file_src), (tgt_lang, file_tgt)):
+            if given and get_language(given).code != found:
+                raise DataFormatError(path, None, f"language {given!r} was asked for but the file says {d!r}")
+        src, tgt = file_src, file_tgt
+    else:  # their file names end in _<src>-<tgt>.json
+        m = re.search(r"_([A-Za-z]{2,3})-([A-Za-z]{2,3})\.jsonl?$", path.name)
+        try:
+            src, tgt = _langs(path, src_lang or (m and m[1]), tgt_lang or (m and m[2]))
+        except AlignheadsError:
+            src, tgt = _langs(path, src_lang, tgt_lang)
+    pairs, seen, notes = [], {}, {}
+    for n, row in enumerate(rows):
+        where = f"pair {n}"
+        if not isinstance(row, dict):
+            raise DataFormatError(path, None, f"{where}: expected a JSON object, got {type(row).__name__}")
+        pid = str(row.get("pair_id", n))
+        where += f" (pair_id {pid})"
+        if pid in seen:
+            raise DataFormatError(path, None, f"{where}: duplicate pair_id (first at pair {seen[pid]})")
+        seen[pid] = n
+        sw, s_index = _a4l_words(row, "source", where, path, notes)
+        tw, t_index = _a4l_words(row, "target", where, path, notes)
+        links = row.get("alignments")
+        if not isinstance(links, list):
+            raise DataFormatError(path, None, f"{where}: field 'alignments' must be a list")
+        sure, maybe = set(), set()
+        for k, link in enumerate(links):
+            at = f"{where}: alignments[{k}]"
+            if not isinstance(link, dict):
+                raise DataFormatError(path, None, f"{at}: expected a JSON object")
+            ss = _a4l_span(link, "source", len(s_index) - 1, s_index, at, path)
+            ts = _a4l_span(link, "target", len(t_index) - 1, t_index, at, path)
+            conf = link.get("confidence", 1.0)
+            if isinstance(conf, bool) or not isinstance(conf, int | float) or not 0.0 <= conf <= 1.0:
+                raise DataFormatError(path, None, f"{at}.confidence: expected a number in [0, 1], got {conf!r}")
+            (sure if len(ss) == len(ts) == 1 else maybe).update((i, j) for i in ss for j in ts)
+        pairs.append(SentencePair(pid, sw, tw, frozenset(sure), frozenset(maybe - sure), sparse=True))
+    meta = {"origin": "AlignAtt4LLM word_alignments (LLM-made anchors, filtered)",
+            "anchor_links": sum(len(r["alignments"]) for r in rows)}
+    if notes:
+        meta["normalised"] = notes
+    return Corpus(pairs, src, tgt, path.stem, (str(path),), meta)
+
+
 def detect_format(path: str | Path, tgt: str | Path | None = None) -> str:
     """Guess a corpus file's format from its header, then its first line, then its extension."""
     path = Path(path)
@@ -394,11 +514,13 @@ def detect_format(path: str | Path, tgt: str | Path | None = None) -> str:
         raise DataFormatError(path, None, f"cannot read file ({e.strerror or e})") from None
     if first.lstrip("\ufeff").startswith("# alignheads-corpus"):
         return "alignheads"
+    if first.lstrip("\ufeff \t\r\n")[:1] in ("[", "{"):
+        return "a4l"
     if "|||" in first:
         return "talp"
     if first.count("\t") == 2:
         return "xlwa"
-    by_suffix = {".src-tgt": "talp", ".tsv": "xlwa"}
+    by_suffix = {".src-tgt": "talp", ".tsv": "xlwa", ".json": "a4l", ".jsonl": "a4l"}
     if path.suffix in by_suffix:
         return by_suffix[path.suffix]
     raise DataFormatError(path, 1, f"cannot tell the format; pass format= (--format), one of {', '.join(FORMATS)}")
@@ -418,6 +540,8 @@ def read_corpus(path: str | Path, format: str | None = None, *, src_lang: str | 
         return _read_talp(path, gold_p, src_lang, tgt_lang)
     if fmt == "pharaoh":
         return _read_pharaoh(path, tgt_p, gold_p, src_lang, tgt_lang)
+    if fmt == "a4l":
+        return _read_a4l(path, src_lang, tgt_lang)
     raise AlignheadsError(f"unknown corpus format {fmt!r}; known: {', '.join(FORMATS)}")
 
 
@@ -431,6 +555,8 @@ def _check_writable(corpus: Corpus, path: Path) -> None:
     problems = validate_corpus(corpus).problems
     if problems:
         raise DataFormatError(path, None, f"refusing to write an invalid corpus: {problems[0]}")
+    if len({p.sparse for p in corpus}) > 1:
+        raise DataFormatError(path, None, "refusing to write a corpus that mixes sparse-anchor and exhaustive pairs")
     for p in corpus:
         if re.search(r"[\t\n\r]", p.id) or p.id.startswith("#"):
             raise DataFormatError(path, None, f"pair id {p.id!r} contains a tab/newline or starts with '#'")
@@ -445,6 +571,8 @@ def write_corpus(corpus: Corpus, path: str | Path) -> None:
     _check_writable(corpus, path)
     meta = dict(corpus.meta)
     head = {"src": corpus.src_lang, "tgt": corpus.tgt_lang, "name": corpus.name}
+    if any(p.sparse for p in corpus):
+        head["sparse"] = True  # one flag for the file: _check_writable refused a mix
     if "license" in meta:
         head["license"] = meta.pop("license")
     head["meta"] = meta
@@ -458,6 +586,9 @@ def write_corpus(corpus: Corpus, path: str | Path) -> None:
 def write_pharaoh(corpus: Corpus, src_path: str | Path, tgt_path: str | Path, align_path: str | Path) -> None:
     """Write source text, target text and 0-indexed `i-j`/`ipj` alignments (ids and unaligned marks are lost)."""
     _check_writable(corpus, Path(align_path))
+    if any(p.sparse for p in corpus):
+        raise DataFormatError(align_path, None, "pharaoh files cannot say that links are sparse anchors; "
+                                                "write the alignheads format instead")
     for path, lines in ((src_path, [" ".join(p.src_words) for p in corpus]),
                         (tgt_path, [" ".join(p.tgt_words) for p in corpus]),
                         (align_path, [_link_text(p) for p in corpus])):
@@ -477,6 +608,10 @@ class ValidationReport:
     n_sure: int
     n_possible: int
     problems: list[str] = field(default_factory=list)
+    n_sparse: int = 0  # pairs whose links are sparse anchors
+    n_linked_tgt: int = 0  # target words of those pairs that have a link (the only ones scored)
+    n_anchor_links: int | None = None  # span-to-span links as the file lists them (a4l format)
+    notes: dict = field(default_factory=dict)  # what a reader normalised (corpus.meta["normalised"])
 
     @property
     def ok(self) -> bool:
@@ -489,7 +624,8 @@ def _is_punct(word: str) -> bool:
 
 def validate_corpus(corpus: Corpus, strict: bool = False) -> ValidationReport:
     """Check indices, sure ⊆ possible, ids, unaligned marks; strict: every non-punctuation word is covered."""
-    report = ValidationReport(len(corpus), 0, 0, 0, 0)
+    report = ValidationReport(len(corpus), 0, 0, 0, 0, notes=dict(corpus.meta.get("normalised", {})),
+                              n_anchor_links=corpus.meta.get("anchor_links"))
     seen: set[str] = set()
     for p in corpus:
         def say(msg: str, p: SentencePair = p) -> None:
@@ -499,6 +635,9 @@ def validate_corpus(corpus: Corpus, strict: bool = False) -> ValidationReport:
         report.n_tgt_words += len(p.tgt_words)
         report.n_sure += len(p.sure)
         report.n_possible += len(p.possible)
+        if p.sparse:
+            report.n_sparse += 1
+            report.n_linked_tgt += len(p.linked_targets)
         if p.id in seen:
             say("duplicate id")
         seen.add(p.id)
@@ -517,7 +656,7 @@ def validate_corpus(corpus: Corpus, strict: bool = False) -> ValidationReport:
                     say(f"{side} unaligned mark {idx} out of range ({len(words)} words)")
                 elif idx in linked:
                     say(f"{side} word {idx} {words[idx]!r} is marked unaligned but has a link")
-            if strict:
+            if strict and not p.sparse:  # sparse anchors leave most words unlinked by design
                 for idx, w in enumerate(words):
                     if idx not in linked and idx not in marked and not _is_punct(w):
                         say(f"{side} word {idx} {w!r} has no link and is not marked unaligned")
@@ -528,6 +667,12 @@ def format_report(report: ValidationReport, max_problems: int = 50) -> str:
     """Human-readable summary of a validation report (the first `max_problems` problems listed)."""
     lines = [(f"{report.n_pairs} pairs, {report.n_src_words} source words, {report.n_tgt_words} target words, "
               f"{report.n_sure} sure links, {report.n_possible} possible links (sure included)")]
+    if report.n_sparse:
+        spans = "" if report.n_anchor_links is None else f" ({report.n_anchor_links} span links)"
+        lines.append(f"sparse anchors{spans} in {report.n_sparse} pairs: {report.n_linked_tgt} of their target words "
+                     "are linked and scored; unlinked words are unknown, not unaligned")
+    for what, count in report.notes.items():
+        lines.append(f"note: {count} {what}")
     if report.ok:
         lines.append("no problems found")
     else:

@@ -15,7 +15,13 @@ Per direction (en-de, en-it, en-zh) heads are calibrated on the `dev` split and 
   `quality_latency_<dataset>.png` (BLEU vs LAAL in source words, all four policies),
   `policy_trace_<dataset>.png` (one sentence's emissions against the source available) and
   `alignatt_decisions_<dataset>.png` (where the heads pointed: every draft token's aligned source word
-  against the border, and what the policy did with it).
+  against the border, and what the policy did with it);
+- `paper_heads.png`: the paper's head figure, Gemma-4-E4B-it's mean TS en->{de, it, zh} from the authors'
+  published `ts_matrix`, the registry's shared set outlined and the KV-shared block L24-L41 hatched, beside the
+  same view of the model run here (its heads in every direction's top-k outlined);
+- `aligners.png`: diagonal / all-head mean / top-k by TS / greedy ensemble / learned weights / SimAlign,
+  fitted on the calibration split, AER on the held-out split;
+- `head_depth.png`: where the heads sit, this model's ranking beside the published Gemma-4 one by relative depth.
 
 `manifest.json` beside them records the model, data hashes, settings, selected heads and the
 numbers behind the ablation and quality-latency plots. Notebook 05 calls the same functions;
@@ -41,10 +47,10 @@ from .calibrate import calibrate
 from .data import Corpus, read_corpus
 from .errors import AlignheadsError
 from .fileio import write_json
-from .headset import Head, HeadSet
+from .headset import GEMMA4_E4B_ID, GEMMA4_E4B_SHAPE, Head, HeadSet
 from .models import LoadedModel, ModelFacts, load_model
 from .prompts import PromptLayout
-from .registry import PUBLISHED
+from .registry import PUBLISHED, SHARED, vendored_headset
 from .scoring import HeadScores, ScoreConfig, score_heads
 from .selection import Selection, SelectionConfig, ensemble_metrics, topk_by_ts
 
@@ -317,6 +323,77 @@ def policy_trace_figures(record: dict, index: int, border: int, name: str) -> tu
 # ----------------------------------------------------------------------------- everything
 
 
+# ----------------------------------------------------------------------------- the authors' heads beside ours
+
+
+def published_mean_ts(directions: Sequence[str] = DIRECTIONS) -> np.ndarray:
+    """Gemma-4-E4B-it's TS matrix averaged over directions, from the authors' vendored head files."""
+    return np.mean([vendored_headset(GEMMA4_E4B_ID, *parse_direction(d)).scores["ts"]["own"] for d in directions],
+                   axis=0)
+
+
+def mean_ts(runs: Mapping[str, DirectionRun]) -> np.ndarray:
+    """This model's calibration TS (own position) averaged over the runs' directions."""
+    return np.mean([run.scores.matrix("ts", "own") for run in runs.values()], axis=0)
+
+
+def paper_heads_figure(runs: Mapping[str, DirectionRun], facts: ModelFacts, k: int = 8, threshold: float = 0.1, *,
+                       save: str | Path | None = None) -> Figure:
+    """The paper's head figure (published Gemma-4-E4B-it, registry's shared set, KV-shared block) beside this model's
+    mean TS with the heads in every direction's top-k outlined."""
+    tops = [set(v) for v in kernel_sets(runs, k, threshold).values()]
+    gemma = f"{GEMMA4_E4B_ID} (published ts_matrix)"
+    ours = f"{facts.model_id} (this run, {', '.join(runs)})"
+    return viz.head_sets_side_by_side(
+        {gemma: published_mean_ts(), ours: mean_ts(runs)},
+        {gemma: SHARED, ours: sorted(set.intersection(*tops)) if tops else []},
+        {gemma: list(GEMMA4_E4B_SHAPE["kv_shared_layers"]), ours: list(facts.kv_shared)},
+        title="MT alignment heads, en→{de, it, zh} mean TS", save=save)
+
+
+def head_depth_figure(runs: Mapping[str, DirectionRun], facts: ModelFacts, k: int = 8, *,
+                      save: str | Path | None = None) -> Figure:
+    """`viz.depth_profile` of the published Gemma-4-E4B-it mean TS and this model's."""
+    return viz.depth_profile({f"{GEMMA4_E4B_ID} (published)": published_mean_ts(), facts.model_id: mean_ts(runs)},
+                             top_k=k, label="mean TS (en→de, it, zh)", save=save)
+
+
+def aligner_table(runs: Mapping[str, DirectionRun], k: int = 4, threshold: float = 0.1,
+                  simalign: bool = True) -> pd.DataFrame:
+    """Per direction, AER on the held-out split of aligners fitted on the calibration split only: diagonal, mean
+    of all heads, top-k by TS, the greedy ensemble, learned weights, and SimAlign (no fitting)."""
+    from .learned import fit_weights, weighted_aer
+    from .selection import greedy_ensemble
+
+    rows = []
+    for name, run in runs.items():
+        if run.test_scores is None:
+            raise AlignheadsError(f"{name}: the aligner comparison needs a held-out split (test_split)")
+        held = (run.test_scores, run.test)
+        base = run.test_scores.baselines.set_index(["kind", "query"])
+        none = {"aer": np.nan, "precision": np.nan, "recall": np.nan, "note": f"no head has ts > {threshold}"}
+        top = topk_by_ts(run.scores, k, "own", threshold)
+        greedy, _ = greedy_ensemble(run.scores, run.calib, SelectionConfig(threshold=threshold))
+        found = {"diagonal": base.loc[("diagonal", "own")], "mean of all heads": base.loc[("mean_heads", "own")],
+                 f"top-{k} by TS": ensemble_metrics(*held, top) if top else none,
+                 "greedy ensemble": ensemble_metrics(*held, greedy) if greedy else none}
+        try:
+            found["learned weights"] = weighted_aer(*held, fit_weights([(run.scores, run.calib)]).weights)
+        except AlignheadsError as e:  # e.g. a random tiny model: no head earns a positive weight
+            found["learned weights"] = {**none, "note": str(e)}
+        if simalign:
+            from .encoder import EncoderUnavailable
+            from .silver import compare_aligner
+
+            try:
+                found["SimAlign"] = compare_aligner(run.test, progress=False)
+            except EncoderUnavailable:
+                pass
+        rows += [{"direction": name, "aligner": a, **{c: float(m[c]) for c in ("aer", "precision", "recall")},
+                  "note": m.get("note", "") if isinstance(m, dict) else ""} for a, m in found.items()]
+    return pd.DataFrame(rows)
+
+
 def make_figures(cfg: FigureConfig, out: str | Path = "figures", lm: LoadedModel | None = None, *,
                  command: str | None = None) -> dict[str, Any]:
     """Compute and write every figure of the module docstring into `out`; return (and write) the manifest."""
@@ -345,6 +422,11 @@ def make_figures(cfg: FigureConfig, out: str | Path = "figures", lm: LoadedModel
     save("shared_kernel.png", shared_kernel(runs, facts, cfg.k, cfg.threshold))
     table, baselines = ablation_table(runs, cfg.ks)
     save("headset_ablation.png", ablation_figure(table, baselines[baselines["name"] == "diagonal"]))
+    save("paper_heads.png", paper_heads_figure(runs, facts, cfg.k, cfg.threshold))
+    save("head_depth.png", head_depth_figure(runs, facts, cfg.k))
+    aligners = aligner_table(runs, threshold=cfg.threshold) if cfg.test_split else pd.DataFrame()
+    if not aligners.empty:  # rows an aligner could not fit carry a note in the manifest, not a bar
+        save("aligners.png", viz.aligner_comparison(aligners.dropna(subset=["aer"])))
     curves: dict[str, list] = {}
     for name in (results or {"datasets": {}})["datasets"]:
         c = benchmark_curves(results, name)
@@ -368,6 +450,7 @@ def make_figures(cfg: FigureConfig, out: str | Path = "figures", lm: LoadedModel
                      for name, r in runs.items()},
         "ablation": table.to_dict("records"),
         "baselines": baselines.to_dict("records"),
+        "aligners": aligners.to_dict("records"),
         "quality_latency": curves,
         "figures": written,
         "seconds": round(time.perf_counter() - t0, 1),

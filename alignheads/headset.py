@@ -20,6 +20,7 @@ from typing import Any
 from . import __version__
 from .errors import AlignheadsError
 from .fileio import write_json
+from .languages import get_language
 from .models import ModelFacts
 from .prompts import PromptLayout
 
@@ -75,6 +76,7 @@ class HeadEntry:
     source_acc: float | None = None
     aer: float | None = None
     kv_shared: bool = False
+    weight: float | None = None  # learned ensemble weight (None: equal weights, the plain mean)
 
     @property
     def key(self) -> Head:
@@ -106,14 +108,22 @@ class HeadSet:
     source: str | None = None  # citation, for published head sets
     tool: dict = field(default_factory=lambda: {"name": "alignheads", "version": __version__})
     created: str | None = None
+    top_k: int | None = None  # how many of `heads` are used when no k is given (None: all)
 
     def top(self, k: int | None = None) -> list[Head]:
-        """The first k heads (the file's order: ts descending); all of them when k is None."""
+        """The first k heads (the file's order: ts descending); k defaults to the set's `top_k` (None: all)."""
         if k is not None and not (isinstance(k, int) and k >= 1):
             raise HeadSetError(f"top-k must be a whole number of heads >= 1, got {k!r}")
         if not self.heads:
             raise HeadSetError(f"head set for {self.model_id!r} ({self.src_lang}-{self.tgt_lang}) has no heads")
-        return [h.key for h in self.heads[:k]]
+        return [h.key for h in self.heads[: k if k is not None else self.top_k]]
+
+    def top_weights(self, k: int | None = None) -> list[float] | None:
+        """Learned weights of `top(k)`, or None when the set has none (equal weights)."""
+        entries = self.heads[: k if k is not None else self.top_k]
+        if all(h.weight is None for h in entries):
+            return None
+        return [0.0 if h.weight is None else float(h.weight) for h in entries]
 
     @property
     def layers(self) -> list[int]:
@@ -208,17 +218,19 @@ def headset_filename(model_id: str, src: str, tgt: str) -> str:
     return f"translation_heads_{re.sub(r'[/.]', '_', model_id)}_{src}-{tgt}.json"
 
 
-_INT, _NUMBER, _OPT = "an integer", "a finite number", " or null"
+_INT, _NUMBER, _WEIGHT, _OPT = "an integer", "a finite number", "a finite number >= 0", " or null"
 # What each field of the file must hold (JSON types): entries first, then the head set.
 _ENTRY_FIELDS = {"layer": _INT, "head": _INT, "ts": _NUMBER + _OPT, "count": _INT + _OPT, "query": "'own' or 'emit'",
-                 "source_acc": _NUMBER + _OPT, "aer": _NUMBER + _OPT, "kv_shared": "true or false"}
+                 "source_acc": _NUMBER + _OPT, "aer": _NUMBER + _OPT, "kv_shared": "true or false",
+                 "weight": _WEIGHT + _OPT}
 _FIELDS = {"model_id": "a string", "src_lang": "a string", "tgt_lang": "a string", "num_layers": _INT + _OPT,
            "num_heads": _INT + _OPT, "num_kv_heads": "a list of integers" + _OPT,
            "kv_shared_layers": "an object of layer -> integer", "revision": "a string" + _OPT,
            "model_fingerprint": "a string" + _OPT, "layout": "an object" + _OPT,
            "chat_template_sha256": "a string" + _OPT, "score": "an object", "scores": "an object",
            "calibration": "an object", "evaluation": "an object", "stability": "an object", "promoted": "true or false",
-           "source": "a string" + _OPT, "tool": "an object", "created": "a string" + _OPT}
+           "source": "a string" + _OPT, "tool": "an object", "created": "a string" + _OPT,
+           "top_k": _INT + _OPT}
 
 
 def _fits(value: Any, kind: str) -> bool:
@@ -229,6 +241,7 @@ def _fits(value: Any, kind: str) -> bool:
     return {
         _INT: is_int,
         _NUMBER: (is_int or isinstance(value, float)) and math.isfinite(value),
+        _WEIGHT: (is_int or isinstance(value, float)) and math.isfinite(value) and value >= 0,
         "'own' or 'emit'": value in ("own", "emit"),
         "true or false": isinstance(value, bool),
         "a string": isinstance(value, str),
@@ -258,6 +271,8 @@ def load_headset(path: str | Path) -> HeadSet:
         raise HeadSetError(f"{path}: not a JSON head-set file ({e})") from e
     if not isinstance(d, dict) or not isinstance(d.get("token_alignment_heads"), list):
         raise HeadSetError(f"{path}: expected an object with a 'token_alignment_heads' list")
+    if "schema" not in d and {"model", "direction", "score_name", "regime"} & d.keys():
+        return _from_a4l(d, path)  # the AlignAtt4LLM authors' published format (model/direction keys)
     entries = []
     for i, item in enumerate(d["token_alignment_heads"]):
         if not isinstance(item, dict) or not all(k in item for k in ("layer", "head")):
@@ -286,3 +301,80 @@ def load_headset(path: str | Path) -> HeadSet:
         except (AlignheadsError, TypeError, ValueError) as e:
             raise HeadSetError(f"{path}: layout is not a prompt layout ({e})") from None
     return HeadSet(heads=entries, **kw)
+
+
+# --------------------------------------------------------------------------- the AlignAtt4LLM authors' files
+# Their runtime reads `token_alignment_heads[:top_k]` (top_k 4), from each entry int(layer), int(head) and
+# float(ts), always at the token's own position (DESIGN.md §4b); `alignatt4llm.export_a4l` writes such files.
+
+A4L_RUNTIME_TOP_K = 4  # the AlignAtt4LLM reader's default top_k
+A4L_SCORE_NAME = "paper_translation_score_argmax"
+A4L_CITATION = ("AlignAtt4LLM: Fuxa & Macháček, IWSLT 2026 (ACL Anthology 2026.iwslt-1.32, arXiv 2606.03967), "
+                "github.com/QuentinFuxa/AlignAtt4LLM (MIT)")
+A4L_ANY_LANGUAGE = "*"  # languages of a head list meant for any direction (shared kernel, unions)
+
+# Gemma-4-E4B-it: 42 layers x 8 query heads; layers 24-41 reuse the keys/values of layer 22 (sliding) or
+# 23 (full attention, every sixth layer), as transformers' Gemma4TextConfig(num_hidden_layers=42,
+# num_kv_shared_layers=18) lays them out (tests check this against the config class).
+GEMMA4_E4B_ID = "google/gemma-4-E4B-it"
+GEMMA4_E4B_SHAPE = {"num_layers": 42, "num_heads": 8,
+                    "kv_shared_layers": {layer: 23 if layer % 6 == 5 else 22 for layer in range(24, 42)}}
+
+
+def _direction(d: dict, path: Path) -> tuple[str, str]:
+    """(src, tgt) of a file with a model, else A4L_ANY_LANGUAGE twice (model-less lists serve any direction)."""
+    direction = d.get("direction")
+    if "model" not in d:
+        return A4L_ANY_LANGUAGE, A4L_ANY_LANGUAGE
+    if not isinstance(direction, str) or not re.fullmatch(r"[A-Za-z]{2,3}-[A-Za-z]{2,3}", direction):
+        raise HeadSetError(f"{path}: field 'direction' must look like 'en-de', got {direction!r}")
+    src, tgt = direction.split("-")
+    return get_language(src).code, get_language(tgt).code
+
+
+def _entries(d: dict, path: Path) -> list[HeadEntry]:
+    out = []
+    for i, item in enumerate(d["token_alignment_heads"]):
+        ok = isinstance(item, dict) and all(type(item.get(k)) is int for k in ("layer", "head"))
+        ts = item.get("ts") if isinstance(item, dict) else None
+        if not ok or isinstance(ts, bool) or not isinstance(ts, int | float):
+            raise HeadSetError(f"{path}: token_alignment_heads[{i}] needs integer 'layer', 'head' and a numeric "
+                               f"'ts' (their reader requires all three), got {item!r}")
+        out.append(HeadEntry(item["layer"], item["head"], ts=float(ts), count=item.get("count")))
+    return out
+
+
+def _from_a4l(d: dict, path: str | Path) -> HeadSet:
+    """A HeadSet from one of their files: model, direction, shape, TS matrix, stability; top_k 4 as their runtime.
+
+    The files without `model` (shared kernel, unions) are Gemma-4-E4B-it head lists for any direction."""
+    path = Path(path)
+    src, tgt = _direction(d, path)
+    model_id = d.get("model", GEMMA4_E4B_ID)
+    if not isinstance(model_id, str) or not model_id:
+        raise HeadSetError(f"{path}: field 'model' must be a model id, got {model_id!r}")
+    gemma4 = model_id.lower() == GEMMA4_E4B_ID.lower()
+    shape = dict(GEMMA4_E4B_SHAPE) if gemma4 else {"num_layers": None, "num_heads": None, "kv_shared_layers": {}}
+    for key in ("num_layers", "num_heads"):
+        if key in d:
+            if type(d[key]) is not int or d[key] < 1:
+                raise HeadSetError(f"{path}: field {key!r} must be a positive integer, got {d[key]!r}")
+            shape[key] = d[key]
+    entries = _entries(d, path)
+    kv = shape["kv_shared_layers"]
+    entries = [HeadEntry(e.layer, e.head, e.ts, e.count, kv_shared=e.layer in kv) for e in entries]
+    gate = d.get("promotion_gate") or {}
+    return HeadSet(
+        heads=entries, model_id=model_id, src_lang=src, tgt_lang=tgt, top_k=A4L_RUNTIME_TOP_K, source=A4L_CITATION,
+        score={"name": d.get("score_name", A4L_SCORE_NAME), "threshold": d.get("paper_threshold", 0.1),
+               "selection": "top-k by ts at the token's own position", "direction": d.get("direction"),
+               **{k: d[k] for k in ("regime", "source_directions", "top_k", "max_heads", "note") if k in d}},
+        scores={"ts": {"own": d["ts_matrix"]}} if "ts_matrix" in d else {},
+        calibration={"corpus": f"AlignAtt4LLM word_alignments_{d.get('direction')}" if "model" in d else None,
+                     "files": [path.name], "n_pairs_scored": d.get("used_pairs"),
+                     "n_target_tokens": d.get("used_target_tokens"), "datasets": d.get("datasets"),
+                     "alignments": "silver (LLM-made sparse anchors)"},
+        stability={k: d[k] for k in ("stability_checks", "stability_summary", "promotion_gate") if k in d},
+        promoted=bool(gate.get("eligible_for_promotion", False)),
+        **shape,
+    )

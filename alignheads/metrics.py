@@ -13,8 +13,13 @@ import numpy as np
 
 
 def alignment_counts(pred: Iterable[tuple[int, int]], pair) -> np.ndarray:
-    """(|A∩S|, |A∩P|, |A|, |S|) for predicted (source, target) links A against `pair.sure` / `pair.possible`."""
+    """(|A∩S|, |A∩P|, |A|, |S|) for predicted (source, target) links A against `pair.sure` / `pair.possible`;
+    for sparse-anchor gold (`pair.sparse`) only predictions for linked target words count (the others' alignment
+    is unknown, not absent)."""
     a = set(pred)
+    if getattr(pair, "sparse", False):
+        linked = pair.linked_targets
+        a = {link for link in a if link[1] in linked}
     return np.array([len(a & pair.sure), len(a & pair.possible), len(a), len(pair.sure)], dtype=np.float64)
 
 

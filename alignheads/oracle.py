@@ -34,7 +34,7 @@ def _needed(pair: SentencePair) -> dict[int, int]:
 
 
 def _emission_steps(attn_or_pos, word_tokens: list[list[int]], n_tokens: int, final_n: int, cfg: AlignAttConfig,
-                    fixed: bool, steps: Sequence[int]) -> list[int]:
+                    fixed: bool, steps: Sequence[int], weights: Sequence[float] | None = None) -> list[int]:
     """When (number of accessible source words) each target word is emitted, scanning a teacher-forced draft.
 
     `word_tokens[j]` are target word j's token indices (a token shared by two words belongs to both);
@@ -52,7 +52,7 @@ def _emission_steps(attn_or_pos, word_tokens: list[list[int]], n_tokens: int, fi
         if fixed:
             positions = np.asarray(attn_or_pos)[window]
         else:
-            positions, _ = alignatt_positions(attn_or_pos[k][:, window], cfg)
+            positions, _ = alignatt_positions(attn_or_pos[k][:, window], cfg, weights)
         keep, _, _ = alignatt_cut(positions, n, cfg, last_pos)
         first = start
         while u < len(word_tokens) and max(word_tokens[u]) < first + keep:
@@ -64,10 +64,11 @@ def _emission_steps(attn_or_pos, word_tokens: list[list[int]], n_tokens: int, fi
 
 
 def _variant_stats(emitted: list[list[int]], needs: list[dict[int, int]], n_srcs: list[int]) -> dict[str, Any]:
-    premature, over, held, total = 0, [], 0, 0
+    premature, over, held, total, waits = 0, [], 0, 0, []
     for em, need, n_src in zip(emitted, needs, n_srcs, strict=True):
         for j, req in need.items():
             total += 1
+            waits.append(em[j])
             if em[j] < req:
                 premature += 1
             else:
@@ -78,6 +79,7 @@ def _variant_stats(emitted: list[list[int]], needs: list[dict[int, int]], n_srcs
         "overwait_mean": float(np.mean(over)) if over else None,
         "overwait_median": float(np.median(over)) if over else None,
         "held_to_final_rate": held / total if total else None,
+        "wait_mean": float(np.mean(waits)) if waits else None,  # source words available at emission
         "n_words": total,
     }
 
@@ -151,11 +153,12 @@ def _oracle_pair(lm: LoadedModel, layout: PromptLayout, pair: SentencePair, sele
     return _OraclePair(N, _needed(pair), word_tokens, n_tokens, [a for _, a in steps], sel_steps, mean_steps)
 
 
-def _oracle_stats(data: list[_OraclePair], cfg: AlignAttConfig) -> dict[str, dict[str, Any]]:
+def _oracle_stats(data: list[_OraclePair], cfg: AlignAttConfig,
+                  weights: Sequence[float] | None = None) -> dict[str, dict[str, Any]]:
     emitted: dict[str, list[list[int]]] = {"selected": [], "all_heads_mean": [], "diagonal": []}
     for d in data:
         args = (d.word_tokens, d.n_tokens, d.n_src, cfg)
-        emitted["selected"].append(_emission_steps(d.selected, *args, False, d.steps))
+        emitted["selected"].append(_emission_steps(d.selected, *args, False, d.steps, weights))
         emitted["all_heads_mean"].append(_emission_steps(d.mean, *args, False, d.steps))
         token_word = [next(j for j, toks in enumerate(d.word_tokens) if i in toks) for i in range(d.n_tokens)]
         diag = diagonal_positions(token_word, d.n_src, len(d.word_tokens))
@@ -190,6 +193,7 @@ def policy_eval(
     cfgs = [cfg or AlignAttConfig()] if cfg is None or isinstance(cfg, AlignAttConfig) else list(cfg)
     layout = layout or PromptLayout.for_tokenizer(lm.tokenizer, corpus.src_lang, corpus.tgt_lang)
     selected = as_heads(heads, lm.facts, layout, top_k)
+    weights = heads.top_weights(top_k) if isinstance(heads, HeadSet) else None  # learned; None = plain mean
     if not selected:
         raise AlignheadsError("policy_eval needs at least one head")
     pairs = list(corpus)[:limit] if limit else list(corpus)
@@ -203,11 +207,12 @@ def policy_eval(
         "tgt_lang": corpus.tgt_lang,
         "n_pairs": len(pairs),
         "heads": [str(h) for h in selected],
+        "head_weights": weights,
         "show_future": show_future,
         "pending": pending,
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    runs = [{"config": asdict(c), **_oracle_stats(data, c)} for c in cfgs]
+    runs = [{"config": asdict(c), **_oracle_stats(data, c, weights)} for c in cfgs]
     if cfg is None or isinstance(cfg, AlignAttConfig):
         return {**out, **runs[0]}
     return {**out, "runs": runs}

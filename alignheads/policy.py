@@ -87,10 +87,12 @@ def median_filter(x: np.ndarray, width: int) -> np.ndarray:
     return np.median(windows, axis=-1)
 
 
-def alignatt_positions(attn: np.ndarray, cfg: AlignAttConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+def alignatt_positions(attn: np.ndarray, cfg: AlignAttConfig | None = None,
+                       weights: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Aligned source word per draft token, and per head: (positions [n], head_positions [heads, n]).
 
-    `attn` is [heads, draft tokens, source words] (attention of each draft token on each source word).
+    `attn` is [heads, draft tokens, source words] (attention of each draft token on each source word);
+    `weights` (one per head, e.g. learned) replace the plain mean over heads.
     """
     cfg = cfg or AlignAttConfig()
     attn = np.asarray(attn, dtype=np.float64)
@@ -99,11 +101,13 @@ def alignatt_positions(attn: np.ndarray, cfg: AlignAttConfig | None = None) -> t
     h, n, s = attn.shape
     if h == 0 or s == 0:
         raise AlignheadsError(f"attention needs at least one head and one source word, got shape {attn.shape}")
+    if weights is not None and (len(weights) != h or min(weights) < 0 or sum(weights) <= 0):
+        raise AlignheadsError(f"head weights must be {h} numbers >= 0 with a positive sum, got {list(weights)}")
     if n == 0:
         return np.zeros(0, dtype=int), np.zeros((h, 0), dtype=int)
     x = z_score(attn) if cfg.z_score else attn
     x = median_filter(x, cfg.median_width)
-    return x.mean(axis=0).argmax(axis=-1), x.argmax(axis=-1)
+    return np.average(x, axis=0, weights=weights).argmax(axis=-1), x.argmax(axis=-1)
 
 
 def alignatt_cut(
@@ -227,6 +231,7 @@ class DraftView:
     n_emitted: int  # target units of this sentence already emitted
     attention: np.ndarray | None = None  # [heads, draft tokens, source words]
     held_end: bool = False  # the draft's sentence end (and all after it) was cut off: see `hold_sentence_end`
+    head_weights: Sequence[float] | None = None  # per head (learned); None = the plain mean
 
     @property
     def n_tokens(self) -> int:
@@ -295,7 +300,7 @@ class AlignAtt(Policy):
 
     def decide(self, view: DraftView, config: Any, state: dict) -> Cut:
         cfg = config.alignatt
-        positions, head_pos = alignatt_positions(view.attention, cfg)
+        positions, head_pos = alignatt_positions(view.attention, cfg, view.head_weights)
         keep, reason, stop = alignatt_cut(positions, view.n_accessible, cfg, state.get("last_position"))
         # whole: the accepted tokens reach the end of a draft whose last word is complete
         whole = view.complete and (keep == view.n_tokens or view.token_ends[keep] >= len(view.text))

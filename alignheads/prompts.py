@@ -60,11 +60,8 @@ class PromptLayout:
             raise AlignheadsError(f"prompt layout family must be 'chat' or 'completion', not {self.family!r}")
         object.__setattr__(self, "src_lang", get_language(self.src_lang).code)
         object.__setattr__(self, "tgt_lang", get_language(self.tgt_lang).code)
-        if self.family == "completion" and not self.examples:
-            if self.tgt_lang not in FEW_SHOT or self.src_lang != "en":
-                raise AlignheadsError(
-                    f"no built-in few-shot examples for {self.src_lang}->{self.tgt_lang}; pass examples=..."
-                )
+        if self.family == "completion" and not self.examples and self.src_lang == "en" and self.tgt_lang in FEW_SHOT:
+            # Other directions run zero-shot ("Romanian:" after the source line) unless examples= are passed.
             object.__setattr__(self, "examples", tuple(FEW_SHOT[self.tgt_lang]))
 
     @property
@@ -132,6 +129,9 @@ class RenderedPrompt:
     src_token_span: tuple[int, int]  # [first, last+1) token positions covering the source text
     target_start: int  # position of the first target token (prefix or teacher-forced)
     prefix_end: int  # position after the accepted prefix == first teacher-forced / generated token
+    offsets: list[tuple[int, int]] = field(default_factory=list)  # the tokenizer's char span of every token
+    src_chars: list[tuple[int, int]] = field(default_factory=list)  # char span of every source word in `text`
+    tgt_chars: list[tuple[int, int]] = field(default_factory=list)  # ... of every target word (prefix words first)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -204,6 +204,8 @@ def render(
     tgt_tokens = _char_to_tokens(offsets, full, prefix_spans, prefix_base) + _char_to_tokens(
         offsets, full, continuation.spans, tf_base
     )
+    tgt_chars = [(s + prefix_base, e + prefix_base) for s, e in prefix_spans] + [
+        (s + tf_base, e + tf_base) for s, e in continuation.spans]
 
     def first_token_at(char: int) -> int:
         return next((t for t, (ts, te) in enumerate(offsets) if te > char), len(ids))
@@ -221,4 +223,7 @@ def render(
         src_token_span=src_span,
         target_start=target_start,
         prefix_end=prefix_end,
+        offsets=[tuple(o) for o in offsets],
+        src_chars=[(s + src_start, e + src_start) for s, e in src.spans],
+        tgt_chars=tgt_chars,
     )

@@ -1,44 +1,82 @@
 """Published head sets shipped with the package, so a model can be used without calibrating first.
 
-Like whisper's `_ALIGNMENT_HEADS`, entries are validated against the model's shape when used.
+Like whisper's `_ALIGNMENT_HEADS`, entries are validated against the model's shape when used. The
+AlignAtt4LLM authors' head files are vendored unchanged in `alignheads/published/` (MIT; their
+LICENSE and the source commit lie beside them): Gemma-4-E4B-it, MiLMMT-46-4B and Qwen3-1.7B.
 """
 
 from __future__ import annotations
 
-from .headset import HeadEntry, HeadSet, HeadSetError
+import functools
+from pathlib import Path
 
-_ALIGNATT4LLM = (
-    "AlignAtt4LLM: Fuxa & Macháček, IWSLT 2026 (ACL Anthology 2026.iwslt-1.32, arXiv 2606.03967): "
-    "translation heads of Gemma-4-E4B-it, calibrated by the authors with their own prompt layout"
-)
-_GEMMA4_E4B = {"model_id": "google/gemma-4-E4B-it", "num_layers": 42, "num_heads": 8, "num_kv_heads": None}
+import pandas as pd
 
-# (layer, query head, TS) as reported; TS per head is published for en-de only.
-_EN_DE = [(11, 3, 0.833), (6, 5, 0.749), (17, 3, 0.740), (20, 0, 0.653), (5, 0, 0.641), (11, 2, 0.601),
-          (10, 0, 0.554), (10, 4, 0.549)]
-_SHARED = [(11, 3), (6, 5), (17, 3), (20, 0), (5, 0), (11, 2), (10, 0)]  # en-it and en-zh share these
+from .headset import A4L_CITATION, GEMMA4_E4B_ID, HeadEntry, HeadSet, HeadSetError, load_headset
+
+PUBLISHED_DIR = Path(__file__).resolve().parent / "published"
+
+# The paper's head sets for Gemma-4-E4B-it: its top 8 for en-de; en-it and en-zh share these 7.
+_EN_DE = [(11, 3), (6, 5), (17, 3), (20, 0), (5, 0), (11, 2), (10, 0), (10, 4)]
+SHARED = [(11, 3), (6, 5), (17, 3), (20, 0), (5, 0), (11, 2), (10, 0)]
 
 
-def _published(src: str, tgt: str, heads: list[tuple]) -> HeadSet:
-    entries = [HeadEntry(h[0], h[1], ts=h[2] if len(h) > 2 else None) for h in heads]
-    return HeadSet(heads=entries, src_lang=src, tgt_lang=tgt, source=_ALIGNATT4LLM,
-                   score={"name": "ts", "threshold": 0.1, "selection": "published top-k by ts"},
-                   **_GEMMA4_E4B)
+@functools.cache
+def vendored() -> dict[str, HeadSet]:
+    """Every vendored head file, by file name, read through `load_headset` (top_k 4 as their runtime)."""
+    return {p.name: load_headset(p) for p in sorted(PUBLISHED_DIR.glob("translation_heads_*.json"))}
+
+
+def vendored_headset(model_id: str, src: str, tgt: str) -> HeadSet | None:
+    """The authors' file for (model, direction), or None."""
+    for hs in vendored().values():
+        if (hs.model_id.lower(), hs.src_lang, hs.tgt_lang) == (model_id.lower(), src, tgt):
+            return hs
+    return None
+
+
+def _paper_set(src: str, tgt: str, heads: list[tuple[int, int]]) -> HeadSet:
+    """A paper set with each head's TS from the authors' file for the direction, sorted by it."""
+    full = vendored_headset(GEMMA4_E4B_ID, src, tgt)
+    ts = full.scores["ts"]["own"]
+    entries = sorted((HeadEntry(layer, head, ts=ts[layer][head], count=full.calibration["n_pairs_scored"])
+                      for layer, head in heads), key=lambda e: -e.ts)
+    return HeadSet(heads=entries, model_id=full.model_id, src_lang=src, tgt_lang=tgt, num_layers=full.num_layers,
+                   num_heads=full.num_heads, kv_shared_layers=dict(full.kv_shared_layers), source=A4L_CITATION,
+                   score={"name": full.score["name"], "threshold": 0.1, "selection": "published top-k by ts"},
+                   calibration=dict(full.calibration))
 
 
 PUBLISHED: dict[tuple[str, str, str], HeadSet] = {
-    ("google/gemma-4-E4B-it", "en", "de"): _published("en", "de", _EN_DE),
-    ("google/gemma-4-E4B-it", "en", "it"): _published("en", "it", _SHARED),
-    ("google/gemma-4-E4B-it", "en", "zh"): _published("en", "zh", _SHARED),
+    (GEMMA4_E4B_ID, "en", "de"): _paper_set("en", "de", _EN_DE),
+    (GEMMA4_E4B_ID, "en", "it"): _paper_set("en", "it", SHARED),
+    (GEMMA4_E4B_ID, "en", "zh"): _paper_set("en", "zh", SHARED),
 }
 
 
 def published_headset(model_id: str, src: str, tgt: str) -> HeadSet:
-    """The shipped head set for (model, direction); a clear error listing what exists otherwise."""
-    key = (model_id, src, tgt)
-    for k, v in PUBLISHED.items():
-        if tuple(x.lower() for x in k) == tuple(x.lower() for x in key):
-            return v
-    known = ", ".join(f"{m} {s}-{t}" for m, s, t in PUBLISHED)
-    raise HeadSetError(f"no published head set for {model_id} {src}-{tgt}; known: {known}. "
+    """The paper's set for (model, direction), else the authors' file for it; a clear error listing what exists."""
+    for (m, s, t), hs in PUBLISHED.items():
+        if (m.lower(), s, t) == (model_id.lower(), src.lower(), tgt.lower()):
+            return hs
+    found = vendored_headset(model_id, src.lower(), tgt.lower())
+    if found is not None:
+        return found
+    known = sorted({f"{m} {s}-{t}" for m, s, t in PUBLISHED}
+                   | {f"{h.model_id} {h.src_lang}-{h.tgt_lang}" for h in vendored().values()})
+    raise HeadSetError(f"no published head set for {model_id} {src}-{tgt}; known: {', '.join(known)}. "
                        "Calibrate one with `alignheads score`.")
+
+
+def published_table() -> pd.DataFrame:
+    """One row per head of every vendored file: file, model, direction, pairs, rank, layer, head, ts, kv_shared."""
+    rows = []
+    for name, hs in vendored().items():
+        direction = hs.score.get("direction") if "*" in (hs.src_lang, hs.tgt_lang) else f"{hs.src_lang}-{hs.tgt_lang}"
+        for rank, e in enumerate(hs.heads, start=1):
+            rows.append({"file": name, "model": hs.model_id, "direction": direction,
+                         "pairs": hs.calibration.get("n_pairs_scored"), "rank": rank, "layer": e.layer,
+                         "head": e.head, "ts": e.ts, "kv_shared": e.kv_shared})
+    table = pd.DataFrame.from_records(rows)
+    table["pairs"] = table["pairs"].astype("Int64")  # the model-less lists say none
+    return table

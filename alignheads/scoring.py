@@ -10,6 +10,9 @@
 - `gold_mass`: attention mass on the gold-aligned source tokens (per token, per sentence);
 - `aer`, `precision`, `recall`: of the word alignment the head induces (each target word ->
   argmax source word, attention summed over a word's tokens), against sure/possible gold;
+- `ts_a4l`: the TS exactly as the AlignAtt4LLM detection script defines it ("paper_translation_score_argmax"),
+  computed independently: target tokens whose raw tokenizer offsets overlap a linked target word, gold =
+  tokens overlapping the characters of its linked source words, every link counted (possible too);
 
 and the same numbers for two baselines: a positional (diagonal) aligner and the mean of all heads.
 Query kinds: `own` reads the row at the target token itself, `emit` the row one position
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -39,7 +42,7 @@ from .prompts import PromptLayout, RenderedPrompt, render
 QUERIES = ("own", "emit")
 BASELINES = ("diagonal", "mean_heads")
 # Per-pair contribution columns; all are sums, so corpora and shards combine by addition.
-_COLS = ("ts", "source_acc", "gold_mass", "scored", "n_tokens", "a_s", "a_p", "a_n", "s_n")
+_COLS = ("ts", "source_acc", "gold_mass", "scored", "n_tokens", "a_s", "a_p", "a_n", "s_n", "ts_a4l", "scored_a4l")
 # Peak memory of one pair over its attention rows (4 bytes x heads x query positions x tokens): measured
 # 4.2-4.7 on tiny Gemma-3 pairs of 100-400 words (copies per query kind, masks, pooling temporaries).
 _MEMORY_FACTOR = 5
@@ -167,6 +170,23 @@ def _token_targets(r: RenderedPrompt, gold: dict[int, set[int]]) -> tuple[list[i
     return tokens, sources
 
 
+def _overlapping(offsets: Sequence[tuple[int, int]], lo: int, hi: int, start: int, end: int) -> list[int]:
+    return [t for t in range(start, end) if offsets[t][0] < hi and offsets[t][1] > lo]
+
+
+def a4l_token_targets(r: RenderedPrompt, pair: SentencePair) -> tuple[list[int], list[list[int]]]:
+    """AlignAtt4LLM's TS gold: target tokens whose raw offsets overlap a linked target word, each with the source
+    tokens overlapping the characters of the source words linked to it (all links, sure or possible)."""
+    s0, s1 = r.src_token_span
+    by_token: dict[int, set[int]] = {}
+    for i, j in pair.possible:
+        src = _overlapping(r.offsets, *r.src_chars[i], s0, s1)
+        for t in _overlapping(r.offsets, *r.tgt_chars[j], r.target_start, len(r.offsets)):
+            by_token.setdefault(t, set()).update(src)
+    tokens = sorted(t for t, src in by_token.items() if src)
+    return tokens, [sorted(by_token[t]) for t in tokens]
+
+
 def _diagonal_rows(r: RenderedPrompt, tokens: Sequence[int], T: int) -> torch.Tensor:
     """One-hot rows of the positional baseline: relative target position -> same relative source position."""
     t0, t1 = min(min(w) for w in r.tgt_tokens), max(max(w) for w in r.tgt_tokens)
@@ -197,6 +217,7 @@ def score_pair(lm: LoadedModel, layout: PromptLayout, pair: SentencePair, cfg: S
     """Contributions [Q*L*H + 2*Q, len(_COLS)] of one pair, and its word-level attention maps."""
     r = teacher_forced_prompt(lm, layout, pair)
     tokens, tokens_src = _token_targets(r, _gold_sources(pair, cfg.use_possible))
+    a4l_tokens, a4l_src = a4l_token_targets(r, pair)
     word_first = [min(toks) for toks in r.tgt_tokens]
     L, H = lm.facts.num_layers, lm.facts.num_heads
     n_tgt, n_src = len(pair.tgt_words), len(pair.src_words)
@@ -204,8 +225,8 @@ def score_pair(lm: LoadedModel, layout: PromptLayout, pair: SentencePair, cfg: S
     plan = {}
     for q in cfg.queries:
         shift = 1 if q == "emit" else 0
-        plan[q] = ([t - shift for t in tokens], [t - shift for t in word_first])
-    positions = sorted({p for tok_pos, word_pos in plan.values() for p in (*tok_pos, *word_pos)})
+        plan[q] = ([t - shift for t in tokens], [t - shift for t in word_first], [t - shift for t in a4l_tokens])
+    positions = sorted({p for rows_at in plan.values() for pos in rows_at for p in pos})
     index = {p: i for i, p in enumerate(positions)}
     rows = pair_rows(lm, r, positions, prefix_cache=prefix_cache)  # [L, H, n, T], one forward for all queries
     _check_finite(rows, lm, pair.id)
@@ -213,13 +234,16 @@ def score_pair(lm: LoadedModel, layout: PromptLayout, pair: SentencePair, cfg: S
     flat = rows.reshape(L * H, len(positions), T)
     contrib, words = [], []
     for q in cfg.queries:
-        tok_pos, word_pos = plan[q]
+        tok_pos, word_pos, a4l_pos = plan[q]
         virtual = torch.cat([flat, _diag_and_mean(flat, r, tokens, tok_pos, index, T)], 0)  # [L*H + 2, n, T]
         c = np.zeros((virtual.shape[0], len(_COLS)))
         if tokens:
             tok_rows = virtual[:, [index[p] for p in tok_pos]]
             c[:, 0:3] = _token_contrib(tok_rows, tokens_src, r.src_token_span)
             c[:, 3], c[:, 4] = 1.0, len(tokens)
+        if a4l_tokens:
+            c[:, 9] = _token_contrib(virtual[:, [index[p] for p in a4l_pos]], a4l_src, r.src_token_span)[:, 0]
+            c[:, 10] = 1.0
         w = pool_source_words(virtual[:, [index[p] for p in word_pos]], r.src_tokens).numpy()  # [K, n_tgt, n_src]
         w[-2] = np.eye(n_src, dtype=np.float32)[diag_words]  # the diagonal aligns words positionally
         for k in range(virtual.shape[0]):
@@ -268,6 +292,7 @@ def _table(total: np.ndarray, L: int, H: int, queries: Sequence[str]) -> pd.Data
         recs.append({
             "kind": kind, "query": q, "layer": layer, "head": head,
             "ts": d["ts"] / n, "source_acc": d["source_acc"] / n, "gold_mass": d["gold_mass"] / n,
+            "ts_a4l": d["ts_a4l"] / max(d["scored_a4l"], 1.0),
             **aer_metrics((d["a_s"], d["a_p"], d["a_n"], d["s_n"])),
             "n_pairs": int(d["scored"]), "n_tokens": int(d["n_tokens"]),
         })
@@ -407,3 +432,19 @@ def reference_token_scores(lm: LoadedModel, layout: PromptLayout, pair: Sentence
         n, T = rows.shape[-2:]
         result[qi] = _token_contrib(rows.reshape(L * H, n, T), tokens_src, r.src_token_span).reshape(L, H, 3)
     return result
+
+
+def combine_scores(parts: Sequence[tuple[HeadScores, Corpus]]) -> tuple[HeadScores, Corpus]:
+    """Several scored corpora (same model, same queries) as one: pair ids get a `<part>:` prefix to stay apart."""
+    first = parts[0][0]
+    if any((s.n_layers, s.n_heads, s.queries) != (first.n_layers, first.n_heads, first.queries) for s, _ in parts):
+        raise ValueError("scores to combine come from different models or query positions")
+    contributions = np.concatenate([s.contributions for s, _ in parts])
+    table = _table(contributions.sum(0), first.n_layers, first.n_heads, first.queries)
+    if "kv_shared" in first.table:
+        table["kv_shared"] = table["layer"].isin(first.table.loc[first.table["kv_shared"], "layer"].unique())
+    ids = [f"{k}:{pid}" for k, (s, _) in enumerate(parts) for pid in s.pair_ids]
+    words = [replace(w, pair_id=f"{k}:{w.pair_id}") for k, (s, _) in enumerate(parts) for w in s.word_attention]
+    corpus = Corpus([replace(p, id=f"{k}:{p.id}") for k, (_, c) in enumerate(parts) for p in c],
+                    parts[0][1].src_lang, parts[0][1].tgt_lang, "+".join(c.name for _, c in parts))
+    return HeadScores(table, contributions, ids, first.n_layers, first.n_heads, first.queries, words), corpus

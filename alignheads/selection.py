@@ -23,7 +23,7 @@ from .scoring import QUERIES, HeadScores
 class SelectionConfig:
     """How heads are chosen."""
 
-    method: str = "greedy"  # "greedy" (ensemble search by AER) | "topk" (paper: top-k by ts)
+    method: str = "greedy"  # "greedy" (ensemble search by AER) | "topk" (paper: top-k by ts) | "learned" (weights)
     k: int = 8  # top-k size, or the greedy search's maximum ensemble size
     threshold: float = 0.1  # a head is a candidate only if ts > threshold
     candidates: int = 24  # greedy: the best candidates by AER that the search considers
@@ -31,6 +31,7 @@ class SelectionConfig:
     splits: int = 2  # stability: number of random half-splits
     seed: int = 0
     max_delta_ts: float = 0.03  # stability: paper's tolerance
+    exclude_kv_shared: bool = False  # skip heads on KV-shared layers (the AlignAtt4LLM runtime cannot read them)
 
 
 @dataclass
@@ -41,45 +42,54 @@ class Selection:
     trajectory: pd.DataFrame  # one row per step: heads so far, aer, precision, recall
     stability: dict = field(default_factory=dict)
     config: SelectionConfig = field(default_factory=SelectionConfig)
+    weights: list[float] | None = None  # learned per-head weights (method "learned"); None = plain mean
 
     @property
     def promoted(self) -> bool:
         return bool(self.stability.get("passed", False))
 
 
-def candidates(scores: HeadScores, threshold: float = 0.1) -> pd.DataFrame:
-    """Heads with ts above the threshold, any query kind, best AER first."""
+def _usable(scores: HeadScores, exclude_kv_shared: bool) -> pd.DataFrame:
     h = scores.heads
+    return h[~h["kv_shared"]] if exclude_kv_shared and "kv_shared" in h else h
+
+
+def candidates(scores: HeadScores, threshold: float = 0.1, exclude_kv_shared: bool = False) -> pd.DataFrame:
+    """Heads with ts above the threshold, any query kind, best AER first."""
+    h = _usable(scores, exclude_kv_shared)
     return h[h["ts"] > threshold].sort_values(["aer", "ts"], ascending=[True, False]).reset_index(drop=True)
 
 
-def topk_by_ts(scores: HeadScores, k: int = 8, query: str = "own", threshold: float = 0.1) -> list[Head]:
+def topk_by_ts(scores: HeadScores, k: int = 8, query: str = "own", threshold: float = 0.1,
+               exclude_kv_shared: bool = False) -> list[Head]:
     """The paper's selection: the k heads with the highest ts (ts > threshold) at one query position."""
-    h = scores.heads
+    h = _usable(scores, exclude_kv_shared)
     h = h[(h["query"] == query) & (h["ts"] > threshold)].sort_values("ts", ascending=False).head(k)
     return [Head(int(r.layer), int(r.head), query) for r in h.itertuples()]
 
 
-def ensemble_attention(scores: HeadScores, heads: Sequence[Head], pair_index: int) -> np.ndarray:
-    """A head ensemble's word-level attention on one scored pair [tgt words, src words]: the mean of the heads'
-    rows, each renormalised over the source words."""
+def ensemble_attention(scores: HeadScores, heads: Sequence[Head], pair_index: int,
+                       weights: Sequence[float] | None = None) -> np.ndarray:
+    """A head ensemble's word-level attention on one scored pair [tgt words, src words]: the (weighted) mean of
+    the heads' rows, each renormalised over the source words."""
     wa = scores.word_attention[pair_index]
     stack = np.stack([wa.words[scores.queries.index(h.query), h.layer, h.head] for h in heads])  # [k, tgt, src]
-    return (stack / np.clip(stack.sum(-1, keepdims=True), 1e-9, None)).mean(0)
+    return np.average(stack / np.clip(stack.sum(-1, keepdims=True), 1e-9, None), axis=0, weights=weights)
 
 
-def ensemble_links(scores: HeadScores, heads: Sequence[Head], pair_index: int) -> list[tuple[int, int]]:
+def ensemble_links(scores: HeadScores, heads: Sequence[Head], pair_index: int,
+                   weights: Sequence[float] | None = None) -> list[tuple[int, int]]:
     """Word alignment of one calibration pair by a head ensemble: argmax of `ensemble_attention`."""
-    best = ensemble_attention(scores, heads, pair_index).argmax(-1)
+    best = ensemble_attention(scores, heads, pair_index, weights).argmax(-1)
     return [(int(s), t) for t, s in enumerate(best)]
 
 
 def ensemble_metrics(scores: HeadScores, corpus: Corpus, heads: Sequence[Head],
-                     pairs: Sequence[int] | None = None) -> dict[str, float]:
-    """AER / precision / recall of a head ensemble over the scored pairs (corpus-level counts)."""
+                     pairs: Sequence[int] | None = None, weights: Sequence[float] | None = None) -> dict[str, float]:
+    """AER / precision / recall of a (weighted) head ensemble over the scored pairs (corpus-level counts)."""
     by_id = {p.id: p for p in corpus}
     idx = range(len(scores.pair_ids)) if pairs is None else pairs
-    c = sum((alignment_counts(ensemble_links(scores, heads, i), by_id[scores.pair_ids[i]]) for i in idx),
+    c = sum((alignment_counts(ensemble_links(scores, heads, i, weights), by_id[scores.pair_ids[i]]) for i in idx),
             np.zeros(4))
     return aer_metrics(c)
 
@@ -87,8 +97,8 @@ def ensemble_metrics(scores: HeadScores, corpus: Corpus, heads: Sequence[Head],
 def greedy_ensemble(scores: HeadScores, corpus: Corpus, cfg: SelectionConfig = SelectionConfig(),
                     pairs: Sequence[int] | None = None) -> tuple[list[Head], pd.DataFrame]:
     """Greedy forward selection: start from the best candidate, add the head that lowers ensemble AER most."""
-    pool = [Head(int(r.layer), int(r.head), r.query) for r in candidates(scores, cfg.threshold).head(cfg.candidates)
-            .itertuples()]
+    pool = [Head(int(r.layer), int(r.head), r.query)
+            for r in candidates(scores, cfg.threshold, cfg.exclude_kv_shared).head(cfg.candidates).itertuples()]
     chosen: list[Head] = []
     steps = []
     best = 1.0
@@ -149,11 +159,18 @@ def _ts(table: pd.DataFrame, head: Head) -> float:
 def select_heads(scores: HeadScores, corpus: Corpus, cfg: SelectionConfig = SelectionConfig()) -> Selection:
     """Choose heads by `cfg.method`, then run the stability gate on them."""
     if cfg.method == "topk":
-        heads = topk_by_ts(scores, cfg.k, QUERIES[0], cfg.threshold)
+        heads = topk_by_ts(scores, cfg.k, QUERIES[0], cfg.threshold, cfg.exclude_kv_shared)
         traj = pd.DataFrame([{"step": i + 1, "added": str(h), **ensemble_metrics(scores, corpus, heads[: i + 1])}
                              for i, h in enumerate(heads)])
     elif cfg.method == "greedy":
         heads, traj = greedy_ensemble(scores, corpus, cfg)
+    elif cfg.method == "learned":
+        from .learned import WeightConfig, fit_weights
+
+        learned = fit_weights([(scores, corpus)], WeightConfig(seed=cfg.seed))
+        heads, weights = learned.heads, list(learned.weights.values())
+        traj = pd.DataFrame(learned.search)
+        return Selection(heads, traj, stability(scores, heads, cfg), cfg, weights)
     else:
-        raise ValueError(f"selection method must be 'greedy' or 'topk', not {cfg.method!r}")
+        raise ValueError(f"selection method must be 'greedy', 'topk' or 'learned', not {cfg.method!r}")
     return Selection(heads, traj, stability(scores, heads, cfg), cfg)

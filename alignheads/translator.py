@@ -181,6 +181,7 @@ class SimultaneousTranslator:
         self.src_lang, self.tgt_lang = self.layout.src_lang, self.layout.tgt_lang
         self.spaced = get_language(self.tgt_lang).spaced
         self.heads = as_heads(heads, lm.facts, self.layout, self.config.top_k)
+        self.head_weights = heads.top_weights(self.config.top_k) if isinstance(heads, HeadSet) else None
         if self._policy.needs_heads and not self.heads:
             raise TranslatorError(f"the {policy} policy needs alignment heads (a HeadSet or a list of Head)")
         self._layers = sorted({h.layer for h in self.heads})
@@ -424,7 +425,7 @@ class SimultaneousTranslator:
             cut = Cut(n, len(text.rstrip()), FINAL)
         else:
             view = hold_sentence_end(DraftView(text, ends, draft.end in ("eos", "newline"), self.spaced, n_acc,
-                                               self._n_units, draft.attention))
+                                               self._n_units, draft.attention, head_weights=self.head_weights))
             cut = self._policy.decide(view, self.config, self._state)
             if view.held_end:
                 held = len(view.text)

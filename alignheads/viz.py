@@ -49,6 +49,9 @@ __all__ = [
     "quality_latency",
     "headset_ablation",
     "policy_trace",
+    "head_sets_side_by_side",
+    "aligner_comparison",
+    "depth_profile",
     "save_figure",
 ]
 
@@ -995,4 +998,128 @@ def alignatt_decisions(
     ax.spines[["top", "right"]].set_visible(False)
     ax.legend(loc="upper left", fontsize=7.5)
     ax.set_title(title or "AlignAtt: aligned source word of every draft token")
+    return _finish(fig, save)
+
+
+# ----------------------------------------------------------------------------- models side by side
+
+
+@_styled
+def head_sets_side_by_side(
+    panels: Mapping[str, np.ndarray],
+    outlined: Mapping[str, Iterable[Sequence[int]]] | None = None,
+    kv_shared_layers: Mapping[str, Iterable[int]] | None = None,
+    *,
+    label: str = "mean TS",
+    title: str | None = None,
+    save: str | os.PathLike | None = None,
+) -> Figure:
+    """One layer x head heatmap per model (`panels`: name -> [layers, heads]), each on its own colour scale,
+    with a given head set outlined and KV-shared layers hatched (not the top-k: the set is the caller's)."""
+    if not panels:
+        raise AlignheadsError("head_sets_side_by_side needs at least one panel")
+    outlined, kv_shared_layers = outlined or {}, kv_shared_layers or {}
+    mats = {name: np.asarray(m, dtype=float) for name, m in panels.items()}
+    for name, m in mats.items():
+        if m.ndim != 2 or not np.isfinite(m).any():
+            raise AlignheadsError(f"panel {name!r}: expected a [layers, heads] matrix with numbers, got {m.shape}")
+    height = min(10.0, max(3.6, 0.17 * max(m.shape[0] for m in mats.values()) + 1.9))
+    fig = _figure(min(14.0, sum(0.34 * m.shape[1] + 1.6 for m in mats.values()) + 0.6), height)
+    axes = fig.subplots(1, len(mats), squeeze=False)[0]
+    handles = {}
+    for ax, (name, m) in zip(axes, mats.items(), strict=True):
+        L, H = m.shape
+        image = ax.imshow(m, cmap=mpl.colormaps["viridis"].with_extremes(bad="#d9d9d9"), aspect="auto")
+        ax.set_xticks(_ticks(H, 16))
+        ax.set_yticks(_ticks(L, 22))
+        ax.set_xlabel("query head")
+        ax.set_ylabel("layer")
+        ax.set_title(name, fontsize=9)
+        for first, last in _runs(int(x) for x in kv_shared_layers.get(name, ())):
+            ax.add_patch(Rectangle((-0.5, first - 0.5), H, last - first + 1, facecolor=(1, 1, 1, 0.45),
+                                   edgecolor="#555555", hatch="///", linewidth=0.0, gid="kv-shared"))
+            handles["kv"] = Patch(facecolor="white", edgecolor="#555555", hatch="///", label="KV-shared layers")
+        for layer, head in outlined.get(name, ()):
+            if not (0 <= layer < L and 0 <= head < H):
+                raise AlignheadsError(f"panel {name!r}: outlined head L{layer}H{head} outside {L} x {H}")
+            ax.add_patch(Rectangle((head - 0.5, layer - 0.5), 1, 1, fill=False, edgecolor=_TOPK_EDGE,
+                                   linewidth=1.8, gid="outlined"))
+            handles["set"] = Patch(facecolor="none", edgecolor=_TOPK_EDGE, linewidth=1.8, label="head set")
+        fig.colorbar(image, ax=ax, shrink=0.85, pad=0.02, aspect=30).set_label(label)
+    if handles:
+        fig.legend(handles=list(handles.values()), loc="outside lower center", ncols=len(handles))
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, save)
+
+
+@_styled
+def aligner_comparison(
+    table: pd.DataFrame,
+    metric: str = "aer",
+    *,
+    title: str | None = None,
+    save: str | os.PathLike | None = None,
+) -> Figure:
+    """Grouped bars of `metric` per `direction` (groups) and `aligner` (bars, in the table's order)."""
+    what = "aligner comparison"
+    _require_columns(table, ("direction", "aligner", metric), what)
+    if table.empty:
+        raise DataFormatError(None, None, f"{what}: no rows")
+    directions = list(pd.unique(table["direction"]))
+    aligners = list(pd.unique(table["aligner"]))
+    width = 0.8 / len(aligners)
+    fig = _figure(max(6.0, 1.0 + 0.42 * len(directions) * len(aligners)), 4.2)
+    ax = fig.subplots()
+    for i, name in enumerate(aligners):
+        rows = table[table["aligner"] == name].set_index("direction")
+        xs = [d for d in range(len(directions)) if directions[d] in rows.index]
+        ys = [float(rows.loc[directions[d], metric]) for d in xs]
+        bars = ax.bar(np.array(xs) + (i - (len(aligners) - 1) / 2) * width, ys, width * 0.92,
+                      color=mpl.colormaps["tab10"](i % 10), label=name, gid=f"aligner:{name}")
+        ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=1)
+    ax.set_xticks(range(len(directions)), directions)
+    ax.set_ylabel(SCORE_LABELS.get(metric, metric))
+    ax.grid(axis="y", color="#e6e6e6", linewidth=0.6)
+    ax.set_axisbelow(True)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.legend(loc="outside right upper", fontsize=7.5)
+    ax.set_title(title or f"Word aligners on held-apart pairs: {SCORE_LABELS.get(metric, metric)}")
+    return _finish(fig, save)
+
+
+@_styled
+def depth_profile(
+    matrices: Mapping[str, np.ndarray],
+    *,
+    top_k: int = 8,
+    label: str = "TS",
+    title: str | None = None,
+    save: str | os.PathLike | None = None,
+) -> Figure:
+    """Where alignment heads sit: per model, the best head's score per layer against relative depth
+    (layer / (layers - 1)), each model's top-k heads marked; models of any depth share the x axis."""
+    if not matrices:
+        raise AlignheadsError("depth_profile needs at least one model")
+    fig = _figure(6.6, 4.2)
+    ax = fig.subplots()
+    for i, (name, m) in enumerate(matrices.items()):
+        m = np.asarray(m, dtype=float)
+        if m.ndim != 2 or m.shape[0] < 2:
+            raise AlignheadsError(f"{name!r}: expected a [layers >= 2, heads] matrix, got shape {m.shape}")
+        depth = np.arange(m.shape[0]) / (m.shape[0] - 1)
+        color = mpl.colormaps["tab10"](i % 10)
+        ax.plot(depth, np.nanmax(m, axis=1), color=color, linewidth=1.5, label=f"{name}: best head per layer",
+                gid=f"profile:{name}")
+        top = top_heads(m, top_k)
+        ax.scatter([layer / (m.shape[0] - 1) for layer, _ in top], [m[layer, head] for layer, head in top],
+                   color=color, edgecolor="black", zorder=3, s=28, label=f"{name}: top {top_k}", gid=f"top:{name}")
+    ax.set_xlabel("relative depth (layer / (layers − 1))")
+    ax.set_ylabel(label)
+    ax.set_xlim(-0.02, 1.02)
+    ax.grid(color="#e6e6e6", linewidth=0.6)
+    ax.set_axisbelow(True)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(loc="best", fontsize=7.5)
+    ax.set_title(title or "Where alignment heads sit in the stack")
     return _finish(fig, save)

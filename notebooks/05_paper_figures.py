@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import display
 
-from alignheads import figures
+from alignheads import figures, viz
 from alignheads.models import load_model
 
 # %% tags=["parameters"]
@@ -70,6 +70,28 @@ for name, run in runs.items():
 # %%
 display(figures.kernel_sets(runs, cfg.k, cfg.threshold, lm.facts))
 display(figures.shared_kernel(runs, lm.facts, cfg.k, cfg.threshold, save=f"{out}/shared_kernel.png"))
+
+# %% [markdown]
+# ## The paper's head figure, beside this model
+# Gemma-4-E4B-it's mean TS over en→{de, it, zh} from the authors' published `ts_matrix` (vendored in
+# `alignheads/published/`), the registry's shared set outlined, the KV-shared layers 24–41 hatched (the
+# paper's runtime cannot read heads there); beside it this model's mean TS with the heads in every
+# direction's top-k outlined. Then where in the stack the heads sit, by relative depth.
+
+# %%
+display(figures.paper_heads_figure(runs, lm.facts, cfg.k, cfg.threshold, save=f"{out}/paper_heads.png"))
+display(figures.head_depth_figure(runs, lm.facts, cfg.k, save=f"{out}/head_depth.png"))
+
+# %% [markdown]
+# ## Word aligners on the held-out talks
+# Every aligner is fitted on the calibration talks only: the diagonal, the mean of all heads, the top-4 by
+# TS (the authors' runtime), the greedy ensemble, learned head weights (non-negative L1 logistic regression),
+# and SimAlign with the embedded encoder (no fitting).
+
+# %%
+aligners = figures.aligner_table(runs, threshold=cfg.threshold)
+display(aligners)
+display(viz.aligner_comparison(aligners.dropna(subset=["aer"]), save=f"{out}/aligners.png"))
 
 # %% [markdown]
 # ## Stability of TS across halves of the calibration data

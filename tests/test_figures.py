@@ -64,7 +64,7 @@ def test_cli_writes_every_figure_and_a_manifest(tmp_path, tiny4):
     assert rc == 0
     expected = {f"{kind}_{d}.png" for kind in ("ts_heatmap", "stability", "attention") for d in ("en-de", "en-zh")}
     expected |= {"shared_kernel.png", "headset_ablation.png", "quality_latency_en-de.png", "policy_trace_en-de.png",
-                 "alignatt_decisions_en-de.png"}
+                 "alignatt_decisions_en-de.png", "paper_heads.png", "head_depth.png", "aligners.png"}
     assert {p.name for p in out.glob("*.png")} == expected
     assert all(p.read_bytes()[:8] == PNG_MAGIC for p in out.glob("*.png"))
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
@@ -77,6 +77,8 @@ def test_cli_writes_every_figure_and_a_manifest(tmp_path, tiny4):
     ks = sorted({r["k"] for r in manifest["ablation"] if r["direction"] == "en-de" and r["split"] == "held-out"})
     assert ks == [1, 2, 4, 8]
     assert manifest["headsets"]["en-de"]["heads"]
+    assert {r["aligner"] for r in manifest["aligners"]} >= {"diagonal", "top-4 by TS", "greedy ensemble",
+                                                            "learned weights"}
 
 
 def test_cli_reports_missing_data_before_loading_the_model(tmp_path, capsys):

@@ -113,14 +113,15 @@ def _gemma4_facts(layers=42, heads=8):
 
 def test_published_gemma4_heads_fit_the_model_shape():
     hs = published_headset("google/gemma-4-E4B-it", "en", "de")
-    assert hs.top(2) == [Head(11, 3), Head(6, 5)] and hs.heads[0].ts == 0.833 and "IWSLT 2026" in hs.source
+    assert hs.top(2) == [Head(11, 3), Head(6, 5)] and hs.heads[0].ts == pytest.approx(0.833, abs=5e-4)
+    assert "IWSLT 2026" in hs.source
     hs.validate(_gemma4_facts())
-    assert published_headset("google/gemma-4-e4b-it", "en", "zh").top(7) == published_headset(
-        "google/gemma-4-E4B-it", "en", "it").top(7)
+    assert set(published_headset("google/gemma-4-e4b-it", "en", "zh").top(7)) == set(published_headset(
+        "google/gemma-4-E4B-it", "en", "it").top(7))  # the same 7 heads, each direction sorted by its own ts
     with pytest.raises(HeadSetError, match="wrong model"):
         hs.validate(_gemma4_facts(layers=4))
     with pytest.raises(HeadSetError, match="known"):
-        published_headset("google/gemma-4-E4B-it", "en", "fr")
+        published_headset("google/gemma-4-E4B-it", "en", "ro")
 
 
 # ---------------------------------------------------------------- never a meaningless head set (tiny models)

@@ -72,10 +72,16 @@ def test_layout_identity_is_stable_and_sensitive():
     assert PromptLayout("en", "de", system="Translate.").id != a.id
     assert PromptLayout.from_dict(a.to_dict()) == a
     assert PromptLayout("EN", "zh-CN").tgt_lang == "zh"
-    with pytest.raises(AlignheadsError, match="few-shot"):
-        PromptLayout("de", "en", family="completion")
     with pytest.raises(AlignheadsError, match="family"):
         PromptLayout("en", "de", family="dialog")
+
+
+def test_completion_layout_without_built_in_shots_is_zero_shot(tiny3):
+    assert PromptLayout("de", "en", family="completion").examples == ()
+    r = render(PromptLayout("en", "ro", family="completion"), tiny3.tokenizer, ["Good", "day", "."],
+               target_words=["Bună", "ziua"])
+    assert r.text.endswith("English: Good day.\nRomanian: Bună ziua") and "German" not in r.text
+    _check_maps(tiny3.tokenizer, r, "en", "ro")
 
 
 def test_shared_corpora_render(shared_gold, tiny4):
