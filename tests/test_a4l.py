@@ -389,6 +389,6 @@ def test_oracle_word_that_shares_its_only_token_goes_out_with_the_next():
     from alignheads.oracle import _emission_steps
     from alignheads.policy import AlignAttConfig
 
-    # 3 target words, word 1's only token also serves word 2 (the token map gives it to word 2)
-    got = _emission_steps([0, 1, 2], [0, 2, 2], 3, 4, AlignAttConfig(border=0), True, [1, 2, 3])
+    # 3 target words over 3 tokens; words 1 and 2 share tokens 1-2 (a token shared by two words belongs to both)
+    got = _emission_steps([0, 1, 2], [[0], [1, 2], [1, 2]], 3, 4, AlignAttConfig(border=0), True, [1, 2, 3])
     assert got == [1, 3, 3]

@@ -164,7 +164,7 @@ def test_published_comparison_ranks_the_paper_heads_in_our_scores():
     row = table.set_index(["layer", "head"])
     assert row.loc[(11, 3), "our_rank"] == 1 and row.loc[(11, 3), "in_our_set"]
     assert row.loc[(6, 5), "our_rank"] == 3 and not row.loc[(6, 5), "in_our_set"]
-    assert row.loc[(11, 3), "paper_ts"] == pytest.approx(0.833)
+    assert row.loc[(11, 3), "paper_ts"] == pytest.approx(0.833, abs=5e-4)  # the published file: 0.833106
 
 
 def test_published_comparison_refuses_another_shape(tiny4):
