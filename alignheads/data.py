@@ -447,7 +447,11 @@ def _read_a4l(path: Path, src_lang, tgt_lang) -> Corpus:
         raise DataFormatError(path, None, "expected a JSON array of sentence pairs")
     if not rows:
         raise DataFormatError(path, None, "no sentence pairs")
-    directions = {r.get("direction") for r in rows if isinstance(r, dict)} - {None}
+    named = [r["direction"] for r in rows if isinstance(r, dict) and r.get("direction") is not None]
+    if any(not isinstance(d, str) for d in named):
+        bad = next(d for d in named if not isinstance(d, str))
+        raise DataFormatError(path, None, f"field 'direction' must look like 'en-de', got {bad!r}")
+    directions = set(named)
     if len(directions) > 1:
         raise DataFormatError(path, None, f"pairs disagree on 'direction': {sorted(directions)}")
     if directions:

@@ -163,6 +163,42 @@ def test_headset_loader(folder, doc, raw):
         assert hs.top(1) == [hs.heads[0].key]
 
 
+# The AlignAtt4LLM authors' formats: word_alignments_<dir>.json (sparse span anchors) and their head files.
+span = st.one_of(st.lists(st.integers(-2, 8), min_size=2, max_size=2), json_values)
+anchor = st.fixed_dictionaries({"source_span": span, "target_span": span},
+                               optional={"source_words": json_values, "target_words": json_values,
+                                         "confidence": json_values})
+a4l_pair = st.fixed_dictionaries(
+    {"source_words": st.one_of(st.lists(words, max_size=6), json_values),
+     "target_words": st.one_of(st.lists(words, max_size=6), json_values),
+     "alignments": st.one_of(st.lists(anchor, max_size=3), json_values)},
+    optional={"pair_id": json_values, "direction": st.sampled_from(["en-it", "en-xx", "it", ""]) | json_values,
+              "source_text": json_values, "target_text": json_values})
+a4l_heads = st.fixed_dictionaries(
+    {"token_alignment_heads": st.one_of(st.lists(head_entry, max_size=4), json_values)},
+    optional={"model": st.sampled_from(["google/gemma-4-E4B-it", "Qwen/Qwen3-1.7B", ""]) | json_values,
+              "direction": st.sampled_from(["en-de", "en-xx", "ende"]) | json_values,
+              "score_name": json_values, "num_layers": json_values, "num_heads": json_values,
+              "ts_matrix": json_values, "promotion_gate": json_values, "used_pairs": json_values})
+
+
+@fuzz
+@given(rows=st.one_of(st.lists(a4l_pair, max_size=3), json_values), raw=st.one_of(st.none(), st.binary(max_size=40)))
+def test_authors_alignment_reader(folder, rows, raw):
+    path = _write(folder / "word_alignments_en-it.json", raw if raw is not None else json.dumps(rows))
+    corpus = _clear_or_valid(lambda: read_corpus(path), path)
+    assert corpus is None or (isinstance(corpus, Corpus) and len(corpus) > 0)
+
+
+@fuzz
+@given(doc=a4l_heads)
+def test_authors_head_file_loader(folder, doc):
+    path = _write(folder / "translation_heads_a4l.json", json.dumps(doc))
+    hs = _clear_or_valid(lambda: load_headset(path), path)
+    if hs is not None:
+        assert isinstance(hs, HeadSet) and hs.heads and hs.top(1) == [hs.heads[0].key]
+
+
 record = st.dictionaries(st.sampled_from(["index", "prediction", "delays", "elapsed", "source_length", "reference",
                                           "source", "id", "end_times"]), json_values, max_size=7)
 
