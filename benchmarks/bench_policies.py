@@ -81,8 +81,8 @@ DATASETS = {
 # every curve two or more points, so an interrupted run can already be compared. AlignAtt with the hold-back is the
 # cascade's setting (b = 1 there is the paper's).
 ROUNDS = [
-    [("alignatt", -2, 0.0), ("wait-k", 3, 0.0), ("cut-last", 2, 0.0), ("local-agreement", None, 0.0),
-     ("alignatt", 0, HOLDBACK), ("alignatt", 1, HOLDBACK), ("wait-k", 5, 0.0), ("cut-last", 4, 0.0),
+    [("alignatt", -2, 0.0), ("alignatt", 0, HOLDBACK), ("wait-k", 3, 0.0), ("local-agreement", None, 0.0),
+     ("alignatt", 1, HOLDBACK), ("cut-last", 2, 0.0), ("wait-k", 5, 0.0), ("cut-last", 4, 0.0),
      ("alignatt", -3, 0.0)],
     [("alignatt", -1, 0.0), ("wait-k", 1, 0.0), ("cut-last", 0, 0.0), ("alignatt", -1, HOLDBACK)],
 ]
@@ -182,11 +182,11 @@ def run_oracle(lm, ds: Dataset, corpus, heads, limit, cache: Path) -> dict:
 # ----------------------------------------------------------------------------- summary
 
 
-def summarize(names: list[str], settings: list, heads_log: dict, limit, cache: Path, summary_dir: Path) -> dict:
+def summarize(names: list[str], settings: list, heads_log: dict, limits: dict, cache: Path, summary_dir: Path) -> dict:
     """policies.json: per dataset the curves, the significance table, the oracle table and the traced sentence."""
     from alignheads.data import read_corpus
 
-    out = {"label": LABEL, "pace_s": PACE, "latency_unit": "source words", "limit": limit,
+    out = {"label": LABEL, "pace_s": PACE, "latency_unit": "source words", "limit": limits,
            "heads": heads_log, "datasets": {}}
     for name in names:
         records = [r for s in settings if (r := read_json(cache / name / f"{setting_label(*s)}.json"))]
@@ -212,6 +212,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     ap.add_argument("--limit", type=int, default=None, help="first N sentences per dataset (default: all)")
+    ap.add_argument("--limit-for", action="append", default=[], metavar="DATASET=N",
+                    help="first N sentences of one dataset (repeatable), e.g. xlwa-en-it=40")
     ap.add_argument("--quick", action="store_true", help="3 sentences, 5 settings, no oracle: checks the script")
     ap.add_argument("--no-oracle", action="store_true")
     ap.add_argument("--label", default="", help="how the machine was (e.g. 'quiet', 'loaded'), kept with the timings")
@@ -227,6 +229,13 @@ def main() -> None:
     threads = pin_threads(args.threads)
     heads_log: dict = {}
     names = [n for n in args.datasets if DATASETS[n].eval.is_file()]
+    limits = {n: args.limit for n in names}
+    for item in args.limit_for:
+        name, _, n = item.partition("=")
+        if name not in DATASETS or not n.isdecimal() or int(n) < 1:
+            ap.error(f"--limit-for expects DATASET=N with DATASET in {', '.join(DATASETS)}, got {item!r}")
+        if name in limits:
+            limits[name] = int(n)
     for n in set(args.datasets) - set(names):
         print(f"[{n}] skipped: {DATASETS[n].eval} not found (shared data absent)", flush=True)
     if args.summary_only:
@@ -240,14 +249,14 @@ def main() -> None:
         heads = {n: heads_for(lm, DATASETS[n], heads_log, cache) for n in names}
         if not args.no_oracle:  # the oracle first: it is the cheapest part
             for name in names:
-                run_oracle(lm, DATASETS[name], corpora[name], heads[name], args.limit, cache)
+                run_oracle(lm, DATASETS[name], corpora[name], heads[name], limits[name], cache)
         memos = {name: OrderedDict() for name in names}  # drafts shared by the settings of one dataset
         for round_ in rounds:  # setting by setting across datasets, so an interrupted run compares like with like
             for setting in round_:
                 for name in names:
-                    run_setting(lm, DATASETS[name], corpora[name], heads[name], setting, memos[name], args.limit,
+                    run_setting(lm, DATASETS[name], corpora[name], heads[name], setting, memos[name], limits[name],
                                 cache)
-    summary = summarize(names, settings, heads_log, args.limit, cache, cache if args.quick else RESULTS_DIR)
+    summary = summarize(names, settings, heads_log, limits, cache, cache if args.quick else RESULTS_DIR)
     summary["threads"] = threads
     if args.quick:
         print(f"quick run: cache and summary under {cache}")
