@@ -77,6 +77,14 @@ def embedded():
     return load_model("embedded")
 
 
+@pytest.fixture(scope="session")
+def whisper():
+    """The embedded whisper-base (faster-whisper), prepared into the user cache on first use."""
+    from alignheads.asr import load_asr
+
+    return load_asr("whisper", model="embedded")
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Run a module's tiny-model tests single-threaded: two torch threads thrash on a busy 2-core machine."""

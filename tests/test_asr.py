@@ -128,11 +128,6 @@ def test_prepare_whisper_builds_once_and_rebuilds_a_broken_cache(tmp_path, monke
 
 
 @pytest.fixture(scope="module")
-def whisper() -> WhisperBackend:
-    return load_asr("whisper", model="embedded")
-
-
-@pytest.fixture(scope="module")
 def talk(tmp_path_factory) -> tuple[np.ndarray, list[str], list[tuple[float, float]]]:
     """A shipped talk (audio, sentences, speech spans), or an espeak-ng clip made here when none is shipped."""
     manifest = TALKS / "talks.json"

@@ -8,7 +8,6 @@ import sys
 import numpy as np
 import pytest
 
-from alignheads.asr import load_asr
 from alignheads.audio import SAMPLE_RATE, iter_chunks, load_audio
 from alignheads.cascade import run_stream
 from alignheads.errors import AlignheadsError
@@ -23,11 +22,6 @@ from tests.conftest import ROOT
 from tests.test_asr import norm_tokens, wer
 
 TALK = ROOT / "data" / "talks" / "talk05.wav"
-
-
-@pytest.fixture(scope="module")
-def whisper():
-    return load_asr("whisper")
 
 
 @pytest.fixture(scope="module")

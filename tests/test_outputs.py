@@ -12,7 +12,6 @@ from datetime import timedelta
 import pytest
 import srt
 
-from alignheads.asr import load_asr
 from alignheads.audio import SAMPLE_RATE, iter_chunks, load_audio
 from alignheads.cascade import run_stream
 from alignheads.errors import AlignheadsError
@@ -34,11 +33,6 @@ from alignheads.stabilizer import StabilizerConfig
 from tests.conftest import ROOT
 
 TALK = ROOT / "data" / "talks" / "talk05.wav"
-
-
-@pytest.fixture(scope="module")
-def whisper():
-    return load_asr("whisper")
 
 
 @pytest.fixture(scope="module")

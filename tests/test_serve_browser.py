@@ -3,7 +3,7 @@ pointed at `alignheads serve` (embedded Gemma 3 270M), its own web page in headl
 talk as the fake microphone; translated text must appear on the page.
 
 Needs whisperlivekit (+ the [whisperlivekit] extra), playwright's Python package, Debian's chromium
-(`apt-get install -y chromium chromium-driver`) and the prepared embedded models; skips otherwise.
+(`apt-get install -y chromium chromium-driver`) and the embedded models (prepared on first use); skips otherwise.
 `ALIGNHEADS_BROWSER_SCREENSHOT=figures/whisperlivekit_alignheads.png` saves the page (README figure).
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -23,22 +22,21 @@ pytest.importorskip("whisperlivekit", reason="whisperlivekit is not installed (`
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (`make venv` installs it)")
 
 CHROMIUM = chromium_path()
-WHISPER_DIR = Path(os.environ.get("ALIGNHEADS_CACHE", Path.home() / ".cache" / "alignheads")) / "whisper-base-ct2"
 TALK = TALKS_DIR / "talk04.wav"
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install -y chromium chromium-driver)"),
-    pytest.mark.skipif(not (WHISPER_DIR / "model.bin").is_file(),
-                       reason=f"embedded whisper-base not prepared at {WHISPER_DIR} (`alignheads prepare`)"),
     pytest.mark.skipif(os.environ.get("ALIGNHEADS_SKIP_EMBEDDED") == "1", reason="ALIGNHEADS_SKIP_EMBEDDED=1"),
 ]
 
 
 def test_whisperlivekit_web_page_shows_alignheads_translation(embedded, tmp_path):
+    from alignheads.asr import prepare_whisper
     from alignheads.headset import HeadEntry, HeadSet
     from alignheads.serve import Engine, MTServer, ServeConfig, ServerThread
 
+    whisper_dir = prepare_whisper(deep=False)  # the embedded whisper-base, assembled into the cache once
     f = embedded.facts  # the en-de head set `alignheads score` exports on the shipped dev set (README)
     hs = HeadSet([HeadEntry(11, 2, query="emit"), HeadEntry(3, 3), HeadEntry(6, 0)], f.model_id, "en", "de",
                  f.num_layers, f.num_heads)
@@ -47,7 +45,7 @@ def test_whisperlivekit_web_page_shows_alignheads_translation(embedded, tmp_path
     mt = MTServer(engine, ServeConfig(port=0))
     port = free_port()
     wlk_cmd = [sys.executable, "-m", "whisperlivekit.basic_server", "--host", "127.0.0.1", "--port", str(port),
-               "--backend", "faster-whisper", "--backend-policy", "localagreement", "--model_dir", str(WHISPER_DIR),
+               "--backend", "faster-whisper", "--backend-policy", "localagreement", "--model_dir", str(whisper_dir),
                "--lan", "en", "--target-language", "de", "--translation-backend", "alignatt", "--pcm-input",
                "--warmup-file", "", "--log-level", "INFO"]
     log = (tmp_path / "whisperlivekit.log").open("w")
