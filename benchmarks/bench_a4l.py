@@ -169,6 +169,7 @@ def stage_policy(args, cache: Path) -> None:
         calib = [get(f"gold.{d}.dev"), get(f"a4l.{d}")]
         greedy, _ = greedy_ensemble(*get(f"gold.{d}.dev"), SelectionConfig())  # today's exported set
         variants = {"learned": learned_headset(lm, calib, WeightConfig()), "greedy": greedy}
+        variants = {k: v for k, v in variants.items() if k in args.variants}
         sets[d] = {"learned": {str(e.key): e.weight for e in variants["learned"].heads},
                    "greedy": [str(h) for h in greedy]}
         for name, heads in variants.items():
@@ -181,7 +182,7 @@ def stage_policy(args, cache: Path) -> None:
                     curves.append({"direction": d, "policy": kind, "param": run["config"]["border"],
                                    "seconds": res["seconds"], **stats})
         frame = pd.DataFrame([c for c in curves if c["direction"] == d])
-        for name in ("learned", "greedy", "all_heads_mean"):
+        for name in [v for v in ("learned", "greedy") if v in args.variants] + ["all_heads_mean"]:
             m = matched_latency(frame, name, "diagonal", "wait_mean", "premature_rate")
             matched += [{"direction": d, "policy": name, **r} for r in m.to_dict("records")]
     print_table(curves, "oracle, prefix-only: premature rate and mean wait (source words) per border")
@@ -202,6 +203,8 @@ def main() -> None:
     ap.add_argument("--cache", default=str(ROOT / "out" / "bench_a4l"), help="scored corpora are kept here")
     ap.add_argument("--name", default="a4l")
     ap.add_argument("--no-simalign", action="store_true", help="skip the SimAlign rows")
+    ap.add_argument("--variants", default="learned,greedy", type=lambda v: v.split(","),
+                    help="head sets in the policy stage (learned,greedy; the diagonal and all-head mean come free)")
     args = ap.parse_args()
     if not THEIRS.is_dir():
         sys.exit(f"the AlignAtt4LLM data is not at {THEIRS} (it lies in ../shared beside the checkout)")
