@@ -19,7 +19,8 @@ wlk = pytest.importorskip(
     "[whisperlivekit] extra (`make venv` installs both)")
 from whisperlivekit.timed_objects import ASRToken, HypothesisTail  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+# Real sockets, server threads and the client's own timeouts: integration tests (slow tier), about 15 s together.
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 TAIL = 2  # words of unstable ASR tail sent with each commit (the client's "balanced" latency sends a tail)
 
 
