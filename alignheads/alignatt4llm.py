@@ -78,8 +78,9 @@ def save_a4l(headset: HeadSet, out: str | Path, top_k: int = A4L_RUNTIME_TOP_K, 
     file that must carry that name, since their runtime looks the file up by name."""
     payload = export_a4l(headset, top_k, kv_shared_layers=kv_shared_layers, src=src, tgt=tgt)
     name = headset_filename(headset.model_id, payload["src_lang"], payload["tgt_lang"])
+    as_dir = str(out).endswith(("/", "\\"))  # Path() drops a trailing separator: look before converting
     out = Path(out)
-    if out.is_dir() or str(out).endswith(("/", "\\")):
+    if as_dir or out.is_dir():
         out = out / name
     elif out.name != name:
         raise HeadSetError(f"{out}: the AlignAtt4LLM runtime finds head files by name; call it {name}")

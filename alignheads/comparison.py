@@ -27,6 +27,7 @@ from .data import Corpus
 from .errors import AlignheadsError
 from .fileio import write_json
 from .headset import HeadLike, HeadSet
+from .languages import target_units
 from .models import LoadedModel
 from .policy import get_policy
 from .simulate import SentenceRun, SimulationConfig, simulate
@@ -182,8 +183,10 @@ def pick_trace(records: list[dict]) -> dict | None:
         return None
     best = max(ours, key=lambda r: r["scores"]["bleu"])
 
+    lang = best["scores"]["tgt_lang"]
+
     def decided(t: dict) -> int:
-        return sum(len(u["new_text"].split()) for u in t["updates"] if not u["final"])
+        return sum(len(target_units(u["new_text"], lang)) for u in t["updates"] if not u["final"])
 
     trace = max(best["traces"], key=decided)
     return {"setting": setting_label(best["policy"], best["param"], best["holdback"]), "index": trace["index"],

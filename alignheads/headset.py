@@ -354,7 +354,9 @@ def _from_a4l(d: dict, path: str | Path) -> HeadSet:
     if not isinstance(model_id, str) or not model_id:
         raise HeadSetError(f"{path}: field 'model' must be a model id, got {model_id!r}")
     gemma4 = model_id.lower() == GEMMA4_E4B_ID.lower()
-    shape = dict(GEMMA4_E4B_SHAPE) if gemma4 else {"num_layers": None, "num_heads": None, "kv_shared_layers": {}}
+    shape = {"num_layers": None, "num_heads": None, "kv_shared_layers": {}}
+    if gemma4:  # a copy: every loaded set gets its own kv_shared_layers
+        shape = {**GEMMA4_E4B_SHAPE, "kv_shared_layers": dict(GEMMA4_E4B_SHAPE["kv_shared_layers"])}
     for key in ("num_layers", "num_heads"):
         if key in d:
             if type(d[key]) is not int or d[key] < 1:

@@ -229,7 +229,7 @@ def fit_weights(parts: Sequence[tuple[HeadScores, Corpus]], cfg: WeightConfig = 
     if w.sum() <= 0:
         raise AlignheadsError(f"no head got a positive weight (L1 strength down to {strength}); pass a weaker one")
     w = w / w.sum()
-    w[w < cfg.min_weight] = 0.0
+    w[(w < cfg.min_weight) & (w < w.max())] = 0.0  # the heaviest head always stays
     w = w / w.sum()
     weights = {names[k]: round(float(w[k]), 6) for k in np.argsort(-w) if w[k] > 0}
     return LearnedWeights(weights, strength, cfg.objective, len(everything), len(cells.y), search)

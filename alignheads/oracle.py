@@ -190,6 +190,9 @@ def policy_eval(
     source words later than needed it went out. Returns one JSON-able dict; given a list of configs, the forwards
     are shared and the dict holds one entry per config under "runs".
     """
+    if not (isinstance(pending, int) and pending >= 0) or (pending and show_future):
+        raise AlignheadsError(f"pending must be a whole number of steps >= 0, and 0 with show_future; got {pending!r}"
+                              + (" with show_future" if show_future else ""))
     cfgs = [cfg or AlignAttConfig()] if cfg is None or isinstance(cfg, AlignAttConfig) else list(cfg)
     layout = layout or PromptLayout.for_tokenizer(lm.tokenizer, corpus.src_lang, corpus.tgt_lang)
     selected = as_heads(heads, lm.facts, layout, top_k)

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AlignheadsError
-from .headset import HeadSet, load_headset
+from .headset import A4L_ANY_LANGUAGE, HeadSet, load_headset
 from .languages import get_language
 from .models import LoadedModel
 from .pipeline import PRESETS, build_translator, configure_translator, resolve_heads
@@ -144,7 +144,7 @@ def load_headsets(specs: list[str], lm: LoadedModel) -> dict[str, HeadSet]:
                                       f"{', '.join(known)}); pass --heads FILE from `alignheads score`")
         else:
             hs = load_headset(spec)
-            if "?" in (hs.src_lang, hs.tgt_lang):  # the authors' minimal files: the direction is in the name
+            if {"?", A4L_ANY_LANGUAGE} & {hs.src_lang, hs.tgt_lang}:  # no direction in the file: take the name's
                 m = _DIRECTION_IN_NAME.search(Path(spec).name)
                 if not m:
                     raise AlignheadsError(f"{spec}: the file names no direction (no src_lang/tgt_lang, and the name "

@@ -217,6 +217,18 @@ def test_export_round_trips_through_their_reader(tmp_path):
     assert len(json.loads(path.read_text())["token_alignment_heads"]) == 2
 
 
+def test_export_into_a_new_folder_named_with_a_trailing_slash(tmp_path):
+    hs = _ours([(11, 3, 0.83, "own"), (6, 5, 0.70, "own"), (5, 0, 0.64, "own"), (17, 3, 0.74, "own")])
+    out = save_a4l(hs, f"{tmp_path}/new/")
+    assert out == tmp_path / "new" / "translation_heads_google_gemma-4-E4B-it_en-de.json" and out.is_file()
+
+
+def test_loaded_sets_do_not_share_the_gemma4_layout(tmp_path):
+    a, b = (published_headset("google/gemma-4-E4B-it", "en", d) for d in ("de", "it"))
+    a.kv_shared_layers.clear()
+    assert b.kv_shared_layers and GEMMA4_E4B_SHAPE["kv_shared_layers"]
+
+
 def test_their_own_files_convert_and_read_back(tmp_path):
     for name, hs in vendored().items():
         if hs.src_lang == "*" or any(e.kv_shared for e in hs.heads[:4]):
@@ -374,6 +386,9 @@ def test_oracle_uses_the_weights_and_reports_the_mean_wait(tiny3, one_thread):
     alone = policy_eval(tiny3, corpus, [Head(2, 1)], cfgs, progress=False)
     assert got["head_weights"] == [1.0, 0.0]
     assert [r["selected"] for r in got["runs"]] == [r["selected"] for r in alone["runs"]]  # weight 0: head 2 is out
+    for pending, show_future in ((-1, False), (1, True)):  # no step at all would make everything "on time"
+        with pytest.raises(AlignheadsError, match="pending must be"):
+            policy_eval(tiny3, corpus, weighted, cfgs, pending=pending, show_future=show_future, progress=False)
 
 
 def test_the_published_files_ship_as_package_data():
