@@ -2,7 +2,7 @@
 
 For every sentence: its source words; the words that were accessible when the target sentence ended,
 i.e. when the last text was added to it (a translation that ended before its source did is flagged
-`ended_early`); the target units; the target/source length ratio (below `min_ratio`, 0.5 by default,
+`ended_early`); the target units; the target/source length ratio (below `MIN_RATIO`, 0.5,
 it is flagged `short`); and, given the same model's offline translation of the whole sentence, the chrF
 of the output against it and its length in units. `simulate` and the speech cascade both build these
 from the translator's per-sentence updates and write them with `write_coverage` (coverage.json).
@@ -64,7 +64,6 @@ def sentence_coverage(
     *,
     source: str = "",
     offline: str | None = None,
-    min_ratio: float = MIN_RATIO,
 ) -> SentenceCoverage:
     """Coverage of one sentence from the translator updates that produced `target` (in order, final one last)."""
     at_end = None
@@ -74,7 +73,7 @@ def sentence_coverage(
     units = len(target_units(target, tgt_lang))
     ratio = units / n_source if n_source else 0.0
     early = at_end is not None and at_end < n_source
-    flags = [name for name, on in ((EMPTY, units == 0), (ENDED_EARLY, early), (SHORT, 0 < units and ratio < min_ratio))
+    flags = [name for name, on in ((EMPTY, units == 0), (ENDED_EARLY, early), (SHORT, 0 < units and ratio < MIN_RATIO))
              if on]
     chrf = off_units = None
     if offline is not None:
@@ -84,7 +83,7 @@ def sentence_coverage(
                             offline)
 
 
-def coverage_summary(sentences: Sequence[SentenceCoverage], min_ratio: float = MIN_RATIO) -> dict[str, Any]:
+def coverage_summary(sentences: Sequence[SentenceCoverage]) -> dict[str, Any]:
     """The coverage.json payload: counts of each flag, the flagged sentence indices, and every sentence."""
     chrfs = [s.chrf_offline for s in sentences if s.chrf_offline is not None]
     return {
@@ -92,15 +91,15 @@ def coverage_summary(sentences: Sequence[SentenceCoverage], min_ratio: float = M
         "n_flagged": sum(s.flagged for s in sentences),
         "flag_counts": {f: sum(f in s.flags for s in sentences) for f in (ENDED_EARLY, SHORT, EMPTY)},
         "flagged": [s.index for s in sentences if s.flagged],
-        "min_ratio": min_ratio,
+        "min_ratio": MIN_RATIO,
         "mean_chrf_offline": round(sum(chrfs) / len(chrfs), 2) if chrfs else None,
         "sentences": [asdict(s) for s in sentences],
     }
 
 
-def write_coverage(path: str | Path, sentences: Sequence[SentenceCoverage], min_ratio: float = MIN_RATIO) -> dict:
+def write_coverage(path: str | Path, sentences: Sequence[SentenceCoverage]) -> dict:
     """Write coverage.json atomically; returns the payload."""
-    summary = coverage_summary(sentences, min_ratio)
+    summary = coverage_summary(sentences)
     write_json(Path(path), summary)
     return summary
 

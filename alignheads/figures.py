@@ -320,9 +320,6 @@ def policy_trace_figures(record: dict, index: int, border: int, name: str) -> tu
     return trace, decisions
 
 
-# ----------------------------------------------------------------------------- everything
-
-
 # ----------------------------------------------------------------------------- the authors' heads beside ours
 
 

@@ -64,15 +64,6 @@ class StreamingVAD:
         self._silence_since: float | None = None
         self.probs: list[float] = []  # probability of each of the last windows (bounded, for inspection)
 
-    @property
-    def time(self) -> float:
-        """Stream time up to which audio has been scored."""
-        return self.windows * WINDOW / SAMPLE_RATE
-
-    @property
-    def in_speech(self) -> bool:
-        return self.speech_start is not None
-
     def feed(self, chunk: np.ndarray) -> None:
         """Score the complete 32 ms windows that `chunk` (16 kHz float32) completes."""
         audio = np.concatenate([self._pending, np.asarray(chunk, dtype=np.float32).reshape(-1)])
