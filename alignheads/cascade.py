@@ -35,6 +35,7 @@ from .audio import SAMPLE_RATE
 from .evaluation import Instance, score_longform, write_instances, write_scores
 from .fileio import write_json
 from .languages import get_language
+from .sentences import is_sentence_final, split_sentences
 from .stabilizer import Stabilizer, StabilizerConfig
 from .translator import SimultaneousTranslator, SourceWord
 from .vad import StreamingVAD, VADConfig
@@ -240,15 +241,8 @@ class SpeechCascade:
 
 def _split_committed(words: list[Word], cfg: StabilizerConfig) -> list[list[Word]]:
     """Committed words as complete sentences plus the (possibly empty) unfinished rest, always last."""
-    from .stabilizer import is_sentence_final
-
-    out, cur = [], []
-    for w in words:
-        cur.append(w)
-        if is_sentence_final(w.text, cfg.sentence_final):
-            out.append(cur)
-            cur = []
-    return out + [cur]
+    parts = split_sentences(words, cfg.sentence_final)
+    return parts if parts and not is_sentence_final(parts[-1][-1].text, cfg.sentence_final) else parts + [[]]
 
 
 def write_run(cascade: SpeechCascade, out_dir: str | Path, refs: list[str] | None = None,

@@ -33,6 +33,7 @@ import numpy as np
 
 from .errors import AlignheadsError
 from .metrics import diagonal_words
+from .sentences import sentence_end
 
 # Stop reasons (the keys alignheads.viz.policy_trace knows are future_source, rewind, end_of_draft, sentence_end,
 # final).
@@ -149,17 +150,6 @@ def unit_ends(text: str, spaced: bool, complete: bool) -> list[int]:
     if ends and not complete and ends[-1] == len(text):
         ends.pop()
     return ends
-
-
-# A run of sentence-final marks (closing quotes/brackets may follow) that no letter or digit continues ("2.3", "U.S"
-# are not sentence ends), or a CJK full stop / question / exclamation mark anywhere.
-_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’»)\]}」』》】]*(?![0-9A-Za-z])|[。！？]")
-
-
-def sentence_end(text: str) -> int | None:
-    """Offset of the first sentence-final punctuation in a draft `text` (None when it has none)."""
-    m = _SENTENCE_END.search(text)
-    return m.start() if m else None
 
 
 def unit_cut(text: str, keep_chars: int, spaced: bool, complete: bool) -> int:

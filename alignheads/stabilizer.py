@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from .asr import Word
 from .audio import SAMPLE_RATE
 from .errors import AlignheadsError
+from .sentences import MARKS, is_sentence_final, split_sentences
 
-_CLOSERS = "\"'”’»)]}」』》】"  # may follow the sentence-final mark: `stop."`, `停。」`
 _TIME_TOLERANCE = 0.05  # seconds; backends clamp to their buffer, sample rounding of the cut is far below this
 
 
@@ -25,7 +25,7 @@ class StabilizerConfig:
 
     chunk_ms: int = 850  # re-transcription period (850 low latency, 1500 high)
     min_start_s: float = 2.0  # no output before this much audio
-    sentence_final: str = ".?!。？！"
+    sentence_final: str = MARKS
     max_buffer_s: float = 30.0  # commit the agreed prefix without a sentence end once the buffer is this long
 
     def __post_init__(self):
@@ -53,7 +53,7 @@ class StabilizerUpdate:
     partial: list[Word] = field(default_factory=list)  # uncommitted tail of the current hypothesis
     cut: float = 0.0  # stream time where the uncommitted audio starts (drop the buffer before it)
     final: bool = False  # produced by finish(): everything is committed
-    sentence_final: str = ".?!。？！"
+    sentence_final: str = MARKS
 
     @property
     def sentences(self) -> list[list[Word]]:
@@ -66,12 +66,6 @@ def normalize_word(text: str) -> str:
     return unicodedata.normalize("NFKC", text).casefold().strip()
 
 
-def is_sentence_final(text: str, marks: str = ".?!。？！") -> bool:
-    """True when `text` ends a sentence: its last mark (ignoring closing quotes/brackets) is in `marks`."""
-    stripped = text.rstrip().rstrip(_CLOSERS)
-    return bool(stripped) and stripped[-1] in marks
-
-
 def common_prefix_length(a: list[Word], b: list[Word]) -> int:
     """Number of leading words `a` and `b` share, compared on normalised text."""
     n = 0
@@ -80,20 +74,6 @@ def common_prefix_length(a: list[Word], b: list[Word]) -> int:
             break
         n += 1
     return n
-
-
-def split_sentences(words: list[Word], marks: str = ".?!。？！") -> list[list[Word]]:
-    """Split `words` after every sentence-final word; a trailing unfinished piece is kept as the last item."""
-    out: list[list[Word]] = []
-    current: list[Word] = []
-    for w in words:
-        current.append(w)
-        if is_sentence_final(w.text, marks):
-            out.append(current)
-            current = []
-    if current:
-        out.append(current)
-    return out
 
 
 class Stabilizer:
@@ -153,7 +133,8 @@ class Stabilizer:
         if previous is not None:
             n = common_prefix_length(previous, words)
             marks = self.config.sentence_final
-            k = next((i + 1 for i in range(n - 1, -1, -1) if is_sentence_final(words[i].text, marks)), 0)
+            k = next((i + 1 for i in range(n - 1, -1, -1)
+                      if is_sentence_final(words[i].text, marks, words[i + 1].text if i + 1 < len(words) else None)), 0)
             if k == 0 and now - self.cut >= self.config.max_buffer_s:
                 k = n
         new = self._commit(words, k)

@@ -16,7 +16,8 @@ import pytest
 from alignheads.coverage import sentence_coverage
 from alignheads.headset import Head
 from alignheads.models import LoadedModel
-from alignheads.policy import AlignAttConfig, DraftView, hold_sentence_end, sentence_end
+from alignheads.policy import AlignAttConfig, DraftView, hold_sentence_end
+from alignheads.sentences import sentence_end
 from alignheads.translator import POLICIES, SimultaneousTranslator, SourceWord, TranslatorConfig
 
 from .scripted import scripted_model
@@ -65,7 +66,10 @@ def test_the_target_sentence_ends_only_after_the_whole_source(scripted, policy):
 @pytest.mark.parametrize("text, at", [
     ("Il modello.", 10), ("Il modello. Il", 10), ('disse "basta."', 12), ("(FSE).", 5), ("aime ?", 5),
     ("Per oltre 20 anni... e", 17), ("我们的模型。我们", 5), ("BLEU 2.3 punti", None), ("gli U.S.A sono", None),
-    ("e.g. this", 3), ("Il modello", None),
+    ("e.g. this", None), ("Il modello", None),
+    # a full stop the text shows to go on: a lower-case word, an abbreviation or a title and a word follows
+    ("Wir sehen z. B. die Daten.", 25), ("Das hat Dr. Weber gesagt.", 24), ("Er kam. und", None),
+    ("Er kam am 3. Mai.", 11), ("J. Smith kam.", 1), ("Il modello.  ", 10),
 ])
 def test_sentence_end_finds_the_first_sentence_final_mark(text, at):
     assert sentence_end(text) == at

@@ -8,14 +8,8 @@ from hypothesis import strategies as st
 
 from alignheads.asr import Word
 from alignheads.errors import AlignheadsError
-from alignheads.stabilizer import (
-    Stabilizer,
-    StabilizerConfig,
-    common_prefix_length,
-    is_sentence_final,
-    normalize_word,
-    split_sentences,
-)
+from alignheads.sentences import is_sentence_final, split_sentences
+from alignheads.stabilizer import Stabilizer, StabilizerConfig, common_prefix_length, normalize_word
 
 
 def timed(text: str, start: float = 0.0, step: float = 0.3) -> list[Word]:
@@ -46,10 +40,36 @@ def test_normalize_word_folds_case_and_width_but_keeps_punctuation():
         ("works.", True), ("so?", True), ("looks!", True), ('stop."', True), ("(ends.)", True),
         ("好。", True), ("吗？", True), ("停！」", True), ("你好", False), ("works,", False),
         ("e.g", False), ("3,5", False), ("", False), ("…", False),
+        # abbreviations never end a sentence: titles, initials, dotted acronyms (any case, quoted)
+        ("Mr.", False), ("dr.", False), ("St.", False), ("J.", False), ("U.S.", False), ("e.g.", False),
+        ("i.e.", False), ("(U.S.)", False), ("z.", False), ("bzw.", False), ("Sig.", False), ("Mme.", False),
+        ("2019.", True), ("etc.", True), ("U.S.!", True), ("Mr?", True),
     ],
 )
 def test_is_sentence_final(text, final):
     assert is_sentence_final(text) is final
+
+
+@pytest.mark.parametrize(("text", "next_word", "final"), [
+    ("works.", "And", True), ("works.", "and", False), ("works.", '"and', False), ("works.", "3", True),
+    ("works?", "so", False), ("好。", "我们", True), ("Mr.", "Smith", False),
+])
+def test_a_lower_case_next_word_continues_the_sentence(text, next_word, final):
+    assert is_sentence_final(text, next_word=next_word) is final
+
+
+def test_abbreviations_do_not_split_a_recognised_sentence():
+    words = timed("Mr. Smith moved to the U.S. in May. it rained. Then Dr. J. Weber came, e.g. by bus.")
+    assert [texts(p)[-1] for p in split_sentences(words)] == ["rained.", "bus."]  # "May." goes on: "it"
+
+
+def test_the_stabiliser_does_not_commit_at_an_abbreviation_or_before_a_lower_case_word():
+    s = stab()
+    s.update(timed("We met Dr. Weber in the U.S. last year"), now=3.0)
+    up = s.update(timed("We met Dr. Weber in the U.S. last year and"), now=3.3)
+    assert up.committed == []  # "Dr." and "U.S." are not sentence ends
+    s.update(timed("It works. and then"), now=4.0)
+    assert s.update(timed("It works. and then it"), now=4.3).committed == []
 
 
 def test_common_prefix_length_on_normalised_text():
@@ -128,16 +148,16 @@ def test_chinese_punctuation_commits():
 
 def test_committed_text_is_append_only_and_the_next_hypothesis_is_compared_with_the_tail():
     s = stab()
-    s.update(timed("A b. C d"), now=1.5)
-    up1 = s.update(timed("A b. C d e"), now=1.8)
-    assert texts(up1.committed) == ["A", "b."]
+    s.update(timed("Al be. Cy do"), now=1.5)
+    up1 = s.update(timed("Al be. Cy do ed"), now=1.8)
+    assert texts(up1.committed) == ["Al", "be."]
     # the next buffer starts at the cut: its hypothesis repeats only the tail
-    tail = [w for w in timed("A b. C d e f. G") if w.start >= up1.cut]
+    tail = [w for w in timed("Al be. Cy do ed fi. Go") if w.start >= up1.cut]
     up2 = s.update(tail, now=2.4)
-    assert up2.committed == []  # the agreed prefix "C d e" holds no sentence end yet
-    up3 = s.update(tail + [Word("h", 2.3, 2.4)], now=2.5)
-    assert texts(s.committed) == ["A", "b.", "C", "d", "e", "f."]
-    assert texts(up3.partial) == ["G", "h"]
+    assert up2.committed == []  # the agreed prefix "Cy do ed" holds no sentence end yet
+    up3 = s.update(tail + [Word("ha", 2.3, 2.4)], now=2.5)
+    assert texts(s.committed) == ["Al", "be.", "Cy", "do", "ed", "fi."]
+    assert texts(up3.partial) == ["Go", "ha"]
 
 
 # --- timing: start delay, hold-back, the stream clock ---------------------------------------------
