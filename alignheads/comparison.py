@@ -25,7 +25,7 @@ import pandas as pd
 
 from .data import Corpus
 from .errors import AlignheadsError
-from .fileio import write_json
+from .fileio import json_default, write_json
 from .headset import HeadLike, HeadSet
 from .languages import target_units
 from .models import LoadedModel
@@ -98,17 +98,9 @@ def run_setting(lm: LoadedModel, corpus: Corpus, heads: HeadSet | Sequence[HeadL
         "coverage": [{k: v for k, v in asdict(c).items() if k not in ("source", "target")} for c in res.coverage],
         "traces": [_trace(r, c) for r, c in list(zip(res.runs, res.coverage, strict=True))[:traced]],
     }
-    record = json.loads(json.dumps(record, default=_plain))
+    record = json.loads(json.dumps(record, default=json_default))
     write_json(path, record)
     return record, True
-
-
-def _plain(o):
-    import numpy as np
-
-    if isinstance(o, np.integer | np.floating):
-        return o.item()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 # ----------------------------------------------------------------------------- summaries

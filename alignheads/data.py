@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import AlignheadsError, DataFormatError
 from .fileio import atomic_open
-from .languages import get_language
+from .languages import get_language, parse_direction
 
 FORMATS = ("alignheads", "xlwa", "talp", "pharaoh", "a4l")
 HEADER = "# alignheads-corpus v1 "
@@ -456,10 +456,8 @@ def _read_a4l(path: Path, src_lang, tgt_lang) -> Corpus:
         raise DataFormatError(path, None, f"pairs disagree on 'direction': {sorted(directions)}")
     if directions:
         d = directions.pop()
-        if not isinstance(d, str) or d.count("-") != 1:
-            raise DataFormatError(path, None, f"field 'direction' must look like 'en-de', got {d!r}")
         try:
-            file_src, file_tgt = (get_language(x).code for x in d.split("-"))
+            file_src, file_tgt = parse_direction(d)
         except AlignheadsError as e:
             raise DataFormatError(path, None, f"field 'direction' {d!r}: {e}") from None
         for given, found in ((src_lang, file_src), (tgt_lang, file_tgt)):

@@ -48,6 +48,7 @@ from .data import Corpus, read_corpus
 from .errors import AlignheadsError
 from .fileio import write_json
 from .headset import GEMMA4_E4B_ID, GEMMA4_E4B_SHAPE, Head, HeadSet
+from .languages import parse_direction
 from .models import LoadedModel, ModelFacts, load_model
 from .prompts import PromptLayout
 from .registry import PUBLISHED, SHARED, vendored_headset
@@ -102,14 +103,6 @@ class DirectionRun:
 
 
 # ----------------------------------------------------------------------------- data and scoring
-
-
-def parse_direction(direction: str) -> tuple[str, str]:
-    """'en-de' -> ('en', 'de'), with a clear error otherwise."""
-    parts = direction.split("-")
-    if len(parts) != 2 or not all(parts):
-        raise AlignheadsError(f"direction must look like 'en-de', got {direction!r}")
-    return parts[0], parts[1]
 
 
 def load_direction(direction: str, split: str, data_dir: str | Path = DATA_DIR, limit: int | None = None) -> Corpus:
@@ -452,7 +445,7 @@ def make_figures(cfg: FigureConfig, out: str | Path = "figures", lm: LoadedModel
         "figures": written,
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    write_json(out / "manifest.json", json.loads(json.dumps(manifest, default=_json_default)))
+    write_json(out / "manifest.json", manifest)
     return manifest
 
 
@@ -463,10 +456,3 @@ def _display_path(path: Path) -> str:
     except ValueError:
         return str(path)
 
-
-def _json_default(o):
-    if isinstance(o, np.integer | np.floating):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

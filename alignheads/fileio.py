@@ -70,9 +70,20 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         f.write(text)
 
 
+def json_default(o: Any) -> Any:
+    """`json.dumps(default=...)` for numpy scalars and arrays."""
+    import numpy as np
+
+    if isinstance(o, np.integer | np.floating | np.bool_):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write `obj` as indented UTF-8 JSON to `path` atomically."""
-    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    """Write `obj` (numpy values allowed) as indented UTF-8 JSON to `path` atomically."""
+    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=json_default) + "\n")
 
 
 def read_jsonl(path: str | os.PathLike, what: str = "JSONL") -> Iterator[tuple[int, dict]]:

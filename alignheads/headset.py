@@ -20,7 +20,7 @@ from typing import Any
 from . import __version__
 from .errors import AlignheadsError
 from .fileio import write_json
-from .languages import get_language
+from .languages import parse_direction
 from .models import ModelFacts
 from .prompts import PromptLayout
 
@@ -326,10 +326,10 @@ def _direction(d: dict, path: Path) -> tuple[str, str]:
     direction = d.get("direction")
     if "model" not in d:
         return A4L_ANY_LANGUAGE, A4L_ANY_LANGUAGE
-    if not isinstance(direction, str) or not re.fullmatch(r"[A-Za-z]{2,3}-[A-Za-z]{2,3}", direction):
-        raise HeadSetError(f"{path}: field 'direction' must look like 'en-de', got {direction!r}")
-    src, tgt = direction.split("-")
-    return get_language(src).code, get_language(tgt).code
+    try:
+        return parse_direction(direction)
+    except AlignheadsError as e:
+        raise HeadSetError(f"{path}: field 'direction': {e}") from None
 
 
 def _entries(d: dict, path: Path) -> list[HeadEntry]:

@@ -98,6 +98,18 @@ def get_language(code: str) -> Language:
                               "or 'zh-Hans', or a language name") from None
 
 
+def parse_direction(direction: str) -> tuple[str, str]:
+    """'en-de' -> ('en', 'de') with both codes resolved; a clear error for anything else."""
+    parts = direction.split("-") if isinstance(direction, str) else []
+    if len(parts) != 2 or not all(parts):
+        raise AlignheadsError(f"direction must look like 'en-de', got {direction!r}")
+    try:
+        src, tgt = (get_language(x).code for x in parts)
+    except AlignheadsError as e:
+        raise AlignheadsError(f"direction {direction!r}: {e}") from None
+    return src, tgt
+
+
 def target_units(text: str, lang: str) -> list[str]:
     """Latency units of `text`: words for spaced languages, non-space characters for zh/ja."""
     if get_language(lang).spaced:

@@ -35,7 +35,7 @@ from typing import Any
 
 from .errors import AlignheadsError
 from .headset import A4L_ANY_LANGUAGE, HeadSet, load_headset
-from .languages import get_language
+from .languages import get_language, parse_direction
 from .models import LoadedModel
 from .pipeline import PRESETS, build_translator, configure_translator, resolve_heads
 from .protocol import (
@@ -189,8 +189,7 @@ class Engine:
         return sorted(self.headsets)
 
     def translator(self, direction: str, config: TranslatorConfig) -> SimultaneousTranslator:
-        src, tgt = direction.split("-")
-        return build_translator(self.lm, self.headsets[direction], src, tgt, "alignatt", config)
+        return build_translator(self.lm, self.headsets[direction], *parse_direction(direction), "alignatt", config)
 
     def submit(self, fn: Callable[..., Any], *args) -> Future:
         """Queue `fn(*args)` on the worker, after every job queued before it."""

@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -30,7 +29,7 @@ from .coverage import SentenceCoverage, coverage_summary, sentence_coverage, wri
 from .data import Corpus, surface
 from .errors import AlignheadsError, DataFormatError
 from .evaluation import Instance, score_instances, write_instances, write_scores
-from .fileio import atomic_open, read_jsonl
+from .fileio import atomic_open, json_default, read_jsonl
 from .headset import HeadLike, HeadSet
 from .models import LoadedModel
 from .policy import END_OF_DRAFT, SENTENCE_END, get_policy
@@ -289,11 +288,6 @@ def write_simulation(result: SimulationResult, out_dir: str | Path) -> Path:
                        "n_source": u.n_source, "n_accessible": u.n_accessible, "new_text": u.new_text,
                        "emitted_units": u.emitted_units, "compute_s": round(u.compute_s, 6),
                        **u.decision_trace.to_dict()}
-                f.write(json.dumps(rec, ensure_ascii=False, default=_json_default) + "\n")
+                f.write(json.dumps(rec, ensure_ascii=False, default=json_default) + "\n")
     return out
 
-
-def _json_default(o):
-    if isinstance(o, np.integer | np.floating):
-        return o.item()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -16,6 +16,7 @@ from alignheads.audio import SAMPLE_RATE
 from alignheads.cli import main as cli_main
 from alignheads.errors import AlignheadsError
 from alignheads.headset import Head, HeadEntry, HeadSet
+from alignheads.languages import parse_direction
 from alignheads.models import ModelFacts
 from alignheads.registry import published_headset
 from alignheads.scoring import ScoreConfig, score_heads
@@ -89,7 +90,7 @@ def test_cli_reports_missing_data_before_loading_the_model(tmp_path, capsys):
     assert "bench_policies.py" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
     with pytest.raises(AlignheadsError, match="like 'en-de'"):
-        figures.parse_direction("ende")
+        parse_direction("ende")
 
 
 def test_k_table_matches_ensemble_metrics_and_best_k_chooses_on_calibration(scored):
