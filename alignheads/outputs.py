@@ -18,7 +18,7 @@ import shutil
 import sys
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -104,25 +104,11 @@ def transcript(cascade) -> list[dict[str, Any]]:
             for rec in cascade.sentences if rec.words]
 
 
-def offline_translations(translator, sentences: Sequence[Sequence[str]]) -> list[str]:
-    """The same model's translation of each whole sentence (no policy, nothing heard before), for chrF."""
-    from .translator import SimultaneousTranslator, SourceWord
-
-    mt = SimultaneousTranslator(translator.lm, translator.heads, translator.src_lang, translator.tgt_lang,
-                                translator.policy, replace(translator.config, holdback=0.0), layout=translator.layout)
-    out = []
-    for words in sentences:
-        mt.reset()
-        mt.update([SourceWord(w, 0.0) for w in words], 0.0, final=True)
-        out.append(mt.target.strip())
-    return out
-
-
 def coverage(cascade, offline: bool = True) -> list[SentenceCoverage]:
     """Per-sentence coverage of the run (with chrF against the model's offline translations when `offline`)."""
     rows = sentence_translations(cascade)
     sources = [[w.text for w in rec.words] for rec, _, _ in rows]
-    refs = offline_translations(cascade.translator, sources) if offline else [None] * len(rows)
+    refs = [cascade.translator.offline(src) if offline else None for src in sources]
     return [sentence_coverage(rec.index, len(src), rec.steps, text, cascade.translator.tgt_lang,
                               source=" ".join(src), offline=ref)
             for (rec, text, _), src, ref in zip(rows, sources, refs, strict=True)]

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .data import Corpus
@@ -17,6 +16,7 @@ from .headset import HeadLike, HeadSet
 from .models import LoadedModel
 from .policy import POLICIES, get_policy
 from .prompts import PromptLayout
+from .significance import bracket
 from .simulate import SimulationConfig, simulate
 from .translator import TranslatorConfig
 
@@ -77,14 +77,17 @@ def quality_latency(
 def matched_latency(curves: pd.DataFrame, policy: str = "alignatt", baseline: str = "cut-last",
                     latency: str = "laal_cu", quality: str = "bleu") -> pd.DataFrame:
     """For each point of `policy`, the baseline's quality at the same latency (linear interpolation along the
-    baseline's points sorted by latency; NaN outside its range) and the difference."""
+    baseline's points sorted by latency, as `significance.bracket`; NaN outside its range) and the difference."""
     a = curves[curves["policy"] == policy].dropna(subset=[latency, quality])
-    b = curves[curves["policy"] == baseline].dropna(subset=[latency, quality]).sort_values(latency)
+    b = curves[curves["policy"] == baseline].dropna(subset=[latency, quality])
+    lat, qual = b[latency].tolist(), b[quality].tolist()
     rows = []
     for r in a.itertuples():
         x = getattr(r, latency)
-        inside = len(b) >= 1 and b[latency].min() <= x <= b[latency].max()
-        q = float(np.interp(x, b[latency], b[quality])) if inside else math.nan
+        q = math.nan
+        if (br := bracket(lat, x)) is not None:
+            i, j, w = br
+            q = (1 - w) * qual[i] + w * qual[j]
         rows.append({"param": r.param, latency: x, quality: getattr(r, quality), f"{baseline}_{quality}": q,
-                     "delta": getattr(r, quality) - q if inside else math.nan})
+                     "delta": getattr(r, quality) - q})
     return pd.DataFrame(rows)

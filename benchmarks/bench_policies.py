@@ -82,9 +82,9 @@ DATASETS = {
 # cascade's setting (b = 1 there is the paper's).
 ROUNDS = [
     [("alignatt", -2, 0.0), ("alignatt", 0, HOLDBACK), ("wait-k", 3, 0.0), ("local-agreement", None, 0.0),
-     ("alignatt", 1, HOLDBACK), ("cut-last", 2, 0.0), ("wait-k", 5, 0.0), ("cut-last", 4, 0.0),
-     ("alignatt", -3, 0.0)],
-    [("alignatt", -1, 0.0), ("wait-k", 1, 0.0), ("cut-last", 0, 0.0), ("alignatt", -1, HOLDBACK)],
+     ("alignatt", -2, HOLDBACK), ("cut-last", 2, 0.0), ("alignatt", -1, HOLDBACK), ("wait-k", 5, 0.0),
+     ("cut-last", 4, 0.0), ("alignatt", -3, 0.0), ("alignatt", 1, HOLDBACK)],
+    [("alignatt", -1, 0.0), ("wait-k", 1, 0.0), ("cut-last", 0, 0.0)],
 ]
 QUICK_ROUNDS = [[("alignatt", -2, 0.0), ("alignatt", 0, HOLDBACK), ("wait-k", 1, 0.0), ("wait-k", 3, 0.0),
                   ("local-agreement", None, 0.0)]]
