@@ -36,12 +36,13 @@ from alignheads.asr import WhisperBackend  # noqa: E402
 from alignheads.audio import SAMPLE_RATE, iter_chunks, load_audio  # noqa: E402
 from alignheads.calibrate import calibrate  # noqa: E402
 from alignheads.cascade import SpeechCascade  # noqa: E402
+from alignheads.coverage import coverage_summary  # noqa: E402
 from alignheads.data import read_corpus  # noqa: E402
 from alignheads.evaluation import read_instances, score_longform  # noqa: E402
 from alignheads.headset import load_headset  # noqa: E402
 from alignheads.languages import target_units  # noqa: E402
 from alignheads.models import load_model  # noqa: E402
-from alignheads.outputs import write_outputs  # noqa: E402
+from alignheads.outputs import coverage, write_outputs  # noqa: E402
 from alignheads.pipeline import CascadeConfig, build_cascade  # noqa: E402
 from alignheads.scoring import ScoreConfig  # noqa: E402
 from alignheads.stabilizer import StabilizerConfig  # noqa: E402
@@ -102,6 +103,16 @@ def transcript(cascade: SpeechCascade) -> str:
     return " ".join(w.text for rec in cascade.sentences for w in rec.words)
 
 
+def flagged(cascade: SpeechCascade) -> dict:
+    """The run's coverage flags (after the timed run): count, per flag, and each flagged sentence with the same
+    model's offline translation of it, so a `short` output can be told from a short offline translation."""
+    cov = coverage_summary(coverage(cascade, offline=False))
+    detail = [{"index": s["index"], "flags": s["flags"], "source": s["source"], "target": s["target"],
+               "offline": cascade.translator.offline(s["source"].split())}
+              for s in cov["sentences"] if s["flags"]]
+    return {"flagged": cov["n_flagged"], "flag_counts": cov["flag_counts"], "flagged_sentences": detail}
+
+
 def bench_talks(lm, heads, asrs: dict, chunks: list[int]) -> tuple[list[dict], list[dict]]:
     import jiwer
 
@@ -117,7 +128,7 @@ def bench_talks(lm, heads, asrs: dict, chunks: list[int]) -> tuple[list[dict], l
                 scores = score_longform(cascade.instance(), refs, TGT, segments)
                 rows.append({"arm": arm, "chunk_ms": chunk_ms, "talk": talk.stem, **row,
                              "bleu": round(scores["bleu"], 2), "longyaal_cu_ms": round(scores["longyaal_cu"]),
-                             "longyaal_ca_ms": round(scores["longyaal_ca"]),
+                             "longyaal_ca_ms": round(scores["longyaal_ca"]), **flagged(cascade),
                              "_ref": words_of(reference_text), "_hyp": words_of(transcript(cascade))})
                 print(f"  {arm:5s} {chunk_ms} ms {talk.stem}: RTF {row['rtf_ca']} (cpu {row['rtf_cpu']})", flush=True)
     summary = []
@@ -132,6 +143,7 @@ def bench_talks(lm, heads, asrs: dict, chunks: list[int]) -> tuple[list[dict], l
                 "rtf_cpu": round(sum(r["rtf_cpu"] * r["audio_s"] for r in sel) / audio, 3),
                 "asr_wer": round(100 * jiwer.wer([r["_ref"] for r in sel], [r["_hyp"] for r in sel]), 2),
                 "bleu_mean": round(sum(r["bleu"] for r in sel) / len(sel), 2),
+                "flagged": sum(r["flagged"] for r in sel),
                 "asr_calls": sum(r["asr_calls"] for r in sel), "chunks": sum(r["chunks"] for r in sel),
                 **{k: round(v, 2) for k, v in tot.items()}})
     for chunk_ms in chunks:
@@ -182,7 +194,7 @@ def bench_robustness(lm, heads, asr: WhisperBackend, chunk_ms: int) -> list[dict
             rows.append({"case": name, "vad": vad is not None, "audio_s": row["audio_s"], "units": row["units"],
                          "sentences": len(cascade.sentences), "asr_calls": row["asr_calls"], "chunks": row["chunks"],
                          "asr_wer": round(100 * jiwer.wer(words_of(text), heard), 2) if text else None,
-                         "rtf_ca": row["rtf_ca"], "heard": heard[:120]})
+                         "rtf_ca": row["rtf_ca"], **flagged(cascade), "heard": heard[:120]})
             print(f"  {name} vad={vad is not None}: {row['units']} units", flush=True)
     return rows
 
@@ -219,7 +231,8 @@ def soak(lm, heads, asr: WhisperBackend, minutes: float, chunk_ms: int, checkpoi
         "units_emitted": len(live), "units_logged": len(logged), "units_lost": len(live) - kept,
         "sentences": len(cascade.sentences), "sentences_without_output": sum(
             1 for rec in cascade.sentences if rec.words and not rec.steps),
-        "flagged_sentences": summary["flagged_sentences"], "asr_calls": cascade.stats.asr_calls,
+        "flagged_sentences": summary["flagged_sentences"], "coverage": summary["coverage"],
+        "asr_calls": cascade.stats.asr_calls,
         "rss_mib_minute_1": round(first / 2**20, 1), "rss_mib_end": round(last / 2**20, 1),
         "rss_growth_mib": round((last - first) / 2**20, 1),
         "rss_mib_by_minute": {m: round(r / 2**20, 1) for m, r in rss_at.items()},
@@ -247,10 +260,12 @@ def main() -> None:
     if not args.skip_talks:
         chunks = [int(c) for c in args.chunks.split(",")]
         rows, summary = bench_talks(lm, heads, asrs, chunks)
-        print_table(rows, f"1. cascade per talk (whisper-base + {lm.facts.model_id}, {args.threads} thread(s))")
+        print_table([{k: v for k, v in r.items() if not isinstance(v, list | dict)} for r in rows],
+                    f"1. cascade per talk (whisper-base + {lm.facts.model_id}, {args.threads} thread(s))")
         print_table(summary, "1. all talks per arm (today: full 30 s window, no VAD; now: VAD + short window)")
         robust = bench_robustness(lm, heads, asrs["now"], 850)
-        print_table(robust, "2. constructed audio at 850 ms (today = no VAD, full window)")
+        print_table([{k: v for k, v in r.items() if not isinstance(v, list | dict)} for r in robust],
+                    "2. constructed audio at 850 ms (today = no VAD, full window)")
         targets = {850: 0.6, 1500: 0.4}
         for s in summary:
             if s["arm"] == "now" and s["chunk_ms"] in targets:
