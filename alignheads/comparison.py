@@ -106,6 +106,19 @@ def run_setting(lm: LoadedModel, corpus: Corpus, heads: HeadSet | Sequence[HeadL
 # ----------------------------------------------------------------------------- summaries
 
 
+def refresh_coverage(record: dict, sources: list[list[str]]) -> dict:
+    """A cached record with its coverage flags recounted under the current rules (`coverage.recount`) from the
+    evaluated sentences' source tokens, so results saved before a rule changed are summarised like new ones."""
+    from .coverage import recount
+
+    entries = recount(record["coverage"], sources[: len(record["coverage"])])
+    flagged = [e["index"] for e in entries if e["flags"]]
+    cov = record["scores"]["coverage"]
+    cov = {**cov, "n_flagged": len(flagged), "flagged": flagged,
+           "flag_counts": {f: sum(f in e["flags"] for e in entries) for f in cov["flag_counts"]}}
+    return {**record, "coverage": entries, "flagged": flagged, "scores": {**record["scores"], "coverage": cov}}
+
+
 def curve_rows(records: list[dict]) -> list[dict]:
     """One row per record: quality, latency (source words), stop-rule and held-sentence-end shares, coverage."""
     rows = []

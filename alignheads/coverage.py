@@ -1,11 +1,12 @@
 """Did a simultaneous translation lose anything? Per-sentence coverage of the source by the output.
 
-For every sentence: its source words; the words that were accessible when the target sentence ended,
-i.e. when the last text was added to it (a translation that ended before its source did is flagged
-`ended_early`); the target units; the target/source length ratio (below `MIN_RATIO`, 0.5,
-it is flagged `short`); and, given the same model's offline translation of the whole sentence, the chrF
-of the output against it and its length in units. `simulate` and the speech cascade both build these
-from the translator's per-sentence updates and write them with `write_coverage` (coverage.json).
+For every sentence: its source words (tokens with a letter or digit: a tokenized corpus's "." or "," is not a
+word); the source tokens that were accessible when the target sentence ended, i.e. when the last text was added
+to it (a translation that ended before its last source word was accessible is flagged `ended_early`); the
+target units; the target/source length ratio (below `MIN_RATIO`, 0.5, it is flagged `short`); and, given the
+same model's offline translation of the whole sentence, the chrF of the output against it and its length in
+units. `simulate` and the speech cascade both build these from the translator's per-sentence updates and write
+them with `write_coverage` (coverage.json).
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ class SentenceCoverage:
     """Coverage of one source sentence by its simultaneous translation."""
 
     index: int
-    source_words: int
-    accessible_at_end: int | None  # accessible source words when text was last added (None: no output)
+    source_words: int  # source tokens with a letter or digit
+    last_word: int  # source tokens up to the last word: all must be accessible before the translation may end
+    accessible_at_end: int | None  # accessible source tokens when text was last added (None: no output)
     target_units: int
     length_ratio: float  # target units / source words
     ended_early: bool
@@ -55,9 +57,27 @@ class SentenceCoverage:
         return bool(self.flags)
 
 
+def is_word(token: str) -> bool:
+    """True for a source token that carries content (a letter or a digit), not punctuation alone."""
+    return any(c.isalnum() for c in token)
+
+
+def word_span(source_tokens: Sequence[str]) -> tuple[int, int]:
+    """(number of words, tokens up to and including the last word) of a sentence's source tokens."""
+    words = [i for i, t in enumerate(source_tokens) if is_word(t)]
+    return len(words), (words[-1] + 1 if words else len(source_tokens))
+
+
+def coverage_flags(units: int, ratio: float, accessible_at_end: int | None, last_word: int) -> list[str]:
+    """The flags of one sentence: empty, ended_early (text last added before its last word was accessible), short."""
+    early = accessible_at_end is not None and accessible_at_end < last_word
+    return [name for name, on in ((EMPTY, units == 0), (ENDED_EARLY, early), (SHORT, 0 < units and ratio < MIN_RATIO))
+            if on]
+
+
 def sentence_coverage(
     index: int,
-    n_source: int,
+    source_tokens: Sequence[str],
     updates: Iterable[_Step],
     target: str,
     tgt_lang: str,
@@ -65,22 +85,23 @@ def sentence_coverage(
     source: str = "",
     offline: str | None = None,
 ) -> SentenceCoverage:
-    """Coverage of one sentence from the translator updates that produced `target` (in order, final one last)."""
+    """Coverage of one sentence of `source_tokens` from the translator updates that produced `target` (in order,
+    final one last)."""
+    n_source, last_word = word_span(source_tokens)
     at_end = None
     for u in updates:
         if u.new_text.strip():  # the last update that added text ended the target sentence
             at_end = u.n_accessible
     units = len(target_units(target, tgt_lang))
     ratio = units / n_source if n_source else 0.0
-    early = at_end is not None and at_end < n_source
-    flags = [name for name, on in ((EMPTY, units == 0), (ENDED_EARLY, early), (SHORT, 0 < units and ratio < MIN_RATIO))
-             if on]
+    flags = coverage_flags(units, ratio, at_end, last_word)
+    early = ENDED_EARLY in flags
     chrf = off_units = None
     if offline is not None:
         chrf = CHRF().sentence_score(target, [offline]).score
         off_units = len(target_units(offline, tgt_lang))
-    return SentenceCoverage(index, n_source, at_end, units, ratio, early, chrf, off_units, flags, source, target,
-                            offline)
+    return SentenceCoverage(index, n_source, last_word, at_end, units, ratio, early, chrf, off_units, flags, source,
+                            target, offline)
 
 
 def coverage_summary(sentences: Sequence[SentenceCoverage]) -> dict[str, Any]:
@@ -95,6 +116,19 @@ def coverage_summary(sentences: Sequence[SentenceCoverage]) -> dict[str, Any]:
         "mean_chrf_offline": round(sum(chrfs) / len(chrfs), 2) if chrfs else None,
         "sentences": [asdict(s) for s in sentences],
     }
+
+
+def recount(entries: Sequence[dict], sources: Sequence[Sequence[str]]) -> list[dict]:
+    """Coverage entries (`asdict(SentenceCoverage)`, text fields optional) recounted under the current rules from
+    their stored numbers and the sentences' source tokens: for results saved before a rule changed."""
+    out = []
+    for e, tokens in zip(entries, sources, strict=True):
+        n, last = word_span(tokens)
+        ratio = e["target_units"] / n if n else 0.0
+        flags = coverage_flags(e["target_units"], ratio, e["accessible_at_end"], last)
+        out.append({**e, "source_words": n, "last_word": last, "length_ratio": ratio, "flags": flags,
+                    "ended_early": ENDED_EARLY in flags})
+    return out
 
 
 def write_coverage(path: str | Path, sentences: Sequence[SentenceCoverage]) -> dict:

@@ -109,7 +109,7 @@ def coverage(cascade, offline: bool = True) -> list[SentenceCoverage]:
     rows = sentence_translations(cascade)
     sources = [[w.text for w in rec.words] for rec, _, _ in rows]
     refs = [cascade.translator.offline(src) if offline else None for src in sources]
-    return [sentence_coverage(rec.index, len(src), rec.steps, text, cascade.translator.tgt_lang,
+    return [sentence_coverage(rec.index, src, rec.steps, text, cascade.translator.tgt_lang,
                               source=" ".join(src), offline=ref)
             for (rec, text, _), src, ref in zip(rows, sources, refs, strict=True)]
 

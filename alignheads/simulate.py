@@ -217,7 +217,7 @@ def simulate(
             ref = surface(list(pair.tgt_words), corpus.tgt_lang).text
             run = simulate_sentence(tr, pair.src_words, ends, clock, unit=sim.unit, index=i, reference=ref)
             runs.append(run)
-            coverage.append(sentence_coverage(i, len(pair.src_words), run.updates, tr.target, corpus.tgt_lang,
+            coverage.append(sentence_coverage(i, pair.src_words, run.updates, tr.target, corpus.tgt_lang,
                                               source=run.instance.source, offline=tr.offline(pair.src_words)))
             clock = ends[-1] + sim.gap
     except (KeyboardInterrupt, AlignheadsError) as e:

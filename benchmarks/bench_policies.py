@@ -43,6 +43,7 @@ from alignheads.comparison import (  # noqa: E402
     dataset_summary,
     digest,
     read_json,
+    refresh_coverage,
     setting_label,
 )
 from alignheads.comparison import run_setting as run_cached  # noqa: E402
@@ -189,11 +190,14 @@ def summarize(names: list[str], settings: list, heads_log: dict, limits: dict, c
     out = {"label": LABEL, "pace_s": PACE, "latency_unit": "source words", "limit": limits,
            "heads": heads_log, "datasets": {}}
     for name in names:
-        records = [r for s in settings if (r := read_json(cache / name / f"{setting_label(*s)}.json"))]
+        corpus = read_corpus(DATASETS[name].eval)
+        sources = [list(p.src_words) for p in corpus]
+        records = [refresh_coverage(r, sources) for s in settings
+                   if (r := read_json(cache / name / f"{setting_label(*s)}.json"))]
         if not records:
             continue
         oracle = read_json(cache / name / "oracle.json")
-        part = dataset_summary(records, read_corpus(DATASETS[name].eval).tgt_lang, cache / name, summary_dir, oracle)
+        part = dataset_summary(records, corpus.tgt_lang, cache / name, summary_dir, oracle)
         out["datasets"][name] = part
         print_table([{k: v for k, v in r.items() if k != "dataset"} for r in part["curves"]],
                     f"{name}: curves ({len(records)} settings)")

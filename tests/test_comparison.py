@@ -7,7 +7,14 @@ import json
 import pytest
 
 from alignheads import viz
-from alignheads.comparison import dataset_summary, pick_trace, run_setting, setting_label, trace_frames
+from alignheads.comparison import (
+    dataset_summary,
+    pick_trace,
+    refresh_coverage,
+    run_setting,
+    setting_label,
+    trace_frames,
+)
 from alignheads.figures import load_direction
 from alignheads.headset import Head
 from alignheads.policy import AlignAttConfig
@@ -57,6 +64,24 @@ def test_summary_curves_significance_and_the_traced_sentence(records, tmp_path):
     traced = pick_trace(rows)
     assert traced == {k: v for k, v in part["traced"].items() if k != "file"}
     assert json.loads((tmp_path / part["traced"]["file"]).read_text())["policy"] == "alignatt"
+
+
+def test_cached_flags_are_recounted_under_the_current_rules(records):
+    corpus, _, recs = records
+    record = recs[("wait-k", 3, 0.0)][0]
+    sources = [list(p.src_words) for p in corpus]
+    assert refresh_coverage(record, sources)["coverage"] == record["coverage"]  # fresh: nothing changes
+    # a record saved when a final "." token still had to be accessible before the translation could end
+    old = json.loads(json.dumps(record))
+    entry = old["coverage"][0]
+    n = len(sources[0])
+    assert sources[0][-1] == "."
+    assert entry["accessible_at_end"] == n  # (the tiny model adds text in the final pass)
+    entry.update(accessible_at_end=n - 1, flags=["ended_early"], ended_early=True)
+    old["scores"]["coverage"].update(n_flagged=1, flagged=[0], flag_counts={"ended_early": 1, "short": 0, "empty": 0})
+    new = refresh_coverage(old, sources)
+    assert new["coverage"][0]["flags"] == record["coverage"][0]["flags"] and not new["coverage"][0]["ended_early"]
+    assert new["flagged"] == record["flagged"] and new["scores"]["coverage"] == record["scores"]["coverage"]
 
 
 def test_trace_frames_plot(records):

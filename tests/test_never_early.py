@@ -59,7 +59,7 @@ def test_the_target_sentence_ends_only_after_the_whole_source(scripted, policy):
     assert tr.target.startswith(committed) and final.new_text  # the final pass continues the committed prefix
     if final.decision_trace.draft_end != "length_cap":  # (the run-on model never stops by itself)
         assert tr.target.endswith(".")
-    cov = sentence_coverage(0, len(LONG), tr.history, tr.target, "it")
+    cov = sentence_coverage(0, LONG, tr.history, tr.target, "it")
     assert cov.accessible_at_end == len(LONG) and not cov.ended_early
 
 

@@ -42,7 +42,7 @@ def test_a_model_that_ends_early_is_caught_by_coverage_not_by_timing(it2, tmp_pa
     assert cov["n_sentences"] == 2 and cov["flag_counts"]["ended_early"] == 0
     assert cov["flag_counts"]["short"] == 2 and cov["n_flagged"] == 2
     for s, ins in zip(cov["sentences"], res.instances, strict=True):
-        assert s["accessible_at_end"] == s["source_words"] == ins.source_length
+        assert s["accessible_at_end"] == ins.source_length >= s["last_word"]
         assert s["target"] == ins.prediction == "Il modello." and s["offline"] == "Il modello."
         assert s["chrf_offline"] == pytest.approx(100.0)
     shares = res.scores["decisions"]
