@@ -218,6 +218,9 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="first N sentences per dataset (default: all)")
     ap.add_argument("--limit-for", action="append", default=[], metavar="DATASET=N",
                     help="first N sentences of one dataset (repeatable), e.g. xlwa-en-it=40")
+    ap.add_argument("--settings", nargs="+", metavar="LABEL",
+                    help="run only these settings, in this order (labels as in the cache, e.g. wait-k_5 alignatt_-3 "
+                         "alignatt_0_hb0.25); the summary still reads every cached setting")
     ap.add_argument("--quick", action="store_true", help="3 sentences, 5 settings, no oracle: checks the script")
     ap.add_argument("--no-oracle", action="store_true")
     ap.add_argument("--label", default="", help="how the machine was (e.g. 'quiet', 'loaded'), kept with the timings")
@@ -230,6 +233,12 @@ def main() -> None:
         args.limit, args.no_oracle, rounds = args.limit or 3, True, QUICK_ROUNDS
         cache = Path(tempfile.gettempdir()) / "bench_policies_quick"  # never mixed with the real results
     settings = [s for r in rounds for s in r]
+    if args.settings:
+        by_label = {setting_label(*s): s for s in settings}
+        unknown = [x for x in args.settings if x not in by_label]
+        if unknown:
+            ap.error(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(by_label)}")
+        rounds = [[by_label[x] for x in args.settings]]
     threads = pin_threads(args.threads)
     heads_log: dict = {}
     names = [n for n in args.datasets if DATASETS[n].eval.is_file()]
