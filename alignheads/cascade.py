@@ -6,7 +6,8 @@ hypotheses. Committed and partial words (their end times on the stream clock) go
 translator, which shows them all in the prompt but counts as accessible only words that ended at
 least `TranslatorConfig.holdback` seconds ago (default 0.25 s: the ASR tail is wrong 17% of the time, 8% 250 ms
 behind it). With no hold-back every heard word is accessible and the paper's border b = 1 can
-never fire. A committed sentence is translated to its end and the translator moves on.
+never fire; the default border is −2 (`alignheads.policy`). A committed sentence is translated to its end
+and the translator moves on.
 
 Voice activity (Silero, `alignheads.vad`) gates the recogniser: audio without speech is never
 transcribed (Whisper invents words on silence and noise), leading silence is dropped from the

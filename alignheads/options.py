@@ -85,7 +85,7 @@ def add_policy_args(p: argparse.ArgumentParser, *, alignatt_only: bool = False, 
         g.add_argument("--policy", choices=list(POLICIES), default="alignatt")
         g.add_argument("--preset", choices=list(PRESETS), help="named translator settings (flags given override it)")
     g.add_argument("--border", type=int, help=f"AlignAtt border b: stop when a draft token attends source word >= "
-                   f"N_accessible + b (default {a.border}, the paper's)")
+                   f"N_accessible + b (default {a.border}; the paper's 1 is --preset paper)")
     g.add_argument("--rewind", type=nonnegative_int,
                    help=f"AlignAtt rewind gate in source words, 0 = off (default {a.rewind})")
     g.add_argument("--no-z-score", dest="z_score", action="store_false", default=None,

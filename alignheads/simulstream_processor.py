@@ -9,8 +9,8 @@ YAML for `simulstream_inference --speech-processor-config alignheads.yaml ...`:
     policy: alignatt
     asr: whisper                   # or qwen
     holdback: 0.25                 # seconds of ASR tail shown but not yet accessible
-    border: 1                      # any translator setting: the `alignheads translate` flag names (wait_k, ...)
-    preset: paper                  # optional: named settings (alignheads.pipeline.PRESETS)
+    border: -2                     # any translator setting: the `alignheads translate` flag names (wait_k, ...)
+    preset: paper                  # optional: named settings (alignheads.pipeline.PRESETS); keys here override it
     source_lang: en
     target_lang: de
 
