@@ -180,6 +180,25 @@ def oracle_table(oracle: dict) -> list[dict]:
     return rows
 
 
+def attention_offsets(records: list[dict]) -> list[dict]:
+    """Where the heads point when AlignAtt decides: per AlignAtt record, over the traced sentences' non-final
+    updates, the share of first draft tokens aligned to the newest accessible word (offset −1), the one before it
+    (−2), older words (≤ −3) or a word shown but not yet accessible (≥ 0). Offsets are from N_accessible."""
+    rows = []
+    for r in records:
+        if r["policy"] != "alignatt":
+            continue
+        offsets = [u["tokens"][0][1] - u["n_accessible"] for t in r["traces"] for u in t["updates"]
+                   if not u["final"] and u["tokens"] and u["tokens"][0][1] is not None]
+        if not offsets:
+            continue
+        n = len(offsets)
+        rows.append({"policy": r["curve"], "param": r["param"], "updates": n,
+                     "older": sum(o <= -3 for o in offsets) / n, "second_newest": offsets.count(-2) / n,
+                     "newest": offsets.count(-1) / n, "not_accessible": sum(o >= 0 for o in offsets) / n})
+    return rows
+
+
 def pick_trace(records: list[dict]) -> dict | None:
     """The sentence the policy-trace figures show: from the AlignAtt record with the highest BLEU, the traced
     sentence with the most units emitted before its final update (the one where the policy decided most)."""
@@ -209,7 +228,8 @@ def dataset_summary(records: list[dict], tgt_lang: str, record_dir: Path, summar
         traced["file"] = os.path.relpath(Path(record_dir) / f"{traced['setting']}.json", summary_dir)
     return {"curves": curve_rows(records),
             "significance": significance_rows(records, tgt_lang, n_samples),
-            "oracle": oracle_table(oracle) if oracle else None, "traced": traced}
+            "oracle": oracle_table(oracle) if oracle else None, "attention_offsets": attention_offsets(records),
+            "traced": traced}
 
 
 def trace_frames(record: dict, index: int) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -205,6 +205,8 @@ def summarize(names: list[str], settings: list, heads_log: dict, limits: dict, c
             print_table(part["significance"], f"{name}: AlignAtt vs baselines at matched LAAL (paired bootstrap)")
         if oracle:
             print_table(part["oracle"], f"{name}: oracle premature-emission rate (selected heads)")
+        if part["attention_offsets"]:
+            print_table(part["attention_offsets"], f"{name}: where the first draft token's heads point (traced)")
     return out
 
 

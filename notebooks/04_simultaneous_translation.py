@@ -123,7 +123,7 @@ else:
 # Audio in 850 ms chunks -> embedded Whisper (re-transcribing since the last committed sentence) ->
 # stabiliser (commit up to the last sentence end both latest hypotheses agree on) -> the AlignAtt
 # translator, assembled by `build_cascade` exactly as `alignheads translate` assembles it (the ASR tail is
-# shown in the prompt but held back 0.25 s). Emission times are on the stream clock (CU) and as if played
+# shown in the prompt but held back 0.25 s; the default border b = −2, see `alignheads.policy`). Emission times are on the stream clock (CU) and as if played
 # in real time on this machine (CA). Scored long-form with OmniSTEval after re-segmenting the output.
 
 # %%

@@ -61,6 +61,13 @@ def test_summary_curves_significance_and_the_traced_sentence(records, tmp_path):
     for row in part["significance"]:
         assert row["delta"] == pytest.approx(row["alignatt_score"] - row["baseline_score"], abs=0.011)
         assert row["ci95"][0] <= row["ci95"][1] and 0 < row["p_value"] <= 1
+    offsets = part["attention_offsets"]
+    assert {(o["policy"], o["param"]) for o in offsets} <= {("alignatt", -1), ("alignatt (hold-back 0.25 s)", 0)}
+    for o in offsets:
+        assert o["updates"] > 0
+        assert o["older"] + o["second_newest"] + o["newest"] + o["not_accessible"] == pytest.approx(1.0)
+        if o["policy"] == "alignatt":  # without a hold-back every word shown is accessible
+            assert o["not_accessible"] == 0
     traced = pick_trace(rows)
     assert traced == {k: v for k, v in part["traced"].items() if k != "file"}
     assert json.loads((tmp_path / part["traced"]["file"]).read_text())["policy"] == "alignatt"
