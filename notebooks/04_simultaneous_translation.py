@@ -123,8 +123,9 @@ else:
 # Audio in 850 ms chunks -> embedded Whisper (re-transcribing since the last committed sentence) ->
 # stabiliser (commit up to the last sentence end both latest hypotheses agree on) -> the AlignAtt
 # translator, assembled by `build_cascade` exactly as `alignheads translate` assembles it (the ASR tail is
-# shown in the prompt but held back 0.25 s; the default border b = −2, see `alignheads.policy`). Emission times are on the stream clock (CU) and as if played
-# in real time on this machine (CA). Scored long-form with OmniSTEval after re-segmenting the output.
+# shown in the prompt but held back 0.25 s; the default border b = −2, see `alignheads.policy`). Emission
+# times are on the stream clock (CU) and as if played in real time on this machine (CA). Scored long-form
+# with OmniSTEval after re-segmenting the output.
 
 # %%
 audio, refs, segments = talk_clip(talk, headset.tgt_lang, 7.5 if fast else clip_s)

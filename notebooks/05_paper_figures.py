@@ -126,8 +126,10 @@ display(figures.ablation_figure(table, baselines[baselines["name"] == "diagonal"
 # All four policies on every shipped test set and the shared XL-WA dev, streamed as text at 0.4 s per
 # word (latency: computation-unaware LAAL in source words), read from `benchmarks/bench_policies.py`'s saved
 # results — `make figures` draws the same figures into `figures/`. Then the paired bootstrap of AlignAtt
-# against each baseline at matched latency, and for one sentence: its emissions against the source available,
-# and where the heads pointed (every draft token's aligned source word against the border).
+# against each baseline at matched latency; the oracle premature-emission rate of the selected heads when the
+# prompt shows only what was heard (realistic) and the whole source; where the first draft token's heads point
+# when AlignAtt decides; and for one sentence: its emissions against the source available, and where the heads
+# pointed (every draft token's aligned source word against the border).
 
 # %%
 if Path(results).is_file():
@@ -137,6 +139,8 @@ if Path(results).is_file():
         display(curves)
         display(figures.quality_latency_figure(curves, name, unit=bench["latency_unit"]))
         display(pd.DataFrame(part["significance"]))
+        display(pd.DataFrame(part.get("oracle") or []))
+        display(pd.DataFrame(part.get("attention_offsets") or []))
         for fig in figures.policy_trace_figures(*figures.traced_sentence(bench, name, Path(results).parent), name):
             display(fig)
 else:
