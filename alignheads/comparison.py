@@ -121,17 +121,11 @@ def refresh_coverage(record: dict, sources: list[list[str]]) -> dict:
 
 def curve_rows(records: list[dict]) -> list[dict]:
     """One row per record: quality, latency (source words), stop-rule and held-sentence-end shares, coverage."""
-    rows = []
-    for r in records:
-        s = r["scores"]
-        rows.append({"dataset": r["dataset"], "policy": r["curve"], "param": r["param"], "bleu": s["bleu"],
-                     "chrf": s["chrf"], "laal_cu": s["laal_cu"], "al_cu": s["al_cu"], "yaal_cu": s["yaal_cu"],
-                     "laal_ca": s["laal_ca"], "stop_share": s["decisions"]["stop_rule"],
-                     "sentence_end_share": s["decisions"]["sentence_end"], "n_flagged": s["coverage"]["n_flagged"],
-                     "ended_early": s["coverage"]["flag_counts"]["ended_early"],
-                     "mean_chrf_offline": s["coverage"]["mean_chrf_offline"], "n_instances": s["n_instances"],
-                     "seconds": r["seconds"]})
-    return rows
+    from .sweep import curve_metrics
+
+    return [{"dataset": r["dataset"], "policy": r["curve"], "param": r["param"], **curve_metrics(r["scores"]),
+             "mean_chrf_offline": r["scores"]["coverage"]["mean_chrf_offline"], "seconds": r["seconds"]}
+            for r in records]
 
 
 def significance_rows(records: list[dict], tgt_lang: str, n_samples: int = 1000) -> list[dict]:

@@ -25,6 +25,14 @@ CURVE_COLUMNS = ["policy", "param", "bleu", "chrf", "al_cu", "laal_cu", "yaal_cu
                  "sentence_end_share", "n_flagged"]
 
 
+def curve_metrics(scores: dict) -> dict:
+    """The curve columns of one simulation's scores: quality, latency, decision shares and coverage flags."""
+    decisions, coverage = scores["decisions"], scores["coverage"]
+    return {**{c: scores.get(c) for c in CURVE_COLUMNS[2:10]}, "n_instances": scores["n_instances"],
+            "stop_share": decisions["stop_rule"], "sentence_end_share": decisions["sentence_end"],
+            "n_flagged": coverage["n_flagged"], "ended_early": coverage["flag_counts"]["ended_early"]}
+
+
 def default_grid(with_heads: bool = True) -> dict[str, list]:
     """Every registered policy's default sweep (policies that need heads only `with_heads`)."""
     return {name: list(p.grid) for name, p in POLICIES.items() if with_heads or not p.needs_heads}
@@ -62,11 +70,9 @@ def quality_latency(
             res = simulate(lm, corpus, heads if policies[policy].needs_heads else None, policy, cfg, sim,
                            layout=layout, word_times=word_times, out_dir=sub, memo=memo)
             s = res.scores
-            rows.append({"policy": policy, "param": value, **{c: s.get(c) for c in CURVE_COLUMNS[2:10]},
-                         "latency_unit": s["latency_unit"], "n_instances": s["n_instances"], "n_empty": s["n_empty"],
-                         "compute_s": res.stats["compute_s"], "prefill_saved": res.stats["prefill_saved"],
-                         "stop_share": s["decisions"]["stop_rule"],
-                         "sentence_end_share": s["decisions"]["sentence_end"], "n_flagged": s["coverage"]["n_flagged"]})
+            rows.append({"policy": policy, "param": value, **curve_metrics(s), "latency_unit": s["latency_unit"],
+                         "n_empty": s["n_empty"], "compute_s": res.stats["compute_s"],
+                         "prefill_saved": res.stats["prefill_saved"]})
     table = pd.DataFrame(rows, columns=CURVE_COLUMNS)
     if out_csv is not None:
         with atomic_open(out_csv) as f:
