@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo lab test test-fast lint notebooks figures bench prepare venv clean
+.PHONY: demo lab test test-fast mutants lint notebooks figures bench prepare venv clean
 
 venv: $(STAMP)
 
@@ -39,6 +39,10 @@ test: venv lint
 
 test-fast: venv lint   # unit + tiny-model tiers, no real weights, subprocesses, notebooks or browser
 	$(BIN)/python -m pytest -q -m "not slow and not notebook and not browser"
+
+# Breaks the code on purpose, one small patch at a time, and checks that the guarding test fails (tests/mutants/run.py).
+mutants: venv
+	$(BIN)/python tests/mutants/run.py
 
 # Executes every notebook on the embedded model and writes its .ipynb twin with outputs (papermill).
 notebooks: prepare

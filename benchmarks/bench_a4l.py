@@ -29,7 +29,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import pin_threads, print_table, write_result  # noqa: E402
 
-from alignheads.data import read_corpus  # noqa: E402
+from alignheads.corpus.formats import read_corpus  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -50,14 +50,14 @@ def corpora(limit: int | None) -> dict[str, object]:
 
 def scored(key: str, corpus, cache: Path, lm_box: list):
     """HeadScores of `corpus` (from the cache when there), and the seconds scoring took (None when cached)."""
-    from alignheads.scoring import ScoreConfig, score_heads
+    from alignheads.heads.scoring import ScoreConfig, score_heads
 
     path = cache / f"{key}.pkl"
     if path.is_file():
         with path.open("rb") as f:
             return pickle.load(f), None
     if not lm_box:
-        from alignheads.models import load_model
+        from alignheads.model.loader import load_model
 
         lm_box.append(load_model("embedded"))
     t0 = time.perf_counter()
@@ -86,8 +86,8 @@ def ranking_agreement(heads: pd.DataFrame, a: tuple[str, str], b: tuple[str, str
 
 
 def stage_score(args, cache: Path) -> None:
-    from alignheads.prompts import PromptLayout
-    from alignheads.scoring import reference_token_scores
+    from alignheads.heads.scoring import reference_token_scores
+    from alignheads.model.prompts import PromptLayout
 
     lm_box: list = []
     all_corpora = corpora(args.limit)
@@ -108,8 +108,8 @@ def stage_score(args, cache: Path) -> None:
     for key, corpus in all_corpora.items():  # the rest of the cache for the learned stage
         scored(key, corpus, cache, lm_box)
     if args.eager_sample:  # their script's path (eager output_attentions, full causal LM) vs ours, same pairs
-        from alignheads.models import load_model
-        from alignheads.scoring import ScoreConfig, score_heads
+        from alignheads.heads.scoring import ScoreConfig, score_heads
+        from alignheads.model.loader import load_model
 
         lm = lm_box[0] if lm_box else load_model("embedded")
         for d in DIRECTIONS:
@@ -137,8 +137,8 @@ BORDERS = (-1, -2, -3, -4, -5, -6, -8)  # prefix-only: every shown word is acces
 
 def learned_headset(lm, calib_parts, cfg) -> object:
     """A head set with the weights fitted on `calib_parts` (what `score --selection learned` would export)."""
-    from alignheads.headset import HeadEntry, HeadSet
-    from alignheads.learned import fit_weights
+    from alignheads.heads.headset import HeadEntry, HeadSet
+    from alignheads.heads.learned import fit_weights
 
     learned = fit_weights(calib_parts, cfg)
     f = lm.facts
@@ -149,12 +149,12 @@ def learned_headset(lm, calib_parts, cfg) -> object:
 def stage_policy(args, cache: Path) -> None:
     """Premature emissions in the realistic prefix-only condition: learned weights vs the diagonal (and the greedy
     set, the all-head mean) over a border sweep, compared at matched mean wait."""
-    from alignheads.learned import WeightConfig
-    from alignheads.models import load_model
-    from alignheads.oracle import policy_eval
-    from alignheads.policy import AlignAttConfig
-    from alignheads.selection import SelectionConfig, greedy_ensemble
-    from alignheads.sweep import matched_latency
+    from alignheads.heads.learned import WeightConfig
+    from alignheads.heads.selection import SelectionConfig, greedy_ensemble
+    from alignheads.model.loader import load_model
+    from alignheads.simul.oracle import policy_eval
+    from alignheads.simul.policy import AlignAttConfig
+    from alignheads.simul.sweep import matched_latency
 
     all_corpora = corpora(args.limit)
 
@@ -229,9 +229,9 @@ SETUPS = [
 
 def aligners(calib_parts, evaluate, cfg) -> list[dict]:
     """AER of each aligner fitted on `calib_parts` and evaluated on `evaluate` (HeadScores, Corpus)."""
-    from alignheads.learned import fit_weights, weighted_aer
-    from alignheads.scoring import combine_scores
-    from alignheads.selection import SelectionConfig, ensemble_metrics, greedy_ensemble, topk_by_ts
+    from alignheads.heads.learned import fit_weights, weighted_aer
+    from alignheads.heads.scoring import combine_scores
+    from alignheads.heads.selection import SelectionConfig, ensemble_metrics, greedy_ensemble, topk_by_ts
 
     calib, calib_corpus = combine_scores(calib_parts)
     ev_scores, ev_corpus = evaluate
@@ -262,7 +262,7 @@ def aligners(calib_parts, evaluate, cfg) -> list[dict]:
 
 
 def stage_learned(args, cache: Path) -> None:
-    from alignheads.learned import WeightConfig
+    from alignheads.heads.learned import WeightConfig
 
     all_corpora = corpora(args.limit)
     loaded = {}
@@ -278,7 +278,7 @@ def stage_learned(args, cache: Path) -> None:
             rows.append({"direction": d, "evaluate": ev_key, "calibrate": " + ".join(calib_keys),
                          "eval_pairs": len(all_corpora[ev_key]), **r})
         if ev_key not in simalign and not args.no_simalign:
-            from alignheads.silver import compare_aligner
+            from alignheads.corpus.silver import compare_aligner
 
             simalign[ev_key] = compare_aligner(all_corpora[ev_key], progress=False)
             rows.append({"direction": d, "evaluate": ev_key, "calibrate": "(none: SimAlign, embedded encoder)",

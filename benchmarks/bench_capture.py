@@ -42,8 +42,8 @@ MAX_ABS_DIFF = 1e-4
 
 def build_prompt(lm, gold: Path, tokens: int):
     """Teacher-forced en->it prompt of about `tokens` tokens: consecutive gold pairs joined into one long pair."""
-    from alignheads.data import read_corpus
-    from alignheads.prompts import PromptLayout, render
+    from alignheads.corpus.formats import read_corpus
+    from alignheads.model.prompts import PromptLayout, render
 
     corpus = read_corpus(gold)
     layout = PromptLayout.for_tokenizer(lm.tokenizer, corpus.src_lang, corpus.tgt_lang)
@@ -68,7 +68,7 @@ def build_prompt(lm, gold: Path, tokens: int):
 
 # ------------------------------------------------------------------------------------ 1. capture overhead
 def bench_overhead(lm, prompt_ids: torch.Tensor, repeats: int, new_tokens: int) -> dict:
-    from alignheads.capture import AttentionCapture
+    from alignheads.model.capture import AttentionCapture
 
     model = lm.model
     n_prompt = prompt_ids.shape[1]
@@ -140,7 +140,7 @@ def _record_time(model, prompt_ids, gen_kw, q_from: int) -> tuple[float, float]:
     """
     import time
 
-    from alignheads.capture import AttentionCapture
+    from alignheads.model.capture import AttentionCapture
 
     cap = AttentionCapture(model, q_from=q_from)
     inner, spent = cap.record, [0.0]
@@ -166,7 +166,7 @@ def replay_and_eager(lm, rendered):
 
     Both return (argmax over keys per layer/head/row, rows kept when asked) and put byte counts in `stats`.
     """
-    from alignheads.capture import AttentionCapture
+    from alignheads.model.capture import AttentionCapture
 
     model = lm.model
     n_layers = lm.facts.num_layers
@@ -350,7 +350,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="longer prompt lengths for the attention-data sweep (default 400 800; skipped by --quick)")
     ap.add_argument("--new-tokens", type=int, default=16, help="greedy draft length for benchmark 1 (default 16)")
     ap.add_argument("--gold", type=Path, default=GOLD, help="XL-WA en-it gold file to build prompts from")
-    ap.add_argument("--model", default="embedded", help="model spec for alignheads.models.load_model")
+    ap.add_argument("--model", default="embedded", help="model spec for alignheads.model.loader.load_model")
     ap.add_argument("--name", default="bench_capture", help="results file name (benchmarks/results/<name>.json)")
     args = ap.parse_args(argv)
     repeats = 3 if args.quick and args.repeats == 7 else args.repeats
@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.gold.is_file():
         ap.error(f"gold file {args.gold} not found (it lives in ../shared beside the checkout; pass --gold)")
 
-    from alignheads.models import timed_load
+    from alignheads.model.loader import timed_load
 
     threads = pin_threads(args.threads)
     load_start = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None

@@ -32,22 +32,22 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_info, pin_threads, print_table, write_result  # noqa: E402
 
-from alignheads.asr import WhisperBackend  # noqa: E402
-from alignheads.audio import SAMPLE_RATE, iter_chunks, load_audio  # noqa: E402
-from alignheads.calibrate import calibrate  # noqa: E402
-from alignheads.cascade import SpeechCascade  # noqa: E402
-from alignheads.coverage import coverage_summary  # noqa: E402
-from alignheads.data import read_corpus  # noqa: E402
-from alignheads.evaluation import read_instances, score_longform  # noqa: E402
-from alignheads.headset import load_headset  # noqa: E402
-from alignheads.languages import target_units  # noqa: E402
-from alignheads.models import load_model  # noqa: E402
-from alignheads.outputs import coverage, write_outputs  # noqa: E402
-from alignheads.pipeline import CascadeConfig, build_cascade  # noqa: E402
-from alignheads.scoring import ScoreConfig  # noqa: E402
-from alignheads.stabilizer import StabilizerConfig  # noqa: E402
-from alignheads.talks import talk_references  # noqa: E402
-from alignheads.vad import VADConfig  # noqa: E402
+from alignheads.base.languages import target_units  # noqa: E402
+from alignheads.corpus.formats import read_corpus  # noqa: E402
+from alignheads.heads.calibrate import calibrate  # noqa: E402
+from alignheads.heads.headset import load_headset  # noqa: E402
+from alignheads.heads.scoring import ScoreConfig  # noqa: E402
+from alignheads.model.loader import load_model  # noqa: E402
+from alignheads.simul.coverage import coverage_summary  # noqa: E402
+from alignheads.simul.evaluation import read_instances, score_longform  # noqa: E402
+from alignheads.speech.asr import WhisperBackend  # noqa: E402
+from alignheads.speech.audio import SAMPLE_RATE, iter_chunks, load_audio  # noqa: E402
+from alignheads.speech.cascade import SpeechCascade  # noqa: E402
+from alignheads.speech.outputs import coverage, write_outputs  # noqa: E402
+from alignheads.speech.pipeline import CascadeConfig, build_cascade  # noqa: E402
+from alignheads.speech.stabilizer import StabilizerConfig  # noqa: E402
+from alignheads.speech.talks import talk_references  # noqa: E402
+from alignheads.speech.vad import VADConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TALKS = sorted((ROOT / "data" / "talks").glob("talk*.wav"))

@@ -43,11 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     pin_threads(args.threads)
 
-    from alignheads.data import read_corpus
-    from alignheads.explorer import HeadExplorer
-    from alignheads.models import load_model
-    from alignheads.scoring import ScoreConfig, score_heads
-    from alignheads.selection import SelectionConfig, select_heads
+    from alignheads.corpus.formats import read_corpus
+    from alignheads.heads.scoring import ScoreConfig, score_heads
+    from alignheads.heads.selection import SelectionConfig, select_heads
+    from alignheads.lab.explorer import HeadExplorer
+    from alignheads.model.loader import load_model
 
     lm = load_model(args.model)
     corpus = read_corpus(args.data)

@@ -2,7 +2,7 @@
 
 Per dataset, heads are calibrated (score + greedy selection) on other data than the sentences evaluated:
 the shipped `<dir>.dev.tsv` for the shipped `<dir>.test.tsv` (36 sentences each), and for the shared XL-WA
-en-it dev (103) the shipped en-it dev + test, plus the authors' en-it set when `alignheads.data` reads it
+en-it dev (103) the shipped en-it dev + test, plus the authors' en-it set when `alignheads.corpus.formats` reads it
 (the `a4l` format). Each sentence is streamed as text at 0.4 s per word (latency in source words) under
 every setting of a reduced grid; AlignAtt also with the cascade's 0.25 s hold-back (each new word shown,
 not yet accessible, for 0.25 s). Then, from the cached runs:
@@ -10,7 +10,7 @@ not yet accessible, for 0.25 s). Then, from the cached runs:
 - curves (BLEU, chrF, LAAL/AL/YAAL CU and CA), the share of updates in which the stop rule cut the draft,
   and the coverage flags of every setting;
 - sacrebleu's paired bootstrap (BLEU and chrF) of every AlignAtt point against each baseline's curve
-  interpolated at the same LAAL (`alignheads.significance`); a one-point baseline (local agreement) is
+  interpolated at the same LAAL (`alignheads.simul.significance`); a one-point baseline (local agreement) is
   compared against the AlignAtt curve interpolated at its LAAL;
 - the oracle premature-emission rate (reference forced as the draft) with the prompt showing only what was
   heard and the newest word held back one step (realistic), next to the whole source shown (`policy_eval`).
@@ -38,15 +38,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS_DIR, pin_threads, print_table, write_result  # noqa: E402
 
-from alignheads.comparison import (  # noqa: E402
-    SCHEMA,
-    dataset_summary,
-    digest,
-    read_json,
-    refresh_coverage,
-    setting_label,
-)
-from alignheads.comparison import run_setting as run_cached  # noqa: E402
+from alignheads.simul.comparison import SCHEMA, dataset_summary, digest, read_json, refresh_coverage, setting_label
+from alignheads.simul.comparison import run_setting as run_cached  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,8 +89,9 @@ QUICK_ROUNDS = [[("alignatt", -2, 0.0), ("alignatt", 0, HOLDBACK), ("wait-k", 1,
 
 def load_calibration(ds: Dataset):
     """The calibration corpus (concatenated) and the files used / skipped with the reason."""
-    from alignheads.data import Corpus, read_corpus
-    from alignheads.errors import AlignheadsError
+    from alignheads.base.errors import AlignheadsError
+    from alignheads.corpus.formats import read_corpus
+    from alignheads.corpus.pairs import Corpus
 
     parts, used, skipped = [], [], {}
     for path in ds.calib:
@@ -116,9 +110,9 @@ def load_calibration(ds: Dataset):
 
 def heads_for(lm, ds: Dataset, log: dict, cache: Path):
     """The dataset's head set, calibrated once and cached (keyed by the calibration data)."""
-    from alignheads.calibrate import calibrate
-    from alignheads.headset import load_headset
-    from alignheads.scoring import ScoreConfig
+    from alignheads.heads.calibrate import calibrate
+    from alignheads.heads.headset import load_headset
+    from alignheads.heads.scoring import ScoreConfig
 
     corpus, used, skipped = load_calibration(ds)
     path = cache / ds.name / "heads.json"
@@ -131,7 +125,7 @@ def heads_for(lm, ds: Dataset, log: dict, cache: Path):
         t0 = time.perf_counter()
         _, _, hs = calibrate(lm, corpus, score_cfg=ScoreConfig(progress=False))
         hs.save(path)
-        from alignheads.fileio import write_json
+        from alignheads.base.fileio import write_json
 
         write_json(meta_path, meta)
         print(f"[{ds.name}] heads {[str(h) for h in hs.top()]} calibrated on {used} in "
@@ -159,9 +153,9 @@ def run_setting(lm, ds: Dataset, corpus, heads, setting, memo, limit, cache: Pat
 
 def run_oracle(lm, ds: Dataset, corpus, heads, limit, cache: Path) -> dict:
     """Premature-emission rates, realistic (heard words only, newest held back) and with the whole source shown."""
-    from alignheads.fileio import write_json
-    from alignheads.oracle import policy_eval
-    from alignheads.policy import AlignAttConfig
+    from alignheads.base.fileio import write_json
+    from alignheads.simul.oracle import policy_eval
+    from alignheads.simul.policy import AlignAttConfig
 
     cfgs = [AlignAttConfig(border=b) for b in BORDERS]
     key = digest({"schema": SCHEMA, "data": corpus.content_hash(), "limit": limit,
@@ -185,7 +179,7 @@ def run_oracle(lm, ds: Dataset, corpus, heads, limit, cache: Path) -> dict:
 
 def summarize(names: list[str], settings: list, heads_log: dict, limits: dict, cache: Path, summary_dir: Path) -> dict:
     """policies.json: per dataset the curves, the significance table, the oracle table and the traced sentence."""
-    from alignheads.data import read_corpus
+    from alignheads.corpus.formats import read_corpus
 
     out = {"label": LABEL, "pace_s": PACE, "latency_unit": "source words", "limit": limits,
            "heads": heads_log, "datasets": {}}
@@ -256,8 +250,8 @@ def main() -> None:
     if args.summary_only:
         heads_log = {n: read_json(cache / n / "heads_meta.json") for n in names}
     else:
-        from alignheads.data import read_corpus
-        from alignheads.models import load_model
+        from alignheads.corpus.formats import read_corpus
+        from alignheads.model.loader import load_model
 
         lm = load_model("embedded")
         corpora = {n: read_corpus(DATASETS[n].eval) for n in names}

@@ -20,10 +20,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_info, pin_threads, print_table, write_result  # noqa: E402
 
-from alignheads.data import read_corpus  # noqa: E402
-from alignheads.models import load_model  # noqa: E402
-from alignheads.prompts import PromptLayout  # noqa: E402
-from alignheads.scoring import ScoreConfig, reference_token_scores, score_heads  # noqa: E402
+from alignheads.corpus.formats import read_corpus  # noqa: E402
+from alignheads.heads.scoring import ScoreConfig, reference_token_scores, score_heads  # noqa: E402
+from alignheads.model.loader import load_model  # noqa: E402
+from alignheads.model.prompts import PromptLayout  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "gold" / "en-it.xlwa-dev.tsv"
 SHIPPED = Path(__file__).resolve().parents[1] / "data" / "gold" / "en-it.dev.tsv"

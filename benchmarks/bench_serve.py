@@ -1,7 +1,8 @@
 """`alignheads serve` under load: N concurrent sessions on loopback replaying the shipped talks in real time.
 
 Each session replays the talks' transcripts (data/talks/talks.json sentence times, words spread by length;
-`alignheads.talks.talk_sentences`) back to back, starting at a different talk, for `--seconds` of stream time. At every
+`alignheads.speech.talks.talk_sentences`) back to back, starting at a different talk, for `--seconds` of stream time.
+At every
 word's end it sends the full state of the open sentence: the words heard so far, the last `--tail` of them as
 the unstable tail, and `is_final` on the sentence's last word. It does not wait for answers (a pipelining
 client: the server coalesces). Latency of an update = time from sending it to the first translation frame
@@ -32,9 +33,9 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import print_table, write_result  # noqa: E402
 
-from alignheads.headset import headset_filename  # noqa: E402
-from alignheads.models import EMBEDDED_MODEL_ID  # noqa: E402
-from alignheads.talks import talk_sentences  # noqa: E402
+from alignheads.heads.headset import headset_filename  # noqa: E402
+from alignheads.model.loader import EMBEDDED_MODEL_ID  # noqa: E402
+from alignheads.speech.talks import talk_sentences  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TALKS = ("talk04", "talk05", "talk06")
@@ -128,7 +129,7 @@ async def run_clients(url: str, n: int, seconds: float, tail: int, drain_s: floa
 
 
 def start_server(heads: str, n: int, threads: int, preset: str, log_path: Path) -> tuple[subprocess.Popen, str]:
-    cmd = [sys.executable, "-m", "alignheads.cli", "serve", "--model", "embedded", "--heads", heads, "--port", "0",
+    cmd = [sys.executable, "-m", "alignheads", "serve", "--model", "embedded", "--heads", heads, "--port", "0",
            "--threads", str(threads), "--max-sessions", str(n), "--preset", preset]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log_path.open("w"), text=True, env=env)
@@ -198,7 +199,7 @@ def calibrated_heads() -> str:
     out = ROOT / "out" / "bench_serve" / "heads"
     path = out / headset_filename(EMBEDDED_MODEL_ID, "en", "de")
     if not path.is_file():
-        subprocess.run([sys.executable, "-m", "alignheads.cli", "score", "--model", "embedded", "--data",
+        subprocess.run([sys.executable, "-m", "alignheads", "score", "--model", "embedded", "--data",
                         str(ROOT / "data" / "gold" / "en-de.dev.tsv"), "--src", "en", "--tgt", "de", "--out", str(out)],
                        check=True, env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"})
     return str(path)
@@ -209,8 +210,8 @@ def main() -> None:
     ap.add_argument("--sessions", default="1,4,16", help="comma-separated session counts (one server run each)")
     ap.add_argument("--seconds", type=float, default=60.0, help="stream time each session replays")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the server's model worker")
-    ap.add_argument("--preset", default="server", help="a name in alignheads.pipeline.PRESETS (server, server_fast, "
-                    "paper)")
+    ap.add_argument("--preset", default="server", help="a name in alignheads.speech.pipeline.PRESETS "
+                    "(server, server_fast, paper)")
     ap.add_argument("--tail", type=int, default=2, help="heard words sent as the unstable tail")
     ap.add_argument("--drain", type=float, default=30.0, help="seconds to wait for the last answers")
     ap.add_argument("--heads", help="head-set JSON (default: calibrate on the shipped en-de dev set, cached)")

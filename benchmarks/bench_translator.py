@@ -9,7 +9,7 @@
 5. Oracle premature rate (reference forced as the draft) of the selected heads vs the all-head mean vs the
    diagonal, for several borders, with the prompt showing the revealed prefix and with the whole source shown.
 
-Heads: calibrated on the shipped *dev* sets (alignheads.calibrate, top-k by ts), evaluated on *test*.
+Heads: calibrated on the shipped *dev* sets (alignheads.heads.calibrate, top-k by ts), evaluated on *test*.
 Run: `python benchmarks/bench_translator.py [--threads 2] [--quick]`; writes benchmarks/results/translator.json
 and the curve tables benchmarks/results/translator_curves_<pair>.csv.
 """
@@ -35,10 +35,10 @@ TARGETS = {"capture_overhead_max": 0.10, "decision_share_max": 0.10}
 
 def calibrate_heads(lm, pair: str, k: int, out_dir: Path):
     """Top-k heads by ts on the shipped dev set of `pair` (the paper's selection)."""
-    from alignheads.calibrate import calibrate
-    from alignheads.data import read_corpus
-    from alignheads.scoring import ScoreConfig
-    from alignheads.selection import SelectionConfig
+    from alignheads.corpus.formats import read_corpus
+    from alignheads.heads.calibrate import calibrate
+    from alignheads.heads.scoring import ScoreConfig
+    from alignheads.heads.selection import SelectionConfig
 
     corpus = read_corpus(GOLD / f"{pair}.dev.tsv")
     t0 = time.perf_counter()
@@ -49,10 +49,10 @@ def calibrate_heads(lm, pair: str, k: int, out_dir: Path):
 
 
 def bench_capture(lm, heads, repeats: int) -> dict:
-    from alignheads.data import read_corpus
-    from alignheads.policy import AlignAttConfig
-    from alignheads.prompts import render
-    from alignheads.translator import SimultaneousTranslator, TranslatorConfig
+    from alignheads.corpus.formats import read_corpus
+    from alignheads.model.prompts import render
+    from alignheads.simul.policy import AlignAttConfig
+    from alignheads.simul.translator import SimultaneousTranslator, TranslatorConfig
 
     pair = read_corpus(GOLD / "en-de.test.tsv")[1]
     cfg = TranslatorConfig(alignatt=AlignAttConfig(max_draft=16), reuse_cache=False, stop_at_newline=False)
@@ -131,14 +131,14 @@ def main() -> None:
 
     import pandas as pd
 
-    from alignheads.data import read_corpus
-    from alignheads.fileio import atomic_open
-    from alignheads.models import load_model
-    from alignheads.oracle import policy_eval
-    from alignheads.policy import AlignAttConfig
-    from alignheads.simulate import SimulationConfig, simulate
-    from alignheads.sweep import matched_latency, quality_latency
-    from alignheads.translator import TranslatorConfig
+    from alignheads.base.fileio import atomic_open
+    from alignheads.corpus.formats import read_corpus
+    from alignheads.model.loader import load_model
+    from alignheads.simul.oracle import policy_eval
+    from alignheads.simul.policy import AlignAttConfig
+    from alignheads.simul.simulate import SimulationConfig, simulate
+    from alignheads.simul.sweep import matched_latency, quality_latency
+    from alignheads.simul.translator import TranslatorConfig
 
     t_load = time.perf_counter()
     lm = load_model("embedded")

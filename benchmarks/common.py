@@ -204,7 +204,7 @@ def print_table(rows: list[dict[str, Any]], title: str = "") -> None:
 
 def write_result(name: str, payload: dict[str, Any], results_dir: Path = RESULTS_DIR) -> Path:
     """Write `payload` plus machine info and the command line to `results/<name>.json`, atomically."""
-    from alignheads.fileio import write_json
+    from alignheads.base.fileio import write_json
 
     path = results_dir / f"{name}.json"
     doc = {

@@ -15,10 +15,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import pin_threads, print_table, write_result  # noqa: E402
 
-from alignheads.calibrate import calibrate, evaluate_headset  # noqa: E402
-from alignheads.data import read_corpus  # noqa: E402
-from alignheads.models import load_model  # noqa: E402
-from alignheads.scoring import ScoreConfig  # noqa: E402
+from alignheads.corpus.formats import read_corpus  # noqa: E402
+from alignheads.heads.calibrate import calibrate, evaluate_headset  # noqa: E402
+from alignheads.heads.scoring import ScoreConfig  # noqa: E402
+from alignheads.model.loader import load_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "gold"

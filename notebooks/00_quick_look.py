@@ -37,11 +37,7 @@ import os
 
 from IPython.display import display
 
-from alignheads.data import read_corpus
-from alignheads.explorer import HeadExplorer
-from alignheads.models import load_model
-from alignheads.scoring import ScoreConfig, score_heads
-from alignheads.selection import SelectionConfig, select_heads
+from alignheads import HeadExplorer, ScoreConfig, SelectionConfig, load_model, read_corpus, score_heads, select_heads
 
 # %% tags=["parameters"]
 model = os.environ.get("ALIGNHEADS_MODEL", "embedded")  # "google/gemma-4-E4B-it" on a GPU; "tiny-gemma4": random

@@ -34,11 +34,7 @@ import os
 
 from IPython.display import display
 
-from alignheads import viz
-from alignheads.analysis import leaderboard
-from alignheads.data import read_corpus
-from alignheads.models import load_model
-from alignheads.scoring import ScoreConfig, score_heads
+from alignheads import ScoreConfig, leaderboard, load_model, read_corpus, score_heads, viz
 
 # %% tags=["parameters"]
 model = os.environ.get("ALIGNHEADS_MODEL", "embedded")  # "google/gemma-4-E4B-it" on a GPU; "tiny-gemma4": random

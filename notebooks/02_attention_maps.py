@@ -27,12 +27,7 @@ import os
 
 from IPython.display import display
 
-from alignheads import analysis, tlens
-from alignheads.data import read_corpus
-from alignheads.explorer import HeadExplorer
-from alignheads.models import load_model
-from alignheads.prompts import PromptLayout
-from alignheads.scoring import ScoreConfig, score_heads
+from alignheads import HeadExplorer, PromptLayout, ScoreConfig, analysis, load_model, read_corpus, score_heads, tlens
 
 # %% tags=["parameters"]
 model = os.environ.get("ALIGNHEADS_MODEL", "embedded")  # "google/gemma-4-E4B-it" on a GPU; "tiny-gemma4": random

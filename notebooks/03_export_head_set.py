@@ -28,15 +28,21 @@ import os
 import pandas as pd
 from IPython.display import display
 
-from alignheads import analysis, figures, viz
-from alignheads.calibrate import calibrate
-from alignheads.data import read_corpus
-from alignheads.headset import headset_filename, load_headset
-from alignheads.models import load_model
-from alignheads.prompts import PromptLayout
-from alignheads.registry import published_headset
-from alignheads.scoring import ScoreConfig, score_heads
-from alignheads.selection import SelectionConfig
+from alignheads import (
+                                    PromptLayout,
+                                    ScoreConfig,
+                                    SelectionConfig,
+                                    analysis,
+                                    calibrate,
+                                    figures,
+                                    headset_filename,
+                                    load_headset,
+                                    load_model,
+                                    published_headset,
+                                    read_corpus,
+                                    score_heads,
+                                    viz,
+)
 
 # %% tags=["parameters"]
 model = os.environ.get("ALIGNHEADS_MODEL", "embedded")  # "google/gemma-4-E4B-it" on a GPU; "tiny-gemma4": random

@@ -30,19 +30,24 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import display
 
-from alignheads import figures, viz
-from alignheads.audio import iter_chunks
-from alignheads.calibrate import calibrate
-from alignheads.cascade import run_stream
-from alignheads.data import read_corpus
-from alignheads.evaluation import score_longform
-from alignheads.models import load_model
-from alignheads.pipeline import CascadeConfig, build_cascade
-from alignheads.scoring import ScoreConfig
-from alignheads.selection import SelectionConfig
-from alignheads.simulate import SimulationConfig, simulate
-from alignheads.stabilizer import StabilizerConfig
-from alignheads.talks import talk_clip
+from alignheads import (
+    CascadeConfig,
+    ScoreConfig,
+    SelectionConfig,
+    SimulationConfig,
+    StabilizerConfig,
+    build_cascade,
+    calibrate,
+    figures,
+    iter_chunks,
+    load_model,
+    read_corpus,
+    run_stream,
+    score_longform,
+    simulate,
+    talk_clip,
+    viz,
+)
 
 # %% tags=["parameters"]
 model = os.environ.get("ALIGNHEADS_MODEL", "embedded")  # "google/gemma-4-E4B-it" on a GPU; "tiny-gemma4": random
@@ -60,8 +65,8 @@ fast = False
 # %% [markdown]
 # ## Heads
 # Calibrated on the dev talks in the run-time prompt layout (notebook 03 explains the steps). With
-# Gemma-4-E4B-it, `alignheads.registry.published_headset(...)` gives the paper's heads instead, and
-# `alignheads.headset.load_headset(path)` reads an exported file.
+# Gemma-4-E4B-it, `alignheads.heads.registry.published_headset(...)` gives the paper's heads instead, and
+# `alignheads.heads.headset.load_headset(path)` reads an exported file.
 
 # %%
 lm = load_model(model)
@@ -123,7 +128,7 @@ else:
 # Audio in 850 ms chunks -> embedded Whisper (re-transcribing since the last committed sentence) ->
 # stabiliser (commit up to the last sentence end both latest hypotheses agree on) -> the AlignAtt
 # translator, assembled by `build_cascade` exactly as `alignheads translate` assembles it (the ASR tail is
-# shown in the prompt but held back 0.25 s; the default border b = −2, see `alignheads.policy`). Emission
+# shown in the prompt but held back 0.25 s; the default border b = −2, see `alignheads.simul.policy`). Emission
 # times are on the stream clock (CU) and as if played in real time on this machine (CA). Scored long-form
 # with OmniSTEval after re-segmenting the output.
 

@@ -29,8 +29,7 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import display
 
-from alignheads import figures, viz
-from alignheads.models import load_model
+from alignheads import figures, load_model, viz
 
 # %% tags=["parameters"]
 model = os.environ.get("ALIGNHEADS_MODEL", "embedded")  # "google/gemma-4-E4B-it" on a GPU; "tiny-gemma4": random

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     import nbformat
 
-    from alignheads.fileio import atomic_open
+    from alignheads.base.fileio import atomic_open
 
     os.environ.update(KERNEL_ENV)
     if args.model:

@@ -1,6 +1,6 @@
 """Drive notebook 00's head explorer in JupyterLab with headless Chromium (Playwright on Debian's chromium).
 
-Used by `tests/test_browser.py`, and to take the README's screenshot on the embedded model:
+Used by `tests/lab/test_browser.py`, and to take the README's screenshot on the embedded model:
 `python -m tests.browser --model embedded --screenshot figures/explorer.png`.
 
 `lab_root` lays out a throw-away JupyterLab root (the notebook's `.ipynb` twin, the shipped data), so nothing

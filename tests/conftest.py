@@ -54,7 +54,7 @@ def shared_gold() -> Path:
 @pytest.fixture(scope="session")
 def tiny3():
     """Tiny random Gemma-3 (shared across the session; tests must not modify it)."""
-    from alignheads.models import load_model
+    from alignheads.model.loader import load_model
 
     return load_model("tiny-gemma3")
 
@@ -62,7 +62,7 @@ def tiny3():
 @pytest.fixture(scope="session")
 def tiny4():
     """Tiny random Gemma-4 with KV-shared layers (shared across the session)."""
-    from alignheads.models import load_model
+    from alignheads.model.loader import load_model
 
     return load_model("tiny-gemma4")
 
@@ -70,7 +70,7 @@ def tiny4():
 @pytest.fixture(scope="session")
 def embedded():
     """The embedded Gemma 3 270M, prepared into the user cache on first use."""
-    from alignheads.models import load_model
+    from alignheads.model.loader import load_model
 
     if os.environ.get("ALIGNHEADS_SKIP_EMBEDDED") == "1":
         pytest.skip("ALIGNHEADS_SKIP_EMBEDDED=1")
@@ -80,7 +80,7 @@ def embedded():
 @pytest.fixture(scope="session")
 def whisper():
     """The embedded whisper-base (faster-whisper), prepared into the user cache on first use."""
-    from alignheads.asr import load_asr
+    from alignheads.speech.asr import load_asr
 
     return load_asr("whisper", model="embedded")
 

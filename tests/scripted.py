@@ -16,8 +16,8 @@ from functools import lru_cache
 
 import torch
 
-from alignheads.models import LoadedModel, model_facts
-from alignheads.tiny import SPECIAL_TOKENS, TINY_CHAT_TEMPLATE, tiny_gemma3, tiny_tokenizer
+from alignheads.model.loader import LoadedModel, model_facts
+from alignheads.model.tiny import SPECIAL_TOKENS, TINY_CHAT_TEMPLATE, tiny_gemma3, tiny_tokenizer
 
 # Written for these tests: elisions, glued punctuation and compounds, repeated so that BPE merges them.
 _SP_TEXT = """\

@@ -18,13 +18,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alignheads.audio import load_audio, read_pcm_stream
-from alignheads.data import Corpus, read_corpus, validate_path
-from alignheads.errors import AlignheadsError
-from alignheads.evaluation import read_instances
-from alignheads.headset import _ENTRY_FIELDS, _FIELDS, HeadEntry, HeadSet, load_headset
-from alignheads.silver import read_parallel
-from alignheads.simulate import read_word_times
+from alignheads.base.errors import AlignheadsError
+from alignheads.corpus.formats import read_corpus, validate_path
+from alignheads.corpus.pairs import Corpus
+from alignheads.corpus.silver import read_parallel
+from alignheads.heads.headset import _ENTRY_FIELDS, _FIELDS, HeadEntry, HeadSet, load_headset
+from alignheads.simul.evaluation import read_instances
+from alignheads.simul.simulate import read_word_times
+from alignheads.speech.audio import load_audio, read_pcm_stream
 
 _DEEP = int(os.environ.get("ALIGNHEADS_FUZZ_EXAMPLES", 0))  # e.g. 3000 for a long, random (not repeatable) run
 fuzz = settings(max_examples=_DEEP or 60, derandomize=not _DEEP, deadline=None,
@@ -141,7 +142,7 @@ head_entry = st.fixed_dictionaries({"layer": st.one_of(st.integers(-2, 50), json
                                              "bogus": json_values})
 headset_doc = st.fixed_dictionaries(
     {"token_alignment_heads": st.one_of(st.lists(head_entry, max_size=4), json_values)},
-    optional={"schema": st.sampled_from(["alignheads.headset/1", "other/2"]), "model_id": json_values,
+    optional={"schema": st.sampled_from(["alignheads.heads.headset/1", "other/2"]), "model_id": json_values,
               "src_lang": json_values, "tgt_lang": json_values, "num_layers": json_values, "num_heads": json_values,
               "kv_shared_layers": json_values, "layout": json_values, "scores": json_values,
               "model_fingerprint": json_values, "promoted": json_values})

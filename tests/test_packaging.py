@@ -32,7 +32,7 @@ def test_environment_yml_matches_pyproject():
 
 @pytest.mark.slow
 def test_cli_help_lists_the_commands():
-    out = subprocess.run([sys.executable, "-m", "alignheads.cli", "--help"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "alignheads", "--help"], capture_output=True, text=True,
                          check=True).stdout
     for cmd in ("prepare", "data", "score", "heads-eval", "demo"):
         assert cmd in out

@@ -33,9 +33,9 @@ try:
 except ImportError:  # run from a checkout without the package installed
     sys.path.insert(0, str(ROOT))
 
-from alignheads.audio import SAMPLE_RATE, load_audio  # noqa: E402
-from alignheads.errors import AlignheadsError, DataFormatError  # noqa: E402
-from alignheads.fileio import atomic_open, write_json, write_text  # noqa: E402
+from alignheads.base.errors import AlignheadsError, DataFormatError  # noqa: E402
+from alignheads.base.fileio import atomic_open, write_json, write_text  # noqa: E402
+from alignheads.speech.audio import SAMPLE_RATE, load_audio  # noqa: E402
 
 DEFAULT_GOLD = ROOT / "data" / "gold" / "en-de.test.tsv"
 DEFAULT_OUT = Path(__file__).resolve().parent

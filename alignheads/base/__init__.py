@@ -1,0 +1,1 @@
+"""Building blocks every stage uses: errors, files, the artifact cache, languages, text, metrics."""

@@ -1,0 +1,1 @@
+"""The `alignheads` command line: a thin layer over the library."""

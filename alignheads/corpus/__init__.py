@@ -1,0 +1,1 @@
+"""Word-aligned parallel sentences: the corpus model, file formats, validation, silver alignments."""

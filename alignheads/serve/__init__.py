@@ -1,0 +1,1 @@
+"""Serving: the WhisperLiveKit AlignAtt protocol server and the SimulStream processor."""

@@ -1,0 +1,1 @@
+"""Simultaneous translation: policies, the translator, text-stream simulation and its evaluation."""

@@ -1,0 +1,483 @@
+"""Incremental (simultaneous) translation with a decoder-only LLM under AlignAtt or a baseline policy.
+
+Each `update(words, now)` renders the run-time prompt (every source word received so far, the
+accepted translation as prefill), drafts up to `max_draft` greedy tokens (with q/k capture on the head
+set's layers only, for AlignAtt), replays the selected heads' rows at the draft positions, pools them
+to source words and lets the policy decide how much of the draft to emit. Output is append-only.
+
+Never end early: before the source sentence is final (`final=False`), no policy commits the draft's end —
+not the stop token (EOS / end-of-turn / newline) and not a sentence-final punctuation mark, nor anything
+drafted after one (`policy.hold_sentence_end`): a model that drafts a short complete sentence from the first
+words cannot close the target sentence while the speaker goes on. The update with `final=True` continues
+from the committed prefix without a policy and translates the whole sentence to its end.
+
+Time: one clock. `SourceWord.end_time` and `now` are seconds on the same stream clock (never times
+relative to an utterance); a word is accessible when `end_time <= now - holdback`.
+
+The KV cache is kept across updates (and sentences): the new prompt's token ids are compared with
+the ids in the cache, the cache is cut back to the common prefix and only the rest is fed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..base.errors import AlignheadsError
+from ..base.languages import get_language, target_units
+from ..heads.headset import HeadLike, HeadSet, as_heads
+from ..model.attention import pool_source_words, replay_rows
+from ..model.capture import AttentionCapture
+from ..model.kvcache import common_prefix, rollback
+from ..model.loader import LoadedModel, broken_weights_hint
+from ..model.prompts import PromptLayout, RenderedPrompt, render
+from .policy import END_OF_DRAFT, FINAL, POLICIES, SENTENCE_END, AlignAttConfig, Cut, DraftView, hold_sentence_end
+
+NO_SOURCE = "no_source"
+NO_NEW_SOURCE = "no_new_source"
+_END_TOKENS = ("<end_of_turn>", "<turn|>", "<|im_end|>", "<|eot_id|>", "<|end|>")
+
+
+class TranslatorError(AlignheadsError):
+    """The translator was given input it cannot work with (bad words, a source beyond the context, misuse)."""
+
+
+@dataclass(frozen=True)
+class SourceWord:
+    """One source word and the stream-clock time (seconds) at which it ended."""
+
+    text: str
+    end_time: float
+
+
+@dataclass
+class TranslatorConfig:
+    """Translator settings; the draft length `alignatt.max_draft` applies to every policy."""
+
+    alignatt: AlignAttConfig = field(default_factory=AlignAttConfig)
+    wait_k: int = 3  # wait-k: source words before the first target unit
+    cut_last: int = 2  # cut-last-x: draft words withheld
+    holdback: float = 0.0  # seconds a word must be old before it counts as accessible
+    top_k: int | None = None  # heads taken from a HeadSet (its order); None = all of them
+    final_max_tokens: int = 256  # length cap of the final (policy-free) translation
+    reuse_cache: bool = True
+    stop_at_newline: bool = True  # a newline ends a draft (completion layouts go on with the next example)
+    context_limit: int | None = None  # tokens; None = the model's max_position_embeddings
+    memo_size: int = 0  # >0: remember drafts per prompt (sweeps over policy parameters share them)
+
+
+
+@dataclass
+class TokenDecision:
+    """One draft token and what the policy did with it."""
+
+    index: int
+    token_id: int
+    text: str
+    position: int | None  # aligned source word (AlignAtt), 0-based
+    head_positions: list[int] | None
+    status: str  # "emitted" | "unit_cut" | a stop reason (on the stopping token) | "after_stop" | "held" |
+    # "sentence_end" (at or after a sentence end held back before the source is final)
+
+
+@dataclass
+class DecisionTrace:
+    """Everything one update decided, inspectable (see `to_frame`)."""
+
+    policy: str
+    n_source: int
+    n_accessible: int
+    stop_reason: str
+    stop_index: int | None = None  # draft token that stopped the scan
+    tokens: list[TokenDecision] = field(default_factory=list)
+    draft_text: str = ""
+    draft_end: str | None = None  # "eos" | "newline" | "max_draft" | "length_cap"
+    kept_tokens: int = 0  # tokens the rule accepted (before the unit cut)
+    emitted_chars: int = 0
+    prompt_tokens: int = 0
+    reused_tokens: int = 0  # prompt tokens served from the KV cache
+    heads: list[str] = field(default_factory=list)
+    attention: np.ndarray | None = None  # [heads, draft tokens, source words] as the rule saw it
+    timings: dict[str, float] = field(default_factory=dict)  # prefill, draft, replay, decide (s); draft_forwards
+    memo_hit: bool = False
+
+    def to_frame(self):
+        """One row per draft token: index, token_id, text, position, head_positions, status."""
+        import pandas as pd
+
+        return pd.DataFrame([asdict(t) for t in self.tokens],
+                            columns=["index", "token_id", "text", "position", "head_positions", "status"])
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("attention")
+        return d
+
+
+@dataclass
+class Update:
+    """The result of one `update`: text appended to the output, its units, and the decision trace."""
+
+    new_text: str
+    emitted_units: list[str]
+    decision_trace: DecisionTrace
+    time: float  # `now` of the update (stream clock)
+    n_source: int
+    n_accessible: int
+    final: bool
+    compute_s: float  # wall time the update took (a remembered draft is charged what it first cost)
+    first_unit: int = 0  # index (in the sentence's output) of emitted_units[0]
+
+    @property
+    def stop_reason(self) -> str:
+        return self.decision_trace.stop_reason
+
+
+@dataclass
+class Draft:
+    """A greedy draft: text tokens (stop token excluded), how it ended, and optionally the heads' attention."""
+
+    ids: list[int]
+    end: str
+    tail: str = ""  # text a stop token carried before its newline
+    attention: np.ndarray | None = None
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    compute_s: float = 0.0
+    memo_hit: bool = False
+
+
+class SimultaneousTranslator:
+    """Append-only simultaneous translation of one sentence at a time (call `reset()` between sentences)."""
+
+    def __init__(
+        self,
+        lm: LoadedModel,
+        heads: Sequence[HeadLike] | HeadSet | None = None,
+        src_lang: str = "en",
+        tgt_lang: str = "de",
+        policy: str = "alignatt",
+        config: TranslatorConfig | None = None,
+        *,
+        layout: PromptLayout | None = None,
+        memo: OrderedDict | None = None,  # drafts by prompt, shared only by translators of one model, heads, config
+    ):
+        if policy not in POLICIES:
+            raise TranslatorError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
+        self.lm = lm
+        self.policy = policy
+        self._policy = POLICIES[policy]
+        self.config = config or TranslatorConfig()
+        self.layout = layout or PromptLayout.for_tokenizer(lm.tokenizer, src_lang, tgt_lang)
+        self.src_lang, self.tgt_lang = self.layout.src_lang, self.layout.tgt_lang
+        self.spaced = get_language(self.tgt_lang).spaced
+        self.heads = as_heads(heads, lm.facts, self.layout, self.config.top_k)
+        self.head_weights = heads.top_weights(self.config.top_k) if isinstance(heads, HeadSet) else None
+        if self._policy.needs_heads and not self.heads:
+            raise TranslatorError(f"the {policy} policy needs alignment heads (a HeadSet or a list of Head)")
+        self._layers = sorted({h.layer for h in self.heads})
+        self._groups: dict[tuple[int, str], list[int]] = {}
+        for i, h in enumerate(self.heads):
+            self._groups.setdefault((h.layer, h.query), []).append(i)
+        tok = lm.tokenizer
+        ids = {tok.eos_token_id, *(_ids(getattr(lm.model, "generation_config", None)))}
+        vocab = tok.get_vocab()
+        ids.update(vocab[t] for t in _END_TOKENS if t in vocab)
+        self._stop_ids = {i for i in ids if i is not None}
+        cfg_limit = getattr(lm.model.config.get_text_config(), "max_position_embeddings", None)
+        self.context_limit = self.config.context_limit or cfg_limit or 2**31
+        # A memo shared by translators of one sweep (same model, layout and heads) is passed in; else own.
+        self._memo = memo if memo is not None else (OrderedDict() if self.config.memo_size else None)
+        self._cache = None
+        self._cache_ids: list[int] = []
+        self.stats = {"updates": 0, "model_updates": 0, "prompt_tokens": 0, "reused_tokens": 0,
+                      "draft_tokens": 0, "memo_hits": 0}
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    def reset(self) -> None:
+        """Start the next sentence: forget the source and the output (the KV cache stays, it is keyed by ids)."""
+        self.target = ""
+        self.history: list[Update] = []
+        self.finished = False
+        self._last_key: tuple | None = None
+        self._state: dict = {}  # the policy's per-sentence memory
+        self._n_units = 0
+
+    def resume(self, accepted: str) -> None:
+        """Start a sentence whose translation already begins with `accepted` (shown before a reconnect); later
+        output extends it."""
+        self.reset()
+        self.target = accepted.strip()
+        self._n_units = len(target_units(self.target, self.tgt_lang))
+
+    @property
+    def heads_label(self) -> list[str]:
+        return [str(h) for h in self.heads]
+
+    # ------------------------------------------------------------------ update
+    def update(self, words: Sequence[SourceWord], now: float, final: bool = False) -> Update:
+        """Take the current source (every word received, with end times on the stream clock) and emit what the
+        policy allows; with `final` the source is complete and the sentence is translated to the end."""
+        t_start = time.perf_counter()
+        words = self._check_words(words, now)
+        if self.finished:
+            if final:
+                return self._empty(words, now, len(words), FINAL, final, t_start)
+            raise TranslatorError("this sentence was already finished (final=True): call reset() first")
+        n_acc = len(words) if final else sum(1 for w in words if w.end_time <= now - self.config.holdback)
+        key = (tuple(w.text for w in words), n_acc, final)
+        self.stats["updates"] += 1
+        if not words:
+            self.finished = final
+            return self._empty(words, now, 0, FINAL if final else NO_SOURCE, final, t_start)
+        if key == self._last_key:
+            return self._empty(words, now, n_acc, NO_NEW_SOURCE, final, t_start)
+        prompt = render(self.layout, self.lm.tokenizer, [w.text for w in words], prefix=self.target)
+        if final:
+            draft = self._draft(prompt, self._final_cap(prompt), attention=False, end_if_cap="length_cap")
+        else:
+            draft = self._draft(prompt, self.config.alignatt.max_draft, attention=self._policy.needs_heads)
+        self._last_key = key  # only once the draft succeeded: a failed update is retried, not skipped
+        t_decide = time.perf_counter()
+        trace = self._decide(prompt, draft, n_acc, len(words), final)
+        trace.timings["decide"] = time.perf_counter() - t_decide
+        new_text = trace.draft_text[: trace.emitted_chars]
+        if not self.target:
+            new_text = new_text.lstrip()
+        before = self._n_units
+        self.target += new_text
+        units = target_units(self.target, self.tgt_lang)
+        emitted = units[before:]
+        self._n_units = len(units)
+        self.finished = final
+        compute = time.perf_counter() - t_start + (draft.compute_s if draft.memo_hit else 0.0)
+        upd = Update(new_text, emitted, trace, now, len(words), n_acc, final, compute, before)
+        self.history.append(upd)
+        return upd
+
+    def offline(self, words: Sequence[str]) -> str:
+        """The same model's translation of the whole sentence `words` without a policy (the final pass from an
+        empty prefix), for coverage checks; the sentence being translated and `stats` are left alone."""
+        stats = dict(self.stats)
+        prompt = render(self.layout, self.lm.tokenizer, list(words))
+        draft = self._draft(prompt, self._final_cap(prompt), attention=False, end_if_cap="length_cap")
+        self.stats = stats
+        return (self.lm.tokenizer.decode(draft.ids) + draft.tail).strip()
+
+    def _final_cap(self, prompt: RenderedPrompt) -> int:
+        """Length cap of a policy-free pass: 16 tokens plus 3 per source token, at most `final_max_tokens`."""
+        return min(self.config.final_max_tokens, 16 + 3 * (prompt.src_token_span[1] - prompt.src_token_span[0]))
+
+    def _check_words(self, words, now) -> list[SourceWord]:
+        if not isinstance(now, (int, float)) or not math.isfinite(now):
+            raise TranslatorError(f"now must be a finite number of seconds on the stream clock, got {now!r}")
+        out: list[SourceWord] = []
+        for i, w in enumerate(words):
+            if isinstance(w, tuple) and len(w) == 2:
+                w = SourceWord(*w)
+            if not isinstance(w, SourceWord):
+                raise TranslatorError(f"word {i}: expected SourceWord(text, end_time), got {w!r}")
+            text = w.text.strip() if isinstance(w.text, str) else None
+            if not text or any(c.isspace() for c in text):
+                raise TranslatorError(f"word {i}: text must be one non-empty word without spaces, got {w.text!r}")
+            if not isinstance(w.end_time, (int, float)) or not math.isfinite(w.end_time):
+                raise TranslatorError(f"word {i} ({text!r}): end_time must be a finite number, got {w.end_time!r}")
+            if out and w.end_time < out[-1].end_time:
+                raise TranslatorError(f"word {i} ({text!r}) ends at {w.end_time} before word {i - 1} "
+                                      f"({out[-1].end_time}): end times must not decrease")
+            out.append(w if text == w.text else SourceWord(text, w.end_time))
+        return out
+
+    def _empty(self, words, now, n_acc, reason, final, t_start) -> Update:
+        trace = DecisionTrace(self.policy, len(words), n_acc or 0, reason, heads=self.heads_label)
+        upd = Update("", [], trace, now, len(words), n_acc or 0, final, time.perf_counter() - t_start, self._n_units)
+        self.history.append(upd)
+        return upd
+
+    # ------------------------------------------------------------------ drafting
+    def _draft(self, prompt: RenderedPrompt, max_tokens: int, attention: bool, end_if_cap: str = "max_draft") -> Draft:
+        P = len(prompt)
+        if P + max_tokens + 1 > self.context_limit:
+            raise TranslatorError(
+                f"the prompt ({P} tokens for {len(prompt.src_words)} source words and {len(self.target)} characters "
+                f"of accepted output) plus {max_tokens} draft tokens exceeds the context limit of "
+                f"{self.context_limit} tokens; end the sentence (final=True) sooner or raise "
+                "TranslatorConfig.context_limit if the model allows more"
+            )
+        key = (tuple(prompt.input_ids), max_tokens, end_if_cap)
+        if self._memo is not None and key in self._memo:
+            hit: Draft = self._memo[key]
+            if hit.attention is not None or not attention:
+                self._memo.move_to_end(key)
+                self.stats["memo_hits"] += 1
+                return Draft(hit.ids, hit.end, hit.tail, hit.attention, hit.prompt_tokens, hit.prompt_tokens,
+                             dict(hit.timings), hit.compute_s, memo_hit=True)
+        draft = self._generate(prompt, max_tokens, attention, end_if_cap)
+        if self._memo is not None:
+            self._memo[key] = draft
+            while len(self._memo) > max(1, self.config.memo_size):
+                self._memo.popitem(last=False)
+        return draft
+
+    @torch.inference_mode()
+    def _generate(self, prompt: RenderedPrompt, max_tokens: int, attention: bool, end_if_cap: str) -> Draft:
+        from transformers import DynamicCache
+
+        t0 = time.perf_counter()
+        model, tok = self.lm.model, self.lm.tokenizer
+        ids = prompt.input_ids
+        P = len(ids)
+        reused = 0
+        if self.config.reuse_cache and self._cache is not None:
+            reused = min(common_prefix(self._cache_ids, ids), P - 1)
+            if not rollback(self._cache, reused):
+                reused = 0
+        if reused == 0:
+            self._cache = DynamicCache(config=model.config)
+            self._cache.activate_past_recording()  # sliding layers keep every position, so rollback stays possible
+        self._cache_ids = list(ids[:reused])
+        need_own = attention and any(h.query == "own" for h in self.heads)
+        need_emit = attention and any(h.query == "emit" for h in self.heads)
+        capture = AttentionCapture(model, self._layers, q_from=P - 1 if need_emit else P) if attention else None
+        device = self.lm.device
+        out_ids: list[int] = []
+        end, tail = None, ""
+        timings: dict[str, float] = {}
+        with capture if capture is not None else nullcontext():
+            out = model(input_ids=torch.tensor([ids[reused:]], device=device), cache=self._cache, use_cache=True,
+                        logits_to_keep=1)
+            self._cache_ids = list(ids)
+            if not bool(torch.isfinite(out.logits[0, -1]).all()):  # broken weights: never emit their argmax
+                raise TranslatorError(f"{self.lm.facts.model_id} computes NaN/inf logits; "
+                                      f"{broken_weights_hint(self.lm)}")
+            timings["prefill"] = time.perf_counter() - t0
+            for step in range(max_tokens):
+                nxt = int(out.logits[0, -1].argmax())
+                if nxt in self._stop_ids:
+                    end = "eos"
+                    break
+                if self.config.stop_at_newline:
+                    piece = tok.decode([nxt])
+                    if "\n" in piece:
+                        end, tail = "newline", piece.split("\n", 1)[0]
+                        break
+                out_ids.append(nxt)
+                if step == max_tokens - 1 and not need_own:
+                    break  # the last token's own row is not needed: do not feed it
+                out = model(input_ids=torch.tensor([[nxt]], device=device), cache=self._cache, use_cache=True)
+                self._cache_ids.append(nxt)
+            timings["draft"] = time.perf_counter() - t0 - timings["prefill"]
+            timings["draft_forwards"] = len(self._cache_ids) - P  # one-token forwards after the prefill
+        att = None
+        if attention:
+            t1 = time.perf_counter()
+            att = self._attention(capture, prompt, P, len(out_ids))
+            timings["replay"] = time.perf_counter() - t1
+        self.stats["model_updates"] += 1
+        self.stats["prompt_tokens"] += P
+        self.stats["reused_tokens"] += reused
+        self.stats["draft_tokens"] += len(out_ids)
+        return Draft(out_ids, end or end_if_cap, tail, att, P, reused, timings, time.perf_counter() - t0)
+
+    def _attention(self, cap: AttentionCapture, prompt: RenderedPrompt, P: int, n: int) -> np.ndarray:
+        """Selected heads' attention of the n draft tokens on the source words: [heads, n, source words]."""
+        S = len(prompt.src_tokens)
+        att = np.zeros((len(self.heads), n, S), dtype=np.float32)
+        if n == 0:
+            return att
+        for (layer, query), idx in self._groups.items():
+            first = P if query == "own" else P - 1
+            rows = replay_rows(cap, layer, [self.heads[i].head for i in idx], range(first, first + n))
+            att[idx] = pool_source_words(rows, prompt.src_tokens).cpu().numpy()
+        return att
+
+    # ------------------------------------------------------------------ deciding
+    def _char_ends(self, ids: list[int], text: str) -> list[int]:
+        """ends[t]: characters of `text` covered by the first t tokens (a split multi-byte character waits)."""
+        ends = [0]
+        for t in range(1, len(ids) + 1):
+            s = self.lm.tokenizer.decode(ids[:t])
+            ok = text.startswith(s) and not s.endswith("\ufffd")
+            ends.append(len(s) if ok else ends[-1])
+        return ends
+
+    def _decide(self, prompt: RenderedPrompt, draft: Draft, n_acc: int, n_src: int, final: bool) -> DecisionTrace:
+        n = len(draft.ids)
+        body = self.lm.tokenizer.decode(draft.ids)
+        text = body + draft.tail
+        ends = self._char_ends(draft.ids, body)
+        trace = DecisionTrace(self.policy, n_src, n_acc, END_OF_DRAFT, draft_text=text, draft_end=draft.end,
+                              prompt_tokens=draft.prompt_tokens, reused_tokens=draft.reused_tokens,
+                              heads=self.heads_label, attention=draft.attention, timings=dict(draft.timings),
+                              memo_hit=draft.memo_hit)
+        held = None
+        if final:
+            cut = Cut(n, len(text.rstrip()), FINAL)
+        else:
+            view = hold_sentence_end(DraftView(text, ends, draft.end in ("eos", "newline"), self.spaced, n_acc,
+                                               self._n_units, draft.attention, head_weights=self.head_weights))
+            cut = self._policy.decide(view, self.config, self._state)
+            if view.held_end:
+                held = len(view.text)
+                if cut.chars >= held or cut.reason == END_OF_DRAFT:  # the sentence end, not the rule, stopped it
+                    cut = replace(cut, reason=SENTENCE_END, stop_index=None)
+        trace.stop_reason, trace.stop_index = cut.reason, cut.stop_index
+        trace.kept_tokens, trace.emitted_chars = cut.keep_tokens, cut.chars
+        for t in range(n):
+            if t < cut.keep_tokens and ends[t + 1] <= cut.chars:
+                status = "emitted"
+            elif held is not None and ends[t + 1] > held:  # reaches past the held sentence end
+                status = SENTENCE_END
+            elif t < cut.keep_tokens:
+                status = "unit_cut"
+            elif cut.stop_index is not None:
+                status = cut.reason if t == cut.stop_index else "after_stop"
+            else:
+                status = "held"
+            scanned = cut.positions is not None and t < len(cut.positions)  # (not past a held sentence end)
+            trace.tokens.append(TokenDecision(
+                t, draft.ids[t], body[ends[t]: ends[t + 1]],
+                int(cut.positions[t]) if scanned else None,
+                [int(p) for p in cut.head_positions[:, t]] if scanned else None,
+                status,
+            ))
+        return trace
+
+    # ------------------------------------------------------------------ views
+    def trace_frame(self, origin: float = 0.0):
+        """The sentence's emissions as the DataFrame `alignheads.lab.viz.policy_trace` plots (time from origin)."""
+        return policy_trace_frame(self.history, origin)
+
+
+def policy_trace_frame(updates: Sequence[Update], origin: float = 0.0):
+    """One row per emitted target unit: time, source_available, target_index, text, stop_reason.
+
+    `stop_reason` is the rule that ended the update, on the last unit it emitted ("" on the others).
+    """
+    import pandas as pd
+
+    rows = []
+    for u in updates:
+        for i, unit in enumerate(u.emitted_units):
+            last = i == len(u.emitted_units) - 1
+            rows.append({"time": u.time - origin, "source_available": u.n_accessible,
+                         "target_index": u.first_unit + i, "text": unit,
+                         "stop_reason": u.stop_reason if last else ""})
+    return pd.DataFrame(rows, columns=["time", "source_available", "target_index", "text", "stop_reason"])
+
+
+def _ids(generation_config) -> list[int]:
+    eos = getattr(generation_config, "eos_token_id", None)
+    if eos is None:
+        return []
+    return list(eos) if isinstance(eos, (list, tuple)) else [eos]

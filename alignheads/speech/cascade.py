@@ -1,0 +1,283 @@
+"""The synchronous speech-to-text cascade: audio chunks -> streaming ASR -> stabiliser -> AlignAtt MT.
+
+Every chunk (850 ms low latency, 1500 ms high) re-transcribes the audio since the last committed
+sentence; the stabiliser commits up to the last sentence end inside the agreement of the last two
+hypotheses. Committed and partial words (their end times on the stream clock) go to the
+translator, which shows them all in the prompt but counts as accessible only words that ended at
+least `TranslatorConfig.holdback` seconds ago (default 0.25 s: the ASR tail is wrong 17% of the time, 8% 250 ms
+behind it). With no hold-back every heard word is accessible and the paper's border b = 1 can
+never fire; the default border is −2 (`alignheads.simul.policy`). A committed sentence is translated to its end
+and the translator moves on.
+
+Voice activity (Silero, `alignheads.speech.vad`) gates the recogniser: audio without speech is never
+transcribed (Whisper invents words on silence and noise), leading silence is dropped from the
+buffer, and once a speaker pauses the buffer is transcribed once more and that hypothesis is reused
+(and so committed) until new speech arrives. `vad=None` transcribes every chunk, as before. Output is
+append-only; each emitted unit gets two times, like the IWSLT simultaneous track:
+
+- computation-unaware (CU): the stream time when the chunk that produced it ended;
+- computation-aware (CA): when it would appear if the stream were played in real time and chunks
+  were processed one after another on this machine (processing starts when both the chunk has
+  arrived and the previous chunk is done, and takes its measured wall time).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..base.fileio import write_json
+from ..base.languages import get_language
+from ..base.sentences import is_sentence_final, split_sentences
+from ..simul.evaluation import Instance, score_longform, write_instances, write_scores
+from ..simul.translator import SimultaneousTranslator, SourceWord
+from .asr import ASRBackend, Word
+from .audio import SAMPLE_RATE
+from .stabilizer import Stabilizer, StabilizerConfig
+from .vad import StreamingVAD, VADConfig
+
+
+@dataclass
+class Emission:
+    """One emitted target unit (word, or character for zh/ja) and when it was emitted."""
+
+    text: str
+    time_cu: float  # seconds, stream clock
+    time_ca: float  # seconds, computation-aware
+    sentence: int
+
+
+@dataclass
+class CascadeStats:
+    """Where the time went."""
+
+    chunks: int = 0
+    audio_s: float = 0.0
+    asr_s: float = 0.0
+    mt_s: float = 0.0
+    sentences: int = 0
+    asr_calls: int = 0  # chunks the recogniser ran on (the others held no new speech)
+
+    @property
+    def rtf(self) -> float:
+        """Computation-aware real-time factor: processing time / audio time."""
+        return (self.asr_s + self.mt_s) / self.audio_s if self.audio_s else 0.0
+
+
+@dataclass
+class SentenceStep:
+    """One translator update that added text to a sentence's translation (what coverage reads)."""
+
+    time: float  # stream clock
+    n_source: int
+    n_accessible: int
+    final: bool
+    new_text: str
+
+
+@dataclass
+class SentenceRecord:
+    """One source sentence: its latest words (final once translated to its end) and the updates that added text."""
+
+    index: int
+    words: list[Word] = field(default_factory=list)
+    steps: list[SentenceStep] = field(default_factory=list)
+
+
+@dataclass
+class SpeechCascade:
+    """Streaming ASR + stabiliser + simultaneous translator, fed chunk by chunk."""
+
+    asr: ASRBackend
+    translator: SimultaneousTranslator
+    src_lang: str = "en"
+    config: StabilizerConfig = field(default_factory=StabilizerConfig)
+    on_emit: Callable[[list[Emission]], None] | None = None
+    vad: VADConfig | None = field(default_factory=VADConfig)  # None: transcribe every chunk
+
+    def __post_init__(self):
+        self.spaced = get_language(self.translator.tgt_lang).spaced
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new stream."""
+        self.stabilizer = Stabilizer(self.config)
+        self.translator.reset()
+        self.buffer = np.zeros(0, dtype=np.float32)
+        self.buffer_start = 0.0  # stream time of buffer[0]
+        self.samples = 0
+        self.emissions: list[Emission] = []
+        self.sentence_words: list[Word] = []  # committed words of the sentence being translated
+        self.stats = CascadeStats()
+        self.sentences: list[SentenceRecord] = []
+        self._ca_clock = 0.0
+        self._words: list[Word] = []  # the uncommitted words of the latest hypothesis
+        self._vad = StreamingVAD(self.vad) if self.vad is not None else None
+        self._asr_until = float("-inf")  # stream time the latest transcription reached
+        # The latest translator Updates (decision traces included), bounded so nothing grows per chunk.
+        self.translator_updates: deque = deque(maxlen=256)
+
+    @property
+    def now(self) -> float:
+        return self.samples / SAMPLE_RATE
+
+    @property
+    def text(self) -> str:
+        """The translation emitted so far."""
+        sep = " " if self.spaced else ""
+        return sep.join(e.text for e in self.emissions)
+
+    def process_chunk(self, chunk: np.ndarray) -> list[Emission]:
+        """Feed the next chunk of 16 kHz mono float32 audio; return the units it made the system emit."""
+        chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
+        self.buffer = np.concatenate([self.buffer, chunk])
+        self.samples += len(chunk)
+        self.stats.chunks += 1
+        self.stats.audio_s = self.now
+        t0 = time.perf_counter()
+        if self._vad is not None:
+            self._vad.feed(chunk)
+        if self.now < self.config.min_start_s:
+            vad_s = time.perf_counter() - t0
+            self.stats.asr_s += vad_s
+            self._ca_clock = max(self._ca_clock, self.now) + vad_s
+            return []
+        self._transcribe()
+        asr_s = time.perf_counter() - t0
+        update = self.stabilizer.update(self._words, self.now)
+        self._words = list(update.partial)
+        if self._vad is not None and not self._words:  # nothing pending: drop the silence before the next speech
+            start = self._vad.next_speech_start(self.buffer_start)
+            self.stabilizer.skip_to((self.now if start is None else start) - self.vad.pad_s)
+        return self._translate(update, asr_s, final=False)
+
+    def finish(self) -> list[Emission]:
+        """End of stream: commit and translate everything that is left."""
+        t0 = time.perf_counter()
+        if len(self.buffer):
+            self._transcribe()
+        asr_s = time.perf_counter() - t0
+        update = self.stabilizer.finish(self._words, self.now)
+        return self._translate(update, asr_s, final=True)
+
+    def _transcribe(self) -> None:
+        """Re-transcribe the buffer unless no speech arrived since the latest transcription settled."""
+        if self._vad is not None:
+            since = max(self.buffer_start, self._asr_until - self.vad.pad_s)
+            if not self._vad.speech_in(since, self.now + 1.0):
+                return  # the buffer holds no new speech: the latest hypothesis stands
+        self._words = self.asr.transcribe(self.buffer, self.src_lang, offset=self.buffer_start)
+        self._asr_until = self.now
+        self.stats.asr_calls += 1
+
+    def _translate(self, update, asr_s: float, final: bool) -> list[Emission]:
+        t0 = time.perf_counter()
+        new: list[tuple[str, int]] = []
+        sentences = _split_committed(self.sentence_words + list(update.committed), self.stabilizer.config)
+        complete, rest = sentences[:-1], sentences[-1]
+        for sent in complete:  # each committed sentence is translated to its end, then the next one starts
+            new += self._update(sent, final=True)
+            self.translator.reset()
+            self.stats.sentences += 1
+        self.sentence_words = rest
+        if final:
+            if self.sentence_words or update.partial:
+                new += self._update(self.sentence_words + list(update.partial), final=True)
+                self.stats.sentences += 1
+            self.sentence_words = []
+        else:
+            # The prompt shows every word heard so far; the translator counts as accessible only those that
+            # ended before now - holdback (its config), so AlignAtt can see attention on the unstable tail.
+            words = self.sentence_words + list(update.partial)
+            if words:
+                new += self._update(words, final=False)
+        mt_s = time.perf_counter() - t0
+        self.stats.asr_s += asr_s
+        self.stats.mt_s += mt_s
+        # Computation-aware: processing of this chunk starts when it has arrived and the previous one is done.
+        self._ca_clock = max(self._ca_clock, self.now) + asr_s + mt_s
+        out = [Emission(u, self.now, self._ca_clock, s) for u, s in new]
+        # Drop audio before the stabiliser's cut (the start of the first uncommitted word).
+        drop = int(round((self.stabilizer.cut - self.buffer_start) * SAMPLE_RATE))
+        if drop > 0:
+            self.buffer = self.buffer[drop:]
+            self.buffer_start += drop / SAMPLE_RATE
+        self.emissions += out
+        if out and self.on_emit:
+            self.on_emit(out)
+        return out
+
+    def _update(self, words: list[Word], final: bool) -> list[tuple[str, int]]:
+        # A recognised word may carry detached punctuation ("world —" from Qwen3-ASR): one SourceWord per piece.
+        src = [SourceWord(piece, w.end) for w in words for piece in w.text.split()]
+        if not src and not final:
+            return []
+        upd = self.translator.update(src, self.now, final=final)
+        self.translator_updates.append(upd)
+        index = self.stats.sentences
+        if not self.sentences or self.sentences[-1].index != index:
+            self.sentences.append(SentenceRecord(index))
+        record = self.sentences[-1]
+        record.words = list(words)
+        if upd.new_text.strip():
+            record.steps.append(SentenceStep(self.now, upd.n_source, upd.n_accessible, final, upd.new_text))
+        return [(u, index) for u in upd.emitted_units]
+
+    def instance(self, reference: str | None = None, source: str | None = None) -> Instance:
+        """The whole stream as one long-form SimulEval instance (delays/elapsed in ms), for OmniSTEval."""
+        return Instance(
+            index=0,
+            prediction=self.text,
+            delays=[round(e.time_cu * 1000, 1) for e in self.emissions],
+            elapsed=[round(e.time_ca * 1000, 1) for e in self.emissions],
+            source_length=round(self.now * 1000, 1),
+            reference=reference,
+            source=source,
+        )
+
+
+def _split_committed(words: list[Word], cfg: StabilizerConfig) -> list[list[Word]]:
+    """Committed words as complete sentences plus the (possibly empty) unfinished rest, always last."""
+    parts = split_sentences(words, cfg.sentence_final)
+    return parts if parts and not is_sentence_final(parts[-1][-1].text, cfg.sentence_final) else parts + [[]]
+
+
+def write_run(cascade: SpeechCascade, out_dir: str | Path, refs: list[str] | None = None,
+              segments: list[tuple[float, float]] | None = None, stopped: str | None = None,
+              source: str | None = None) -> dict:
+    """Write instances.log, emissions.json and scores.json (the run's summary) into `out_dir`; return the summary.
+
+    Quality and latency are scored against `refs` only for a complete run: a run `stopped` early (Ctrl-C, a
+    stream error) keeps what it emitted, marked `"partial": true` with the reason, and no score."""
+    out = Path(out_dir)
+    instance = cascade.instance(reference=" ".join(refs) if refs else None, source=source)
+    summary = {"audio_s": round(cascade.now, 3), "chunk_ms": cascade.config.chunk_ms,
+               "rtf_ca": round(cascade.stats.rtf, 3), "asr_s": round(cascade.stats.asr_s, 3),
+               "mt_s": round(cascade.stats.mt_s, 3), "sentences": cascade.stats.sentences,
+               "units": len(cascade.emissions), "partial": stopped is not None}
+    if stopped is not None:
+        summary["stopped"] = stopped
+    elif refs:
+        summary.update(score_longform(instance, refs, cascade.translator.tgt_lang, segments))
+    write_instances(out / "instances.log", [instance])
+    write_json(out / "emissions.json", [vars(e) for e in cascade.emissions])
+    write_scores(out / "scores.json", summary)
+    return summary
+
+
+def run_stream(cascade: SpeechCascade, chunks: Iterable[np.ndarray],
+               on_chunk: Callable[[], None] | None = None) -> list[Emission]:
+    """Feed every chunk (calling `on_chunk` after each, and after finishing), then finish; return all emissions."""
+    for chunk in chunks:
+        cascade.process_chunk(chunk)
+        if on_chunk:
+            on_chunk()
+    cascade.finish()
+    if on_chunk:
+        on_chunk()
+    return cascade.emissions

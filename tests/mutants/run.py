@@ -1,0 +1,141 @@
+"""Mutation checks: break the code on purpose, one small patch at a time, and expect the guarding test to fail.
+
+Each mutant replaces one exact snippet of one file (the snippet must occur exactly once, so a mutant that no longer
+applies is reported, not silently skipped), runs the test that guards it, and restores the file whatever happens.
+A mutant is *caught* when its test fails; `make mutants` exits non-zero when any mutant survives, when one no
+longer applies, or when a guarding test fails on the unmutated code.
+
+    python tests/mutants/run.py            # all of them
+    python tests/mutants/run.py --list     # names, files, guarding tests
+    python tests/mutants/run.py --show NAME  # the patch as a unified diff
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One deliberate bug: in `path`, `old` (exactly once) becomes `new`; `test` (pytest ids) must then fail."""
+
+    name: str
+    path: str
+    old: str
+    new: str
+    test: tuple[str, ...]
+
+
+MUTANTS = [
+    Mutant("alignatt-emits-the-stopping-token", "alignheads/simul/policy.py",
+           "cfg, state.get(\"last_position\"))\n",
+           "cfg, state.get(\"last_position\"))\n"
+           "        keep = min(keep + 1, view.n_tokens) if stop is not None else keep\n",
+           ("tests/simul/test_policy.py::test_alignatt_decide_never_emits_the_stopping_token",)),
+    Mutant("emit-heads-read-their-own-row", "alignheads/simul/translator.py",
+           'first = P if query == "own" else P - 1', "first = P",
+           ("tests/simul/test_translator.py::test_draft_attention_is_read_at_each_heads_query_row",)),
+    Mutant("bootstrap-against-one-side-of-the-interpolation", "alignheads/simul/significance.py",
+           "diffs = sampled[0] - ((1 - w) * sampled[1] + w * sampled[2])", "diffs = sampled[0] - sampled[1]",
+           ("tests/simul/test_significance.py::test_every_resample_scores_both_bracketing_settings",)),
+    Mutant("server-answers-a-resent-seq", "alignheads/serve/server.py",
+           "upd.seq <= self.answered_seq", "upd.seq < self.answered_seq",
+           ("tests/serve/test_serve.py::test_a_resent_partial_with_the_same_seq_is_not_answered_again",)),
+    Mutant("server-reuses-a-final-without-the-clients-prefix", "alignheads/serve/server.py",
+           "if cached is not None and cached.startswith(self.translator.target):", "if cached is not None:",
+           ("tests/serve/test_serve.py::test_a_recent_final_is_reused_only_when_it_continues_the_clients_prefix",)),
+    Mutant("server-append-only-guard-removed", "alignheads/serve/server.py",
+           "        if not text.startswith(self.emitted):\n"
+           "            raise RuntimeError(f\"append-only output broken: {self.emitted!r} -> {text!r}\")\n", "",
+           ("tests/serve/test_serve.py::test_append_only_guard_refuses_output_that_rewrites_what_was_sent",)),
+    Mutant("cascade-vad-gate-off", "alignheads/speech/cascade.py",
+           "            if not self._vad.speech_in(since, self.now + 1.0):\n", "            if False:\n",
+           ("tests/speech/test_qwen_asr.py::test_the_cascade_vad_gate_keeps_silence_from_the_recogniser",)),
+    Mutant("capture-calls-sdpa-under-eager", "alignheads/model/capture.py",
+           "            return sys.modules[type(module).__module__].eager_attention_forward(module, *args, **kwargs)",
+           "            return ALL_ATTENTION_FUNCTIONS[\"sdpa\"](module, *args, **kwargs)",
+           ("tests/model/test_capture.py::test_capture_under_eager_runs_the_eager_kernel",)),
+]
+
+
+def mutated(m: Mutant) -> tuple[str, str]:
+    """(original text, mutated text) of the mutant's file; raises when the snippet does not occur exactly once."""
+    text = (ROOT / m.path).read_text(encoding="utf-8")
+    count = text.count(m.old)
+    if count != 1:
+        raise LookupError(f"{m.name}: the snippet occurs {count} times in {m.path} (expected once): update the mutant")
+    return text, text.replace(m.old, m.new)
+
+
+def pytest(tests: list[str], timeout: float) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def run(mutants: list[Mutant], timeout: float) -> int:
+    """Check the guarding tests pass unmutated, then each mutant; print a table; 0 when every mutant is caught."""
+    for m in mutants:
+        mutated(m)  # every snippet applies before anything runs
+    base = pytest(sorted({t for m in mutants for t in m.test}), timeout * len(mutants))
+    if base.returncode != 0:
+        print(base.stdout[-3000:], base.stderr[-2000:], sep="\n")
+        print("the guarding tests fail on the unmutated code: fix that first")
+        return 1
+    survived = 0
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    for m in mutants:
+        original, bad = mutated(m)
+        path = ROOT / m.path
+        t0 = time.perf_counter()
+        try:
+            path.write_text(bad, encoding="utf-8")
+            result = pytest(list(m.test), timeout)
+            caught = result.returncode != 0
+        except subprocess.TimeoutExpired:
+            caught = True  # a hang is a failure too
+        finally:
+            path.write_text(original, encoding="utf-8")
+        survived += not caught
+        print(f"{'caught  ' if caught else 'SURVIVED'}  {m.name:<52} {time.perf_counter() - t0:5.1f} s  {m.test[0]}")
+    print(f"{len(mutants) - survived} of {len(mutants)} mutants caught")
+    return 1 if survived else 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("names", nargs="*", help="mutants to run (default: all)")
+    ap.add_argument("--list", action="store_true", help="list the mutants and their guarding tests")
+    ap.add_argument("--show", action="store_true", help="print the named mutants as unified diffs")
+    ap.add_argument("--timeout", type=float, default=600.0, help="seconds per guarding test run")
+    args = ap.parse_args()
+    known = {m.name: m for m in MUTANTS}
+    unknown = [n for n in args.names if n not in known]
+    if unknown:
+        ap.error(f"unknown mutant(s) {', '.join(unknown)}; --list shows them")
+    chosen = [known[n] for n in args.names] if args.names else MUTANTS
+    if args.list:
+        for m in chosen:
+            print(f"{m.name:<52} {m.path:<36} {' '.join(m.test)}")
+        return 0
+    if args.show:
+        for m in chosen:
+            original, bad = mutated(m)
+            sys.stdout.writelines(difflib.unified_diff(original.splitlines(True), bad.splitlines(True),
+                                                       f"a/{m.path}", f"b/{m.path}"))
+        return 0
+    return run(chosen, args.timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Never end early (issue 11, item 1): a model that always drafts a short complete sentence, on long sources.
+
+The model (`tests.scripted.scripted_model`) is a real tiny Gemma-3 with a fixed, biased output table: from
+any context it drafts " Il modello." and then ends it (with end-of-turn, with a newline, or by running on
+into a second sentence). Its attention weights are untouched, so capture, replay and every policy run
+their real code paths. Before the source sentence is final, no policy may commit the draft's end: not the
+stop token, not a sentence-final punctuation unit, nothing after it. The target sentence may end only once
+every source word is accessible.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from alignheads.base.sentences import sentence_end
+from alignheads.heads.headset import Head
+from alignheads.model.loader import LoadedModel
+from alignheads.simul.coverage import sentence_coverage
+from alignheads.simul.policy import AlignAttConfig, DraftView, hold_sentence_end
+from alignheads.simul.translator import POLICIES, SimultaneousTranslator, SourceWord, TranslatorConfig
+from tests.scripted import scripted_model
+
+# 22 words, as in the issue's recording: the model's sentence is complete after the first one.
+LONG = ("When the committee met again in the spring , it agreed that the new rules would apply to every "
+        "member state .").split()
+HEADS = [Head(2, 1), Head(5, 0, "emit"), Head(0, 3)]
+ENDINGS = ("eos", "newline", "run_on")
+
+
+@pytest.fixture(scope="module", params=ENDINGS)
+def scripted(request) -> LoadedModel:
+    return scripted_model(" Il modello.", request.param)
+
+
+def config(policy: str) -> TranslatorConfig:
+    # b = 1 without hold-back never stops a draft (no token can attend beyond the accessible words): the
+    # failing setting of the issue. wait-2, cut-last-1 and LA-2 emit as soon as their rules allow.
+    return TranslatorConfig(alignatt=AlignAttConfig(border=1, max_draft=8), wait_k=2, cut_last=1,
+                            final_max_tokens=16)
+
+
+SENTENCE_END = ".!?。！？"
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("policy", POLICIES)
+def test_the_target_sentence_ends_only_after_the_whole_source(scripted, policy):
+    tr = SimultaneousTranslator(scripted, HEADS, "en", "it", policy, config(policy))
+    words = [SourceWord(w, 0.4 * (i + 1)) for i, w in enumerate(LONG)]
+    updates = [tr.update(words[:n], 0.4 * n) for n in range(1, len(LONG))]
+    assert any(u.decision_trace.draft_end in ("eos", "newline", "max_draft") for u in updates)
+    for u in updates:
+        assert not any(c in SENTENCE_END for c in u.new_text), (
+            f"{policy} committed a sentence end with {u.n_accessible} of {len(LONG)} source words: {u.new_text!r}")
+    committed = tr.target
+    final = tr.update(words, 0.4 * len(LONG), final=True)
+    assert tr.target.startswith(committed) and final.new_text  # the final pass continues the committed prefix
+    if final.decision_trace.draft_end != "length_cap":  # (the run-on model never stops by itself)
+        assert tr.target.endswith(".")
+    cov = sentence_coverage(0, LONG, tr.history, tr.target, "it")
+    assert cov.accessible_at_end == len(LONG) and not cov.ended_early
+
+
+@pytest.mark.parametrize("text, at", [
+    ("Il modello.", 10), ("Il modello. Il", 10), ('disse "basta."', 12), ("(FSE).", 5), ("aime ?", 5),
+    ("Per oltre 20 anni... e", 17), ("我们的模型。我们", 5), ("BLEU 2.3 punti", None), ("gli U.S.A sono", None),
+    ("e.g. this", None), ("Il modello", None),
+    # a full stop the text shows to go on: a lower-case word, an abbreviation or a title and a word follows
+    ("Wir sehen z. B. die Daten.", 25), ("Das hat Dr. Weber gesagt.", 24), ("Er kam. und", None),
+    ("Er kam am 3. Mai.", 11), ("J. Smith kam.", 1), ("Il modello.  ", 10),
+])
+def test_sentence_end_finds_the_first_sentence_final_mark(text, at):
+    assert sentence_end(text) == at
+
+
+def test_hold_sentence_end_keeps_the_word_before_the_mark_and_the_tokens_that_reach_it():
+    # tokens: "Il" " model" "lo." " Il"  -> the third token carries the mark
+    view = DraftView("Il modello. Il", [0, 2, 8, 11, 14], False, True, 3, 0, np.zeros((1, 4, 3)))
+    held = hold_sentence_end(view)
+    assert held.text == "Il modello" and held.complete and held.held_end
+    assert held.token_ends == [0, 2, 8, 10] and held.attention.shape == (1, 3, 3)
+    assert hold_sentence_end(DraftView("Il modello", [0, 2, 10], False, True, 3, 0)).held_end is False
