@@ -229,36 +229,14 @@ SETUPS = [
 
 def aligners(calib_parts, evaluate, cfg) -> list[dict]:
     """AER of each aligner fitted on `calib_parts` and evaluated on `evaluate` (HeadScores, Corpus)."""
-    from alignheads.heads.learned import fit_weights, weighted_aer
-    from alignheads.heads.scoring import combine_scores
-    from alignheads.heads.selection import SelectionConfig, ensemble_metrics, greedy_ensemble, topk_by_ts
+    from alignheads.heads.aligners import compare_aligners
 
-    calib, calib_corpus = combine_scores(calib_parts)
-    ev_scores, ev_corpus = evaluate
-    base = ev_scores.baselines.set_index(["kind", "query"])
-    rows = [{"aligner": "diagonal", "heads": "", "aer": float(base.loc[("diagonal", "own"), "aer"])}]
-    for q in ev_scores.queries:  # the scorer's baseline: raw rows of every head averaged, then pooled to words
-        rows.append({"aligner": f"mean of all heads @{q}", "heads": "all",
-                     **{c: float(base.loc[("mean_heads", q), c]) for c in ("aer", "precision", "recall")}})
-    for k in (4, 8):
-        heads = topk_by_ts(calib, k, "own")
-        rows.append({"aligner": f"top-{k} by TS (own)", "heads": " ".join(map(str, heads)),
-                     **ensemble_metrics(ev_scores, ev_corpus, heads)})
-    t0 = time.perf_counter()
-    heads, _ = greedy_ensemble(calib, calib_corpus, SelectionConfig())
-    rows.append({"aligner": "greedy ensemble (AER)", "heads": " ".join(map(str, heads)),
-                 **ensemble_metrics(ev_scores, ev_corpus, heads), "fit_s": time.perf_counter() - t0})
-    for label, c in (("learned weights", cfg), ("learned weights, unbalanced", replace(cfg, balance=False)),
-                     ("learned weights, logistic", replace(cfg, objective="logistic"))):
-        if len(calib_parts) == 1 and not c.balance:
-            continue  # one corpus: balancing changes nothing
-        if c.objective == "logistic" and sum(len(s.pair_ids) for s, _ in calib_parts) > 200:
-            continue  # liblinear takes minutes per fit on ~900 pairs, times 16 fits for the cross-validation
-        t0 = time.perf_counter()
-        learned = fit_weights(calib_parts, c)
-        rows.append({"aligner": label, "heads": learned.describe(), "strength": learned.strength,
-                     **weighted_aer(ev_scores, ev_corpus, learned.weights), "fit_s": time.perf_counter() - t0})
-    return rows
+    fits = {"learned weights": cfg}
+    if len(calib_parts) > 1:  # one corpus: balancing changes nothing
+        fits["learned weights, unbalanced"] = replace(cfg, balance=False)
+    if sum(len(s.pair_ids) for s, _ in calib_parts) <= 200:  # liblinear takes minutes per fit on ~900 pairs
+        fits["learned weights, logistic"] = replace(cfg, objective="logistic")
+    return compare_aligners(calib_parts, evaluate, ks=(4, 8), mean_queries=evaluate[0].queries, learned=fits)
 
 
 def stage_learned(args, cache: Path) -> None:

@@ -38,8 +38,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS_DIR, pin_threads, print_table, write_result  # noqa: E402
 
-from alignheads.simul.comparison import SCHEMA, dataset_summary, digest, read_json, refresh_coverage, setting_label
-from alignheads.simul.comparison import run_setting as run_cached  # noqa: E402
+from alignheads.simul.comparison import dataset_summary, refresh_coverage, setting_label  # noqa: E402
+from alignheads.simul.sweep import SCHEMA, digest, read_json  # noqa: E402
+from alignheads.simul.sweep import run_setting as run_cached  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]

@@ -208,33 +208,35 @@ def cmd_translate(args) -> int:
     """Simultaneous speech translation of an audio file (or raw 16 kHz PCM on stdin).
 
     Everything the run needs is checked first; Ctrl-C or a stream error keeps what was emitted (partial)."""
+    from ..base.runfolder import RunFolder
     from ..speech.audio import iter_chunks, load_audio, read_pcm_stream
     from ..speech.cascade import run_stream
     from ..speech.outputs import LiveView, write_outputs
     from ..speech.pipeline import build_cascade
 
     config = cascade_config(args)
-    out = opt.out_dir(args)
     refs, segments = _references(args)
     samples = config.stabilizer.chunk_samples
     chunks = (read_pcm_stream(sys.stdin, samples) if args.audio == "-"
               else iter_chunks(load_audio(args.audio), samples))
     opt.setup_threads(args)
     opt.check_device(args.device)
-    cascade = build_cascade(config)
-    view = LiveView(cascade)  # a terminal user sees the translation grow, the current draft dimmed
-    outputs = {"audio_name": "stdin" if args.audio == "-" else Path(args.audio).name, "subtitles": args.subtitles,
-               "references": refs, "segments": segments}
-    try:
-        run_stream(cascade, chunks, on_chunk=view.update)
-    except (KeyboardInterrupt, AlignheadsError, OSError) as e:
+    inputs = [args.audio, args.ref if args.ref != "auto" else None, getattr(args, "heads", None)]
+    with RunFolder(args.out, inputs=[p for p in inputs if p and p != "published"]) as out:  # held for the run
+        cascade = build_cascade(config)
+        view = LiveView(cascade)  # a terminal user sees the translation grow, the current draft dimmed
+        outputs = {"audio_name": "stdin" if args.audio == "-" else Path(args.audio).name,
+                   "subtitles": args.subtitles, "references": refs, "segments": segments}
+        try:
+            run_stream(cascade, chunks, on_chunk=view.update)
+        except (KeyboardInterrupt, AlignheadsError, OSError) as e:
+            view.close()
+            summary = write_outputs(out, cascade, stopped=_reason(e), offline=False, **outputs)
+            print(f"kept the partial translation ({summary['units']} units, {summary['audio_s']} s of audio) in "
+                  f"{out.path}", file=sys.stderr)
+            raise
         view.close()
-        summary = write_outputs(out, cascade, stopped=_reason(e), offline=False, **outputs)
-        print(f"kept the partial translation ({summary['units']} units, {summary['audio_s']} s of audio) in {out}",
-              file=sys.stderr)
-        raise
-    view.close()
-    summary = write_outputs(out, cascade, **outputs)
+        summary = write_outputs(out, cascade, **outputs)
     print(summary.pop("coverage"))
     print(json.dumps(summary, indent=2))
     return 0
@@ -262,12 +264,6 @@ def _references(args) -> tuple[list[str] | None, list | None]:
     return refs, None
 
 
-def _spaced(lang: str) -> bool:
-    from ..base.languages import get_language
-
-    return get_language(lang).spaced
-
-
 def cmd_simulate(args) -> int:
     """Text-stream simulation of a corpus (or, with --sweep, every policy over its grid)."""
     from ..simul.simulate import SimulationConfig, read_word_times, simulate
@@ -281,8 +277,13 @@ def cmd_simulate(args) -> int:
     out = opt.out_dir(args)
     lm = opt.load(args)
     if args.sweep:
-        table = quality_latency(lm, corpus, heads and _heads(heads, lm, corpus), default_grid(bool(heads)),
-                                config, sim, word_times=times, out_csv=out / "curves.csv", out_dir=out)
+        from ..base.runfolder import RunFolder
+
+        with RunFolder(out, inputs=[args.data, args.word_times]) as folder:
+            table = quality_latency(lm, corpus, heads and _heads(heads, lm, corpus), default_grid(bool(heads)),
+                                    config, sim, word_times=times, out_dir=out)
+            folder.add("curves.csv", table.to_csv(index=False))
+            folder.commit()
         result = {"curves": str(out / "curves.csv"), "rows": len(table)}
     else:
         from ..speech.pipeline import build_translator
@@ -373,11 +374,11 @@ def cmd_serve(args) -> int:
 def cmd_demo(args) -> int:
     """The main job on embedded defaults: calibrate en-de heads on the shipped dev set, export them, then
     translate a shipped test talk end to end with them and score it."""
+    from ..base.paths import GOLD_DIR, TALKS_DIR
     from ..heads.headset import headset_filename
     from ..model.loader import EMBEDDED_MODEL_ID
 
-    root = Path(__file__).resolve().parents[2]
-    data, talk = root / "data" / "gold" / "en-de.dev.tsv", root / "data" / "talks" / "talk04.wav"
+    data, talk = GOLD_DIR / "en-de.dev.tsv", TALKS_DIR / "talk04.wav"
     if not data.is_file() or not talk.is_file():
         raise AlignheadsError(f"{data.parent.parent} not found: run the demo from a checkout of the repository")
     out = opt.out_dir(args)

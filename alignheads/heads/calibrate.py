@@ -10,9 +10,10 @@ import numpy as np
 from ..corpus.pairs import Corpus
 from ..model.loader import LoadedModel
 from ..model.prompts import PromptLayout
+from .ensemble import ensemble_metrics
 from .headset import Head, HeadEntry, HeadSet, HeadSetError
 from .scoring import HeadScores, ScoreConfig, score_heads
-from .selection import Selection, SelectionConfig, ensemble_metrics, select_heads
+from .selection import Selection, SelectionConfig, select_heads
 
 
 def corpus_provenance(corpus: Corpus, scores: HeadScores) -> dict:

@@ -218,6 +218,15 @@ def headset_filename(model_id: str, src: str, tgt: str) -> str:
     return f"translation_heads_{re.sub(r'[/.]', '_', model_id)}_{src}-{tgt}.json"
 
 
+_DIRECTION_IN_NAME = re.compile(r"_([a-z]{2,3})-([a-z]{2,3})\.json$")
+
+
+def filename_direction(name: str) -> tuple[str, str] | None:
+    """The (src, tgt) a head-set file name ends with (`headset_filename`'s `_<src>-<tgt>.json`), or None."""
+    m = _DIRECTION_IN_NAME.search(Path(name).name)
+    return (m[1], m[2]) if m else None
+
+
 _INT, _NUMBER, _WEIGHT, _OPT = "an integer", "a finite number", "a finite number >= 0", " or null"
 # What each field of the file must hold (JSON types): entries first, then the head set.
 _ENTRY_FIELDS = {"layer": _INT, "head": _INT, "ts": _NUMBER + _OPT, "count": _INT + _OPT, "query": "'own' or 'emit'",

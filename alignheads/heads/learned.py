@@ -1,7 +1,7 @@
 """Learned head weights: a sparse non-negative combination of heads x query positions, fitted on calibration pairs.
 
 Features of a (target word, source word) cell are every head's word attention at both query positions
-(`own`, `emit`), each row renormalised over the source words as `selection.ensemble_links` does; only
+(`own`, `emit`), each row renormalised over the source words as `ensemble.ensemble_links` does; only
 target words with a gold link are used. The aligner is the argmax over source words of the weighted sum,
 and the same weights replace the plain mean over heads in the translator's AlignAtt decision.
 
@@ -21,12 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
 from ..base.errors import AlignheadsError
-from ..base.metrics import aer_metrics, alignment_counts
 from ..corpus.pairs import Corpus, SentencePair
+from .combine import RENORMALISED, combine_heads
+from .ensemble import ensemble_metrics
 from .headset import Head
 from .scoring import HeadScores
 
@@ -37,7 +39,7 @@ GRIDS = {"softmax": (0.0, 0.001, 0.003, 0.01, 0.03), "logistic": (3.0, 10.0, 30.
 class WeightConfig:
     """How weights are fitted (see the module docstring); `strength` None = chosen from the grid on an inner split."""
 
-    objective: str = "softmax"  # "softmax" | "logistic"
+    objective: Literal["softmax", "logistic"] = "softmax"
     strength: float | None = None  # L1 strength (logistic: C = 1 / strength)
     grid: tuple[float, ...] | None = None  # default GRIDS[objective]
     balance: bool = True  # every calibration corpus weighs the same in the loss
@@ -77,10 +79,11 @@ def feature_heads(scores: HeadScores) -> list[Head]:
 
 
 def pair_features(scores: HeadScores, i: int) -> np.ndarray:
-    """[n_tgt, n_src, features]: pair i's word attention of every head and query, rows renormalised over sources."""
+    """[n_tgt, n_src, features]: pair i's word attention of every head and query, rows renormalised over sources
+    (the per-head stack of `combine_heads` with RENORMALISED, so a weighted sum is `ensemble_attention`'s map)."""
     w = scores.word_attention[i].words  # [Q, L, H, n_tgt, n_src]
-    w = w / np.clip(w.sum(-1, keepdims=True), 1e-9, None)
-    return np.moveaxis(w.reshape(-1, *w.shape[-2:]), 0, -1)
+    _, per_head = combine_heads(w.reshape(-1, *w.shape[-2:]), how=RENORMALISED)
+    return np.moveaxis(per_head, 0, -1)
 
 
 def gold_pairs(scores: HeadScores, corpus: Corpus) -> list[SentencePair]:
@@ -164,35 +167,15 @@ def _fit(c: _Cells, strength: float, cfg: WeightConfig) -> np.ndarray:
     return (_fit_softmax if cfg.objective == "softmax" else _fit_logistic)(c, strength, cfg)
 
 
-def weighted_links(scores: HeadScores, i: int, weights: np.ndarray) -> list[tuple[int, int]]:
-    """Word alignment of pair i: each target word -> argmax source word of the weighted features."""
-    best = (pair_features(scores, i) @ weights).argmax(-1)
-    return [(int(s), t) for t, s in enumerate(best)]
-
-
-def weighted_aer(scores: HeadScores, corpus: Corpus, weights: np.ndarray | dict[Head, float],
-                 pairs: Sequence[int] | None = None) -> dict[str, float]:
-    """AER / precision / recall of a weighted head combination on scored pairs (corpus-level counts)."""
-    if isinstance(weights, dict):
-        index = {h: k for k, h in enumerate(feature_heads(scores))}
-        vec = np.zeros(len(index))
-        for h, w in weights.items():
-            vec[index[h]] = w
-        weights = vec
-    golds = gold_pairs(scores, corpus)
-    idx = range(len(scores.pair_ids)) if pairs is None else pairs
-    return aer_metrics(sum((alignment_counts(weighted_links(scores, i, weights), golds[i]) for i in idx),
-                           np.zeros(4)))
-
-
-def _held_aer(parts, held: Sequence[tuple[int, int]], w: np.ndarray) -> float:
-    """AER on the held pairs, averaged over corpora (each corpus counts once, as in the balanced loss)."""
-    aers = []
-    for k in sorted({k for k, _ in held}):
-        scores, golds = parts[k]
-        counts = sum((alignment_counts(weighted_links(scores, i, w), golds[i]) for kk, i in held if kk == k),
-                     np.zeros(4))
-        aers.append(aer_metrics(counts)["aer"])
+def _held_aer(parts, held: Sequence[tuple[int, int]], w: np.ndarray, names: Sequence[Head]) -> float:
+    """AER of the weights `w` (over `names`) on the held pairs, averaged over corpora (each corpus counts once, as
+    in the balanced loss); all-zero weights align nothing (AER 1)."""
+    nonzero = np.flatnonzero(w > 0)
+    if not len(nonzero):
+        return 1.0
+    heads, weights = [names[k] for k in nonzero], [float(w[k]) for k in nonzero]
+    aers = [ensemble_metrics(scores, golds, heads, [i for kk, i in held if kk == k], weights)["aer"]
+            for k, (scores, golds) in enumerate(parts) if any(kk == k for kk, _ in held)]
     return float(np.mean(aers))
 
 
@@ -217,7 +200,8 @@ def fit_weights(parts: Sequence[tuple[HeadScores, Corpus]], cfg: WeightConfig = 
         fitted = [(_cells(parts, fit_on, cfg.balance), held) for fit_on, held in splits]
         for s in grid:
             ws = [(_fit(cells, s, cfg), held) for cells, held in fitted]
-            search.append({"strength": s, "aer": float(np.mean([_held_aer(parts, held, w) for w, held in ws])),
+            search.append({"strength": s, "aer": float(np.mean([_held_aer(parts, held, w, names)
+                                                                 for w, held in ws])),
                            "nonzero": int(np.mean([(w > 0).sum() for w, _ in ws]))})
         strength = min(search, key=lambda r: (r["nonzero"] == 0, r["aer"], r["nonzero"]))["strength"]
     cells = _cells(parts, everything, cfg.balance)

@@ -38,6 +38,7 @@ from ..model.capture import AttentionCapture
 from ..model.kvcache import PrefixCache
 from ..model.loader import LoadedModel, broken_weights_hint
 from ..model.prompts import PromptLayout, RenderedPrompt, render
+from .headset import Head, HeadLike
 
 QUERIES = ("own", "emit")
 BASELINES = ("diagonal", "mean_heads")
@@ -108,6 +109,22 @@ class HeadScores:
         m = np.full((self.n_layers, self.n_heads), np.nan)
         m[h["layer"].to_numpy(), h["head"].to_numpy()] = h[column].to_numpy()
         return m
+
+    def pair_heads(self, pair_index: int, heads: Sequence[HeadLike]) -> np.ndarray:
+        """Word-level attention of `heads` on scored pair `pair_index`: [heads, tgt words, src words] (for
+        `combine_heads`); bad indices, heads or query kinds raise a clear error."""
+        if not 0 <= pair_index < len(self.word_attention):
+            raise AlignheadsError(f"pair index {pair_index} out of range: {len(self.word_attention)} pairs were scored")
+        hs = [Head.parse(h) for h in heads]
+        if not hs:
+            raise AlignheadsError("no heads given")
+        for h in hs:
+            if h.query not in self.queries:
+                raise AlignheadsError(f"head {h}: query {h.query!r} was not scored (have {self.queries})")
+            if not (0 <= h.layer < self.n_layers and 0 <= h.head < self.n_heads):
+                raise AlignheadsError(f"head {h} outside {self.n_layers} layers x {self.n_heads} heads")
+        words = self.word_attention[pair_index].words
+        return np.stack([words[self.queries.index(h.query), h.layer, h.head] for h in hs])
 
     def subset(self, rows: Sequence[int]) -> pd.DataFrame:
         """The score table recomputed on a subset of pairs (by index), e.g. a half-split."""

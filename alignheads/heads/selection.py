@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from ..base.metrics import aer_metrics, alignment_counts
 from ..corpus.pairs import Corpus
+from .ensemble import ensemble_metrics
 from .headset import Head
 from .scoring import QUERIES, HeadScores
 
@@ -23,7 +24,8 @@ from .scoring import QUERIES, HeadScores
 class SelectionConfig:
     """How heads are chosen."""
 
-    method: str = "greedy"  # "greedy" (ensemble search by AER) | "topk" (paper: top-k by ts) | "learned" (weights)
+    # greedy: ensemble search by AER; topk: the paper's top-k by ts; learned: weights; manual: the explorer's set
+    method: Literal["greedy", "topk", "learned", "manual"] = "greedy"
     k: int = 8  # top-k size, or the greedy search's maximum ensemble size
     threshold: float = 0.1  # a head is a candidate only if ts > threshold
     candidates: int = 24  # greedy: the best candidates by AER that the search considers
@@ -66,32 +68,6 @@ def topk_by_ts(scores: HeadScores, k: int = 8, query: str = "own", threshold: fl
     h = _usable(scores, exclude_kv_shared)
     h = h[(h["query"] == query) & (h["ts"] > threshold)].sort_values("ts", ascending=False).head(k)
     return [Head(int(r.layer), int(r.head), query) for r in h.itertuples()]
-
-
-def ensemble_attention(scores: HeadScores, heads: Sequence[Head], pair_index: int,
-                       weights: Sequence[float] | None = None) -> np.ndarray:
-    """A head ensemble's word-level attention on one scored pair [tgt words, src words]: the (weighted) mean of
-    the heads' rows, each renormalised over the source words."""
-    wa = scores.word_attention[pair_index]
-    stack = np.stack([wa.words[scores.queries.index(h.query), h.layer, h.head] for h in heads])  # [k, tgt, src]
-    return np.average(stack / np.clip(stack.sum(-1, keepdims=True), 1e-9, None), axis=0, weights=weights)
-
-
-def ensemble_links(scores: HeadScores, heads: Sequence[Head], pair_index: int,
-                   weights: Sequence[float] | None = None) -> list[tuple[int, int]]:
-    """Word alignment of one calibration pair by a head ensemble: argmax of `ensemble_attention`."""
-    best = ensemble_attention(scores, heads, pair_index, weights).argmax(-1)
-    return [(int(s), t) for t, s in enumerate(best)]
-
-
-def ensemble_metrics(scores: HeadScores, corpus: Corpus, heads: Sequence[Head],
-                     pairs: Sequence[int] | None = None, weights: Sequence[float] | None = None) -> dict[str, float]:
-    """AER / precision / recall of a (weighted) head ensemble over the scored pairs (corpus-level counts)."""
-    by_id = {p.id: p for p in corpus}
-    idx = range(len(scores.pair_ids)) if pairs is None else pairs
-    c = sum((alignment_counts(ensemble_links(scores, heads, i, weights), by_id[scores.pair_ids[i]]) for i in idx),
-            np.zeros(4))
-    return aer_metrics(c)
 
 
 def greedy_ensemble(scores: HeadScores, corpus: Corpus, cfg: SelectionConfig = SelectionConfig(),

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 
 from ..base.errors import AlignheadsError
 from ..corpus.pairs import Corpus, SentencePair
+from ..heads.combine import RENORMALISED, SET_MEAN, combine_heads
 from ..heads.headset import Head, HeadLike, HeadSet, HeadSetError
 from ..heads.scoring import HeadScores
 from ..heads.selection import topk_by_ts
@@ -31,19 +32,10 @@ def leaderboard(scores: HeadScores, k: int = 8, column: str = "ts", query: str =
 
 
 def pair_attention(scores: HeadScores, pair_index: int, heads: Sequence[HeadLike]) -> np.ndarray:
-    """Word-level attention [tgt words x src words] of one scored pair: one head's, or the mean over `heads`."""
-    if not 0 <= pair_index < len(scores.word_attention):
-        raise AlignheadsError(f"pair index {pair_index} out of range: {len(scores.word_attention)} pairs were scored")
-    hs = [Head.parse(h) for h in heads]
-    if not hs:
-        raise AlignheadsError("pair_attention: no heads given")
-    wa = scores.word_attention[pair_index]
-    for h in hs:
-        if h.query not in scores.queries:
-            raise AlignheadsError(f"head {h}: query {h.query!r} was not scored (have {scores.queries})")
-        if not (0 <= h.layer < scores.n_layers and 0 <= h.head < scores.n_heads):
-            raise AlignheadsError(f"head {h} outside {scores.n_layers} layers x {scores.n_heads} heads")
-    return np.mean([wa.words[scores.queries.index(h.query), h.layer, h.head] for h in hs], axis=0)
+    """Word-level attention [tgt words x src words] of one scored pair: one head's weights as the model applied
+    them, or for several the "head set mean (rows renormalised)" — the explorer's set map, by `combine_heads`."""
+    stack = scores.pair_heads(pair_index, heads)
+    return stack[0] if len(stack) == 1 else combine_heads(stack, how=RENORMALISED)[0]
 
 
 def scored_pair(scores: HeadScores, corpus: Corpus, pair_index: int) -> SentencePair:
@@ -62,7 +54,7 @@ def attention_figure(scores: HeadScores, corpus: Corpus, pair_index: int, heads:
     """`viz.attention_map` of one scored pair for one head or the mean of a head set, gold links overlaid."""
     pair = scored_pair(scores, corpus, pair_index)
     hs = [Head.parse(h) for h in heads]
-    label = str(hs[0]) if len(hs) == 1 else f"mean of {len(hs)} heads ({' '.join(map(str, hs))})"
+    label = str(hs[0]) if len(hs) == 1 else f"{SET_MEAN} of {len(hs)} heads ({' '.join(map(str, hs))})"
     return viz.attention_map(pair_attention(scores, pair_index, hs), pair.src_words, pair.tgt_words,
                              sure=pair.sure, possible=pair.possible - pair.sure,
                              title=title or f"{pair.id}: {label}", save=save)

@@ -27,9 +27,11 @@ from matplotlib.patches import Rectangle
 from ..base.errors import AlignheadsError
 from ..corpus.pairs import Corpus, SentencePair
 from ..heads.calibrate import build_headset
+from ..heads.combine import SET_MEAN
+from ..heads.ensemble import ensemble_attention, ensemble_metrics
 from ..heads.headset import Head, HeadSet, headset_filename, load_headset
 from ..heads.scoring import HeadScores, ScoreConfig
-from ..heads.selection import Selection, SelectionConfig, ensemble_attention, ensemble_metrics, stability
+from ..heads.selection import Selection, SelectionConfig, stability
 from ..model.loader import LoadedModel
 from ..model.prompts import PromptLayout
 from . import viz
@@ -238,12 +240,11 @@ class HeadExplorer:
 
     def _panels(self) -> list[tuple[np.ndarray, str]]:
         pair = self.pairs[self.pair]
-        wa = self.scores.word_attention[self.pair]
         h = self.head
-        head_map = wa.words[self.scores.queries.index(h.query), h.layer, h.head]
+        head_map = self.scores.pair_heads(self.pair, [h])[0]
         if self.heads:
             set_map = ensemble_attention(self.scores, self.heads, self.pair)
-            set_title = f"head set mean ({len(self.heads)} heads, rows renormalised)"
+            set_title = f"{SET_MEAN}, {len(self.heads)} heads"
         else:
             set_map = np.full((len(pair.tgt_words), len(pair.src_words)), np.nan)
             set_title = "head set: empty"

@@ -35,7 +35,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -45,22 +45,23 @@ from .. import __version__
 from ..base.errors import AlignheadsError
 from ..base.fileio import write_json
 from ..base.languages import parse_direction
+from ..base.paths import GOLD_DIR, RESULTS_DIR
 from ..corpus.formats import read_corpus
 from ..corpus.pairs import Corpus
 from ..heads.calibrate import calibrate
+from ..heads.ensemble import ensemble_metrics
 from ..heads.headset import GEMMA4_E4B_ID, GEMMA4_E4B_SHAPE, Head, HeadSet
 from ..heads.registry import PUBLISHED, SHARED, vendored_headset
 from ..heads.scoring import HeadScores, ScoreConfig, score_heads
-from ..heads.selection import Selection, SelectionConfig, ensemble_metrics, topk_by_ts
+from ..heads.selection import Selection, SelectionConfig, topk_by_ts
 from ..model.loader import LoadedModel, ModelFacts, load_model
 from ..model.prompts import PromptLayout
 from . import viz
 from .analysis import attention_figure, example_pair_index, split_tables
 
 DIRECTIONS = ("en-de", "en-it", "en-zh")
-ROOT = Path(__file__).resolve().parents[2]
-DATA_DIR = ROOT / "data" / "gold"
-POLICY_RESULTS = ROOT / "benchmarks" / "results" / "policies.json"
+DATA_DIR = GOLD_DIR
+POLICY_RESULTS = RESULTS_DIR / "policies.json"
 QL_GRID: dict[str, list] = {"alignatt": [1, 0, -1, -2], "wait-k": [1, 3, 5], "cut-last": [0, 2, 4]}
 QL_GRID_FAST: dict[str, list] = {"alignatt": [1, -1], "wait-k": [1, 3], "cut-last": [0, 2]}
 
@@ -78,7 +79,7 @@ class FigureConfig:
     k: int = 8  # top-k for heatmaps, the shared kernel and the stability plot
     threshold: float = 0.1  # a head counts when ts > threshold (paper)
     ks: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16)
-    selection: str = "greedy"  # how the head set the translator uses is chosen ("greedy" | "topk")
+    selection: Literal["greedy", "topk"] = "greedy"  # how the head set the translator uses is chosen
     seed: int = 0
     example_pair: str | None = None  # id of the pair the attention figures show (default: picked by length)
     results: Path | None = POLICY_RESULTS  # bench_policies' summary; None: no quality-latency / trace figures
@@ -292,7 +293,7 @@ def traced_sentence(results: Mapping[str, Any], dataset: str, base: str | Path =
                     ) -> tuple[dict, int, int]:
     """(record, sentence index, border) of the sentence the benchmark picked for the policy-trace figures
     (its record file is named relative to `base`, the folder of the results summary)."""
-    from ..simul.comparison import read_json
+    from ..simul.sweep import read_json
 
     traced = results["datasets"][dataset].get("traced")
     record = read_json(Path(base) / traced["file"]) if traced else None
@@ -352,37 +353,25 @@ def head_depth_figure(runs: Mapping[str, DirectionRun], facts: ModelFacts, k: in
 
 def aligner_table(runs: Mapping[str, DirectionRun], k: int = 4, threshold: float = 0.1,
                   simalign: bool = True) -> pd.DataFrame:
-    """Per direction, AER on the held-out split of aligners fitted on the calibration split only: diagonal, mean
-    of all heads, top-k by TS, the greedy ensemble, learned weights, and SimAlign (no fitting)."""
-    from ..heads.learned import fit_weights, weighted_aer
-    from ..heads.selection import greedy_ensemble
+    """Per direction, AER on the held-out split of aligners fitted on the calibration split only
+    (`heads.aligners.compare_aligners`), and SimAlign (no fitting)."""
+    from ..heads.aligners import METRICS, compare_aligners
 
     rows = []
     for name, run in runs.items():
         if run.test_scores is None:
             raise AlignheadsError(f"{name}: the aligner comparison needs a held-out split (test_split)")
-        held = (run.test_scores, run.test)
-        base = run.test_scores.baselines.set_index(["kind", "query"])
-        none = {"aer": np.nan, "precision": np.nan, "recall": np.nan, "note": f"no head has ts > {threshold}"}
-        top = topk_by_ts(run.scores, k, "own", threshold)
-        greedy, _ = greedy_ensemble(run.scores, run.calib, SelectionConfig(threshold=threshold))
-        found = {"diagonal": base.loc[("diagonal", "own")], "mean of all heads": base.loc[("mean_heads", "own")],
-                 f"top-{k} by TS": ensemble_metrics(*held, top) if top else none,
-                 "greedy ensemble": ensemble_metrics(*held, greedy) if greedy else none}
-        try:
-            found["learned weights"] = weighted_aer(*held, fit_weights([(run.scores, run.calib)]).weights)
-        except AlignheadsError as e:  # e.g. a random tiny model: no head earns a positive weight
-            found["learned weights"] = {**none, "note": str(e)}
+        found = compare_aligners([(run.scores, run.calib)], (run.test_scores, run.test), ks=(k,), threshold=threshold)
         if simalign:
             from ..corpus.encoder import EncoderUnavailable
             from ..corpus.silver import compare_aligner
 
             try:
-                found["SimAlign"] = compare_aligner(run.test, progress=False)
+                found.append({"aligner": "SimAlign", **compare_aligner(run.test, progress=False)})
             except EncoderUnavailable:
                 pass
-        rows += [{"direction": name, "aligner": a, **{c: float(m[c]) for c in ("aer", "precision", "recall")},
-                  "note": m.get("note", "") if isinstance(m, dict) else ""} for a, m in found.items()]
+        rows += [{"direction": name, "aligner": f["aligner"], **{c: float(f[c]) for c in METRICS},
+                  "note": f.get("note", "")} for f in found]
     return pd.DataFrame(rows)
 
 

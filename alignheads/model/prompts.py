@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 from ..base.errors import AlignheadsError
 from ..base.languages import get_language
@@ -50,7 +51,7 @@ class PromptLayout:
 
     src_lang: str
     tgt_lang: str
-    family: str = "chat"  # "chat" | "completion"
+    family: Literal["chat", "completion"] = "chat"
     system: str = DEFAULT_SYSTEM
     user_header: str = DEFAULT_USER_HEADER
     examples: tuple[tuple[str, str], ...] = field(default=())

@@ -22,7 +22,6 @@ import asyncio
 import json
 import logging
 import math
-import re
 import threading
 import time
 from collections import Counter, OrderedDict, deque
@@ -30,12 +29,11 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any
 
 from ..base.errors import AlignheadsError
 from ..base.languages import get_language, parse_direction
-from ..heads.headset import A4L_ANY_LANGUAGE, HeadSet, load_headset
+from ..heads.headset import A4L_ANY_LANGUAGE, HeadSet, filename_direction, load_headset
 from ..model.loader import LoadedModel
 from ..simul.translator import NO_NEW_SOURCE, SimultaneousTranslator, SourceWord, TranslatorConfig
 from ..speech.pipeline import PRESETS, build_translator, configure_translator, resolve_heads
@@ -115,9 +113,6 @@ class ServeConfig:
 
 
 # --- head sets ----------------------------------------------------------------------------------
-_DIRECTION_IN_NAME = re.compile(r"_([a-z]{2,3})-([a-z]{2,3})\.json$")
-
-
 def load_headsets(specs: list[str], lm: LoadedModel) -> dict[str, HeadSet]:
     """Head sets by direction ("en-de") from `--heads` values: files, or `published` (the registry's for the model)."""
     from ..heads.registry import PUBLISHED
@@ -135,11 +130,11 @@ def load_headsets(specs: list[str], lm: LoadedModel) -> dict[str, HeadSet]:
         else:
             hs = load_headset(spec)
             if {"?", A4L_ANY_LANGUAGE} & {hs.src_lang, hs.tgt_lang}:  # no direction in the file: take the name's
-                m = _DIRECTION_IN_NAME.search(Path(spec).name)
-                if not m:
+                direction = filename_direction(spec)
+                if direction is None:
                     raise AlignheadsError(f"{spec}: the file names no direction (no src_lang/tgt_lang, and the name "
                                           "does not end in _<src>-<tgt>.json)")
-                hs.src_lang, hs.tgt_lang = m.groups()
+                hs.src_lang, hs.tgt_lang = direction
             found = [hs]
         for hs in found:
             direction = f"{get_language(hs.src_lang).code}-{get_language(hs.tgt_lang).code}"

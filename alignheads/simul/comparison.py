@@ -1,106 +1,24 @@
 """Comparing policies: one cached record per (dataset, policy setting), curves, significance at matched latency.
 
-`run_setting` simulates one setting on a corpus (text stream, latency in source words) and keeps a JSON
-record: scores (with decision shares and coverage counts), the hypotheses and references (for paired
-bootstrap), every sentence's coverage (with the offline translation), and the decisions of the first few
-sentences (draft tokens, their aligned source words and what the policy did with them) for the
-policy-trace figures. A record is reused while its key — corpus, heads, settings, model and `SCHEMA`
-(raised when the code changes results) — is unchanged, so a long benchmark resumes.
-`curve_rows`, `significance_rows` and `oracle_table` summarize records; `trace_frames` reads one
-sentence back for `viz.policy_trace` and `viz.alignatt_decisions`.
+The records come from `sweep.run_setting` (one setting, cached while its inputs are unchanged, so a long
+benchmark resumes). `curve_rows`, `significance_rows` and `oracle_table` summarize records; `trace_frames`
+reads one sentence back for `viz.policy_trace` and `viz.alignatt_decisions`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import time
-from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from ..base.errors import AlignheadsError
-from ..base.fileio import json_default, write_json
 from ..base.languages import target_units
-from ..corpus.pairs import Corpus
-from ..heads.headset import HeadLike, HeadSet
-from ..model.loader import LoadedModel
-from .policy import get_policy
-from .simulate import SentenceRun, SimulationConfig, simulate
-from .translator import TranslatorConfig
-
-SCHEMA = 1  # raise when a change to the translator, policies, simulation or oracle changes results
 
 
 def setting_label(policy: str, value: Any, holdback: float) -> str:
     """File-name label of a setting: `alignatt_-2`, `alignatt_0_hb0.25`, `local-agreement`."""
     return policy + ("" if value is None else f"_{value}") + (f"_hb{holdback:g}" if holdback else "")
-
-
-def curve_name(policy: str, holdback: float) -> str:
-    """The curve a setting belongs to (a policy with and without a hold-back are two curves)."""
-    return policy + (f" (hold-back {holdback:g} s)" if holdback else "")
-
-
-def digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
-def _trace(run: SentenceRun, coverage) -> dict[str, Any]:
-    """One sentence's emissions and per-update decisions (draft tokens: text, aligned source word, status)."""
-    updates = []
-    for u in run.updates:
-        tr = u.decision_trace
-        if tr.tokens:
-            updates.append({"time": round(u.time - run.start, 3), "final": u.final, "n_source": u.n_source,
-                            "n_accessible": u.n_accessible, "stop_reason": tr.stop_reason, "new_text": u.new_text,
-                            "tokens": [[t.text, t.position, t.status] for t in tr.tokens]})
-    return {"index": run.instance.index, "source": run.instance.source, "reference": run.instance.reference,
-            "prediction": run.instance.prediction, "emissions": run.trace_frame().to_dict("records"),
-            "updates": updates, "coverage": asdict(coverage)}
-
-
-def run_setting(lm: LoadedModel, corpus: Corpus, heads: HeadSet | Sequence[HeadLike] | None, policy: str,
-                value: Any, holdback: float, path: Path, *, dataset: str = "", pace: float = 0.4,
-                limit: int | None = None, memo: OrderedDict | None = None, traced: int = 6,
-                label: str = "", base: TranslatorConfig | None = None) -> tuple[dict, bool]:
-    """Simulate one setting (`base` translator settings, default TranslatorConfig(), with the policy's value and
-    the hold-back) or reuse the record at `path`; returns (record, whether it was computed now)."""
-    pol = get_policy(policy)
-    config = replace(base or TranslatorConfig(), holdback=holdback, memo_size=20000)
-    if value is not None:
-        config = pol.with_param(config, value)
-    sim = SimulationConfig(pace=pace, unit="word", limit=limit, progress=False)
-    heads = heads if pol.needs_heads else None
-    key = digest({"schema": SCHEMA, "data": corpus.content_hash(), "limit": limit,
-                  "policy": policy, "translator": asdict(config), "sim": asdict(sim) | {"progress": None},
-                  "heads": None if heads is None else [str(h) for h in (
-                      heads.top() if isinstance(heads, HeadSet) else heads)],
-                  "model": lm.facts.model_id})
-    cached = read_json(path)
-    if cached and cached.get("key") == key:
-        return cached, False
-    t0 = time.perf_counter()
-    res = simulate(lm, corpus, heads, policy, config, sim, memo=memo)
-    record = {
-        "key": key, "dataset": dataset, "policy": policy, "param": value, "holdback": holdback,
-        "curve": curve_name(policy, holdback), "label": label, "seconds": round(time.perf_counter() - t0, 1),
-        "scores": res.scores, "predictions": [i.prediction for i in res.instances],
-        "references": [i.reference for i in res.instances], "flagged": [c.index for c in res.coverage if c.flagged],
-        "coverage": [{k: v for k, v in asdict(c).items() if k not in ("source", "target")} for c in res.coverage],
-        "traces": [_trace(r, c) for r, c in list(zip(res.runs, res.coverage, strict=True))[:traced]],
-    }
-    record = json.loads(json.dumps(record, default=json_default))
-    write_json(path, record)
-    return record, True
 
 
 # ----------------------------------------------------------------------------- summaries

@@ -6,19 +6,17 @@ to it (a translation that ended before its last source word was accessible is fl
 target units; the target/source length ratio (below `MIN_RATIO`, 0.5, it is flagged `short`); and, given the
 same model's offline translation of the whole sentence, the chrF of the output against it and its length in
 units. `simulate` and the speech cascade both build these from the translator's per-sentence updates and write
-them with `write_coverage` (coverage.json).
+them with `coverage_summary` (coverage.json).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from sacrebleu.metrics import CHRF
 
-from ..base.fileio import write_json
 from ..base.languages import target_units
 
 MIN_RATIO = 0.5
@@ -129,13 +127,6 @@ def recount(entries: Sequence[dict], sources: Sequence[Sequence[str]]) -> list[d
         out.append({**e, "source_words": n, "last_word": last, "length_ratio": ratio, "flags": flags,
                     "ended_early": ENDED_EARLY in flags})
     return out
-
-
-def write_coverage(path: str | Path, sentences: Sequence[SentenceCoverage]) -> dict:
-    """Write coverage.json atomically; returns the payload."""
-    summary = coverage_summary(sentences)
-    write_json(Path(path), summary)
-    return summary
 
 
 def format_flagged(summary: dict[str, Any]) -> str:

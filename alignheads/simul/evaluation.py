@@ -13,14 +13,13 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from pathlib import Path
 from typing import Any
 
 from sacrebleu.metrics import BLEU, CHRF
 
 from ..base import latency
 from ..base.errors import AlignheadsError, DataFormatError
-from ..base.fileio import atomic_open, read_jsonl, write_json
+from ..base.fileio import atomic_open, read_jsonl
 from ..base.languages import get_language, target_units
 
 
@@ -67,15 +66,22 @@ def check_instance(ins: Instance, lang: str | None = None, *, where: tuple[str |
 _FIELDS = ("index", "prediction", "delays", "elapsed", "source_length", "reference", "source")
 
 
+def instance_records(instances: Sequence[Instance]) -> list[dict[str, Any]]:
+    """The lines of a SimulEval-style `instances.log`, one JSON object per instance."""
+    records = []
+    for ins in instances:
+        record = {name: getattr(ins, name) for name in _FIELDS}
+        record["prediction_length"] = len(ins.delays)
+        if ins.elapsed is None:
+            del record["elapsed"]
+        records.append(record)
+    return records
+
+
 def write_instances(path: str | os.PathLike, instances: Sequence[Instance]) -> None:
-    """Write a SimulEval-style `instances.log` (one JSON object per line) atomically."""
+    """Write a SimulEval-style `instances.log` (one JSON object per line) atomically, outside a run folder."""
     with atomic_open(path) as f:
-        for ins in instances:
-            record = {name: getattr(ins, name) for name in _FIELDS}
-            record["prediction_length"] = len(ins.delays)
-            if ins.elapsed is None:
-                del record["elapsed"]
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in instance_records(instances))
 
 
 def read_instances(path: str | os.PathLike, lang: str | None = None) -> list[Instance]:
@@ -300,7 +306,6 @@ def score_longform(
     return scores
 
 
-def write_scores(path: str | os.PathLike, scores: dict[str, Any]) -> None:
-    """Write scores as JSON atomically (NaN, i.e. no defined value, becomes null)."""
-    clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in scores.items()}
-    write_json(Path(path), clean)
+def clean_scores(scores: dict[str, Any]) -> dict[str, Any]:
+    """Scores as scores.json holds them: NaN (no defined value) becomes null."""
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in scores.items()}

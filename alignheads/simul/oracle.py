@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ..base.errors import AlignheadsError
 from ..corpus.pairs import Corpus, SentencePair
+from ..heads.combine import combine_heads
 from ..heads.headset import Head, HeadLike, HeadSet, as_heads
 from ..model.attention import pool_source_words
 from ..model.loader import LoadedModel
@@ -143,7 +144,7 @@ def _oracle_pair(lm: LoadedModel, layout: PromptLayout, pair: SentencePair, sele
             own = [index[t] for t in tokens]
             emit = [index[t - 1] for t in tokens]
             sel = np.stack([words[h.layer, h.head, own if h.query == "own" else emit] for h in selected])
-            mean = words[:, :, own].reshape(L * H, len(tokens), -1).mean(0, keepdims=True)
+            mean = combine_heads(words[:, :, own].reshape(L * H, len(tokens), -1))[0][None]  # raw mean
             cache[shown] = (sel, mean)
         sel_steps.append(cache[shown][0])
         mean_steps.append(cache[shown][1])

@@ -5,7 +5,8 @@ the S source words of the prompt is `attn[heads, n, S]`:
 
 1. per head, z-score every source column over the draft tokens (mean/std over axis 1);
 2. median-filter each row along the source axis (width 7, reflected edges, as whisper's timing code);
-3. average over heads and take the argmax: ŝ_t, a 0-based source word index per draft token;
+3. average over heads and take the argmax: ŝ_t, a 0-based source word index per draft token
+   (steps 1–3 are `alignheads.heads.combine.combine_heads`, the one place heads are combined);
 4. scan left to right and stop at the first token with ŝ_t ≥ N_accessible + b (the border rule) or
    ŝ_t < ŝ_{t-1} − R (the rewind rule: attention jumped back more than R words; R = 0 switches it off).
 
@@ -39,6 +40,7 @@ import numpy as np
 from ..base.errors import AlignheadsError
 from ..base.metrics import diagonal_words
 from ..base.sentences import sentence_end
+from ..heads.combine import Combination, combine_heads
 
 # Stop reasons (the keys alignheads.lab.viz.policy_trace knows are future_source, rewind, end_of_draft, sentence_end,
 # final).
@@ -63,43 +65,23 @@ class AlignAttConfig:
     def __post_init__(self):
         if self.rewind < 0:
             raise AlignheadsError(f"rewind must be >= 0 (0 = off), got {self.rewind}")
-        if self.median_width < 0 or (self.median_width > 1 and self.median_width % 2 == 0):
-            raise AlignheadsError(f"median_width must be odd (or 0/1 = off), got {self.median_width}")
+        self.combination  # noqa: B018 (validates median_width)
         if self.max_draft < 1:
             raise AlignheadsError(f"max_draft must be >= 1, got {self.max_draft}")
 
-
-def z_score(attn: np.ndarray, eps: float = 1e-8) -> np.ndarray:
-    """Per head and source column, standardise over the draft tokens (axis 1), as whisper/SimulStreaming do.
-
-    A single-token draft has no spread to standardise; it is returned unchanged (z-scoring would zero it).
-    """
-    if attn.shape[1] < 2:
-        return attn.astype(np.float64, copy=True)
-    mean = attn.mean(axis=1, keepdims=True)
-    std = attn.std(axis=1, keepdims=True)
-    return (attn - mean) / (std + eps)
-
-
-def median_filter(x: np.ndarray, width: int) -> np.ndarray:
-    """Median over a sliding window of odd `width` along the last axis, edges reflected (whisper's rule).
-
-    Rows no longer than width // 2 are returned unchanged (a reflected pad needs more).
-    """
-    pad = width // 2
-    if width <= 1 or x.shape[-1] <= pad:
-        return x
-    padded = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(pad, pad)], mode="reflect")
-    windows = np.lib.stride_tricks.sliding_window_view(padded, width, axis=-1)
-    return np.median(windows, axis=-1)
+    @property
+    def combination(self) -> Combination:
+        """How the draft's head attention is combined before the argmax (z-score, then median filter)."""
+        return Combination(z_score=self.z_score, median_width=self.median_width)
 
 
 def alignatt_positions(attn: np.ndarray, cfg: AlignAttConfig | None = None,
                        weights: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Aligned source word per draft token, and per head: (positions [n], head_positions [heads, n]).
 
-    `attn` is [heads, draft tokens, source words] (attention of each draft token on each source word);
-    `weights` (one per head, e.g. learned) replace the plain mean over heads.
+    `attn` is [heads, draft tokens, source words] (attention of each draft token on each source word), combined
+    by `combine_heads` with the config's z-score and median filter; `weights` (one per head, e.g. learned)
+    replace the plain mean over heads.
     """
     cfg = cfg or AlignAttConfig()
     attn = np.asarray(attn, dtype=np.float64)
@@ -108,13 +90,10 @@ def alignatt_positions(attn: np.ndarray, cfg: AlignAttConfig | None = None,
     h, n, s = attn.shape
     if h == 0 or s == 0:
         raise AlignheadsError(f"attention needs at least one head and one source word, got shape {attn.shape}")
-    if weights is not None and (len(weights) != h or min(weights) < 0 or sum(weights) <= 0):
-        raise AlignheadsError(f"head weights must be {h} numbers >= 0 with a positive sum, got {list(weights)}")
     if n == 0:
         return np.zeros(0, dtype=int), np.zeros((h, 0), dtype=int)
-    x = z_score(attn) if cfg.z_score else attn
-    x = median_filter(x, cfg.median_width)
-    return np.average(x, axis=0, weights=weights).argmax(axis=-1), x.argmax(axis=-1)
+    mean, per_head = combine_heads(attn, weights, cfg.combination)
+    return mean.argmax(axis=-1), per_head.argmax(axis=-1)
 
 
 def alignatt_cut(

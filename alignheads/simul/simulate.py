@@ -13,27 +13,28 @@ Sweeps over policy parameters are in `alignheads.simul.sweep`, the oracle test o
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from tqdm.auto import tqdm
 
 from ..base.errors import AlignheadsError, DataFormatError
-from ..base.fileio import atomic_open, json_default, read_jsonl
+from ..base.fileio import read_jsonl
+from ..base.runfolder import RunFolder
 from ..base.text import surface
 from ..corpus.pairs import Corpus
 from ..heads.headset import HeadLike, HeadSet
 from ..model.loader import LoadedModel
 from ..model.prompts import PromptLayout
-from .coverage import SentenceCoverage, coverage_summary, sentence_coverage, write_coverage
-from .evaluation import Instance, score_instances, write_instances, write_scores
+from .coverage import SentenceCoverage, coverage_summary, sentence_coverage
+from .evaluation import Instance, clean_scores, instance_records, score_instances
 from .policy import END_OF_DRAFT, SENTENCE_END, get_policy
 from .translator import (
     NO_NEW_SOURCE,
@@ -54,7 +55,7 @@ class SimulationConfig:
 
     pace: float = 0.4  # seconds per source word when no word times are given
     gap: float = 1.0  # seconds between the end of a sentence and the start of the next on the stream clock
-    unit: str = "word"  # latency unit of delays/source_length: "word" (source words) or "ms"
+    unit: Literal["word", "ms"] = "word"  # latency unit of delays/source_length: source words or ms
     limit: int | None = None  # first n pairs only
     progress: bool = True
     use_omnisteval: bool = True
@@ -193,21 +194,34 @@ def simulate(
     pairs = list(corpus)[: sim.limit] if sim.limit else list(corpus)
     if not pairs:
         raise AlignheadsError(f"corpus {corpus.name!r} has no pairs to simulate")
-    tr = SimultaneousTranslator(lm, heads, corpus.src_lang, corpus.tgt_lang, policy, config,
-                                layout=layout, memo=memo)
-    if policy == "alignatt" and word_times is None:
-        _warn_if_border_cannot_fire(config, sim.pace)
-    clock = 0.0
-    runs: list[SentenceRun] = []
-    coverage: list[SentenceCoverage] = []
-    param = get_policy(policy).param_value(config)
-    desc = f"simulate {policy}" + ("" if param is None else f"={param}")
     for pair in pairs:  # checked before the run, not when it gets there
         if word_times is not None and pair.id not in word_times:
             raise AlignheadsError(f"no word times for pair {pair.id!r}")
         if word_times is not None and len(word_times[pair.id]) != len(pair.src_words):
             raise AlignheadsError(f"pair {pair.id!r}: {len(pair.src_words)} source words but "
                                   f"{len(word_times[pair.id])} end times")
+    tr = SimultaneousTranslator(lm, heads, corpus.src_lang, corpus.tgt_lang, policy, config,
+                                layout=layout, memo=memo)
+    if policy == "alignatt" and word_times is None:
+        _warn_if_border_cannot_fire(config, sim.pace)
+    folder = RunFolder(out_dir, inputs=corpus.sources) if out_dir is not None else nullcontext()
+    with folder:  # held from the start: a second run into the same folder is refused, not mixed
+        result, stopped = _run(lm, corpus, pairs, tr, policy, config, sim, word_times, keep_partial=out_dir is not None)
+        if out_dir is not None:
+            write_simulation(result, folder)
+    if stopped is not None:
+        raise stopped
+    return result
+
+
+def _run(lm, corpus, pairs, tr, policy, config, sim, word_times, keep_partial: bool
+         ) -> tuple[SimulationResult, BaseException | None]:
+    """Simulate every pair; Ctrl-C or an error part-way ends the run with the finished sentences (when kept)."""
+    clock = 0.0
+    runs: list[SentenceRun] = []
+    coverage: list[SentenceCoverage] = []
+    param = get_policy(policy).param_value(config)
+    desc = f"simulate {policy}" + ("" if param is None else f"={param}")
     stopped: BaseException | None = None
     try:
         for i, pair in enumerate(tqdm(pairs, desc=desc, unit="sent", disable=not sim.progress)):
@@ -222,7 +236,7 @@ def simulate(
                                               source=run.instance.source, offline=tr.offline(pair.src_words)))
             clock = ends[-1] + sim.gap
     except (KeyboardInterrupt, AlignheadsError) as e:
-        if not runs or out_dir is None:
+        if not runs or not keep_partial:
             raise
         stopped = e
     instances = [r.instance for r in runs]
@@ -242,12 +256,7 @@ def simulate(
     if stopped is not None:
         scores.update(stopped="interrupted" if isinstance(stopped, KeyboardInterrupt) else str(stopped),
                       n_pairs_planned=len(pairs))
-    result = SimulationResult(policy, param, instances, scores, runs, st, coverage)
-    if out_dir is not None:
-        write_simulation(result, out_dir)
-    if stopped is not None:
-        raise stopped
-    return result
+    return SimulationResult(policy, param, instances, scores, runs, st, coverage), stopped
 
 
 def _warn_if_border_cannot_fire(config: TranslatorConfig, pace: float) -> None:
@@ -276,19 +285,21 @@ def decision_shares(updates: Iterable[Update]) -> dict[str, Any]:
     return {"updates": n, **{k: (v / n if n else None) for k, v in counts.items()}}
 
 
-def write_simulation(result: SimulationResult, out_dir: str | Path) -> Path:
-    """Write instances.log, scores.json, coverage.json and decisions.jsonl into `out_dir` (each atomically)."""
-    out = Path(out_dir)
-    write_instances(out / "instances.log", result.instances)
-    write_scores(out / "scores.json", result.scores)
-    write_coverage(out / "coverage.json", result.coverage)
-    with atomic_open(out / "decisions.jsonl") as f:
-        for run in result.runs:
-            for u in run.updates:
-                rec = {"index": run.instance.index, "time": round(u.time - run.start, 6), "final": u.final,
-                       "n_source": u.n_source, "n_accessible": u.n_accessible, "new_text": u.new_text,
-                       "emitted_units": u.emitted_units, "compute_s": round(u.compute_s, 6),
-                       **u.decision_trace.to_dict()}
-                f.write(json.dumps(rec, ensure_ascii=False, default=json_default) + "\n")
-    return out
+def write_simulation(result: SimulationResult, folder: RunFolder) -> list[Path]:
+    """Stage and commit the run's files in `folder`: instances.log, scores.json, coverage.json, decisions.jsonl.
+
+    A write that fails (a full disk) commits scores.json alone, marked `"partial": true` with the reason
+    (`RunFolder.commit_partial`), and raises a clear error."""
+    try:
+        folder.add_jsonl("instances.log", instance_records(result.instances))
+        folder.add_json("coverage.json", coverage_summary(result.coverage))
+        folder.add_jsonl("decisions.jsonl", ({
+            "index": run.instance.index, "time": round(u.time - run.start, 6), "final": u.final,
+            "n_source": u.n_source, "n_accessible": u.n_accessible, "new_text": u.new_text,
+            "emitted_units": u.emitted_units, "compute_s": round(u.compute_s, 6), **u.decision_trace.to_dict()}
+            for run in result.runs for u in run.updates))
+        folder.add_json("scores.json", clean_scores(result.scores))
+    except OSError as e:
+        folder.commit_partial(clean_scores(result.scores), e)
+    return folder.commit()
 

@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -99,7 +99,7 @@ class DecisionTrace:
     stop_index: int | None = None  # draft token that stopped the scan
     tokens: list[TokenDecision] = field(default_factory=list)
     draft_text: str = ""
-    draft_end: str | None = None  # "eos" | "newline" | "max_draft" | "length_cap"
+    draft_end: Literal["eos", "newline", "max_draft", "length_cap"] | None = None
     kept_tokens: int = 0  # tokens the rule accepted (before the unit cut)
     emitted_chars: int = 0
     prompt_tokens: int = 0

@@ -27,14 +27,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from ..base.fileio import write_json
 from ..base.languages import get_language
 from ..base.sentences import is_sentence_final, split_sentences
-from ..simul.evaluation import Instance, score_longform, write_instances, write_scores
+from ..simul.evaluation import Instance
 from ..simul.translator import SimultaneousTranslator, SourceWord
 from .asr import ASRBackend, Word
 from .audio import SAMPLE_RATE
@@ -245,29 +243,6 @@ def _split_committed(words: list[Word], cfg: StabilizerConfig) -> list[list[Word
     """Committed words as complete sentences plus the (possibly empty) unfinished rest, always last."""
     parts = split_sentences(words, cfg.sentence_final)
     return parts if parts and not is_sentence_final(parts[-1][-1].text, cfg.sentence_final) else parts + [[]]
-
-
-def write_run(cascade: SpeechCascade, out_dir: str | Path, refs: list[str] | None = None,
-              segments: list[tuple[float, float]] | None = None, stopped: str | None = None,
-              source: str | None = None) -> dict:
-    """Write instances.log, emissions.json and scores.json (the run's summary) into `out_dir`; return the summary.
-
-    Quality and latency are scored against `refs` only for a complete run: a run `stopped` early (Ctrl-C, a
-    stream error) keeps what it emitted, marked `"partial": true` with the reason, and no score."""
-    out = Path(out_dir)
-    instance = cascade.instance(reference=" ".join(refs) if refs else None, source=source)
-    summary = {"audio_s": round(cascade.now, 3), "chunk_ms": cascade.config.chunk_ms,
-               "rtf_ca": round(cascade.stats.rtf, 3), "asr_s": round(cascade.stats.asr_s, 3),
-               "mt_s": round(cascade.stats.mt_s, 3), "sentences": cascade.stats.sentences,
-               "units": len(cascade.emissions), "partial": stopped is not None}
-    if stopped is not None:
-        summary["stopped"] = stopped
-    elif refs:
-        summary.update(score_longform(instance, refs, cascade.translator.tgt_lang, segments))
-    write_instances(out / "instances.log", [instance])
-    write_json(out / "emissions.json", [vars(e) for e in cascade.emissions])
-    write_scores(out / "scores.json", summary)
-    return summary
 
 
 def run_stream(cascade: SpeechCascade, chunks: Iterable[np.ndarray],

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..base.errors import AlignheadsError
-from ..base.fileio import write_json, write_text
-from ..simul.coverage import SentenceCoverage, format_flagged, sentence_coverage, write_coverage
+from ..base.runfolder import RunFolder
+from ..simul.coverage import SentenceCoverage, coverage_summary, format_flagged, sentence_coverage
+from ..simul.evaluation import clean_scores, instance_records, score_longform
 
 LINGER_S = 2.0  # a cue stays up to this long after its source sentence ends
 MIN_CUE_S = 1.0  # shortest time a cue is shown
@@ -114,25 +115,52 @@ def coverage(cascade, offline: bool = True) -> list[SentenceCoverage]:
             for (rec, text, _), src, ref in zip(rows, sources, refs, strict=True)]
 
 
-def write_outputs(out_dir: str | Path, cascade, *, audio_name: str = "stream", subtitles: str = "target",
+def run_summary(cascade, references: Sequence[str] | None = None, segments=None, stopped: str | None = None,
+                source: str | None = None) -> dict[str, Any]:
+    """The run's summary (scores.json): timing, counts and, for a complete run with references, quality and
+    latency; a run `stopped` early (Ctrl-C, a stream error) is marked `"partial": true` with the reason, unscored."""
+    instance = cascade.instance(reference=" ".join(references) if references else None, source=source)
+    summary = {"audio_s": round(cascade.now, 3), "chunk_ms": cascade.config.chunk_ms,
+               "rtf_ca": round(cascade.stats.rtf, 3), "asr_s": round(cascade.stats.asr_s, 3),
+               "mt_s": round(cascade.stats.mt_s, 3), "sentences": cascade.stats.sentences,
+               "units": len(cascade.emissions), "partial": stopped is not None}
+    if stopped is not None:
+        summary["stopped"] = stopped
+    elif references:
+        summary.update(score_longform(instance, list(references), cascade.translator.tgt_lang, segments))
+    return summary
+
+
+def write_outputs(out: RunFolder | str | Path, cascade, *, audio_name: str = "stream", subtitles: str = "target",
                   references: Sequence[str] | None = None, segments=None, offline: bool = True,
                   stopped: str | None = None) -> dict[str, Any]:
-    """Write every output file of a cascade run into `out_dir` (`stopped`: why a run ended early, kept as partial,
-    see `cascade.write_run`); return the run's summary."""
-    from .cascade import write_run
-
+    """Write every file of a cascade run into the run folder `out` (a path opens one) as one set: transcript,
+    subtitles, coverage, instances.log, emissions.json, scores.json; return the run's summary. `stopped`: why a
+    run ended early (kept as partial). A failed write (a full disk) commits scores.json alone, marked partial."""
     if subtitles not in SUBTITLE_MODES:
         raise AlignheadsError(f"subtitles must be one of {', '.join(SUBTITLE_MODES)}, got {subtitles!r}")
-    out = Path(out_dir)
-    sentences = transcript(cascade)
-    write_text(out / "transcript.txt", "".join(s["text"] + "\n" for s in sentences))
-    write_json(out / "transcript.json", sentences)
-    cues = subtitle_cues(cascade)
-    bilingual = subtitles == "bilingual"
-    write_text(out / "translation.srt", format_srt(cues, bilingual))
-    write_text(out / "translation.vtt", format_vtt(cues, bilingual))
-    cov = write_coverage(out / "coverage.json", coverage(cascade, offline=offline))
-    summary = write_run(cascade, out, list(references) if references else None, segments, stopped, source=audio_name)
+    if not isinstance(out, RunFolder):
+        with RunFolder(out) as folder:
+            return write_outputs(folder, cascade, audio_name=audio_name, subtitles=subtitles, references=references,
+                                 segments=segments, offline=offline, stopped=stopped)
+    cov = coverage_summary(coverage(cascade, offline=offline))
+    summary = run_summary(cascade, references, segments, stopped, source=audio_name)
+    try:
+        sentences = transcript(cascade)
+        out.add("transcript.txt", "".join(s["text"] + "\n" for s in sentences))
+        out.add_json("transcript.json", sentences)
+        cues = subtitle_cues(cascade)
+        bilingual = subtitles == "bilingual"
+        out.add("translation.srt", format_srt(cues, bilingual))
+        out.add("translation.vtt", format_vtt(cues, bilingual))
+        out.add_json("coverage.json", cov)
+        reference = " ".join(references) if references else None
+        out.add_jsonl("instances.log", instance_records([cascade.instance(reference=reference, source=audio_name)]))
+        out.add_json("emissions.json", [vars(e) for e in cascade.emissions])
+        out.add_json("scores.json", clean_scores(summary))
+    except OSError as e:
+        out.commit_partial(clean_scores(summary), e)
+    out.commit()
     return {**summary, "asr_calls": cascade.stats.asr_calls, "chunks": cascade.stats.chunks,
             "flagged_sentences": cov["n_flagged"], "coverage": format_flagged(cov)}
 

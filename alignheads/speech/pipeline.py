@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..base.errors import AlignheadsError
 from ..heads.headset import HeadLike, HeadSet, load_headset
@@ -125,7 +125,7 @@ class CascadeConfig:
     policy: str = "alignatt"
     translator: TranslatorConfig = field(default_factory=lambda: TranslatorConfig(holdback=DEFAULT_HOLDBACK))
     stabilizer: StabilizerConfig = field(default_factory=StabilizerConfig)
-    asr: str = "whisper"  # whisper | qwen
+    asr: Literal["whisper", "qwen"] = "whisper"
     asr_model: str = "embedded"  # whisper: embedded | CTranslate2 dir | size name
     device: str | None = None
     dtype: str | None = None

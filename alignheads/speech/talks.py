@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..base.errors import AlignheadsError
+from ..base.paths import TALKS_DIR
+from .asr import Word
 from .audio import SAMPLE_RATE, load_audio
 
 
@@ -51,24 +53,12 @@ def talk_clip(talk_wav: str | Path, tgt_lang: str, seconds: float | None = None)
 # --- a talk's transcript as timed words (replayed to the MT server by its client tests and load benchmark) ---
 # talks.json gives each sentence's start and end in the recording; inside a sentence the words are spread in
 # proportion to their length (characters + 1): what a speech rate looks like to a client, not a forced alignment.
-TALKS_DIR = Path(__file__).resolve().parents[2] / "data" / "talks"
-
-
-@dataclass(frozen=True)
-class TimedWord:
-    """A transcript word (punctuation attached, as ASR output has it) and its times in seconds."""
-
-    text: str
-    start: float
-    end: float
-
-
 @dataclass(frozen=True)
 class TimedSentence:
     """A sentence of a talk: its id in the gold test set and its timed words."""
 
     id: str
-    words: tuple[TimedWord, ...]
+    words: tuple[Word, ...]
 
 
 def talk_sentences(talk: str = "talk04", talks_dir: str | Path | None = None) -> list[TimedSentence]:
@@ -86,7 +76,7 @@ def talk_sentences(talk: str = "talk04", talks_dir: str | Path | None = None) ->
         total, acc, timed = sum(weights), 0, []
         span = s["end"] - s["start"]
         for w, k in zip(words, weights, strict=True):
-            timed.append(TimedWord(w, s["start"] + span * acc / total, s["start"] + span * (acc + k) / total))
+            timed.append(Word(w, s["start"] + span * acc / total, s["start"] + span * (acc + k) / total))
             acc += k
         out.append(TimedSentence(s["id"], tuple(timed)))
     return out

@@ -176,13 +176,14 @@ def test_everything_a_run_needs_is_checked_before_the_model_loads(tmp_path, scor
     """Reported: --out that is a file, an unwritable --out, a missing --ref were found after the whole run."""
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
+    (tmp_path / "a-folder").mkdir()
     heads = scored[0] / "translation_heads_tiny-gemma4_en-de.json"
     cases = [
         (_score_args(a_file), "a-file: the --out folder is a file, not a folder"),
         (_score_args("/proc/alignheads-out"), "/proc/alignheads-out: cannot write into the --out folder"),
         (["translate", TALK, *TINY, "--heads", heads, "--tgt", "de", "--ref", tmp_path / "nope.txt",
           "--out", tmp_path / "t"], "nope.txt: reference file not found"),
-        (["translate", TALK, *TINY, "--policy", "wait-k", "--tgt", "de", "--ref", tmp_path / "t",
+        (["translate", TALK, *TINY, "--policy", "wait-k", "--tgt", "de", "--ref", tmp_path / "a-folder",
           "--out", tmp_path / "t2"], "reference file is a folder"),
         (["translate", tmp_path / "none.wav", *TINY, "--policy", "wait-k", "--tgt", "de", "--out", tmp_path / "t3"],
          "none.wav: audio file not found"),

@@ -8,10 +8,11 @@ import pytest
 
 from alignheads.corpus.formats import read_corpus
 from alignheads.heads.calibrate import calibrate, evaluate_headset
+from alignheads.heads.ensemble import ensemble_metrics
 from alignheads.heads.headset import Head, HeadEntry, HeadSet, HeadSetError, headset_filename, load_headset
 from alignheads.heads.registry import published_headset
 from alignheads.heads.scoring import ScoreConfig
-from alignheads.heads.selection import SelectionConfig, ensemble_metrics, select_heads, topk_by_ts
+from alignheads.heads.selection import SelectionConfig, select_heads, topk_by_ts
 from alignheads.model.loader import ModelFacts
 from alignheads.model.prompts import PromptLayout
 from tests.conftest import ROOT

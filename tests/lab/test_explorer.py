@@ -13,9 +13,9 @@ from PIL import Image
 
 from alignheads.base.errors import AlignheadsError
 from alignheads.corpus.formats import read_corpus
+from alignheads.heads.ensemble import ensemble_attention, ensemble_metrics
 from alignheads.heads.headset import Head, load_headset
 from alignheads.heads.scoring import ScoreConfig, score_heads
-from alignheads.heads.selection import ensemble_attention, ensemble_metrics
 from alignheads.lab.explorer import HeadExplorer
 
 ROOT = Path(__file__).resolve().parents[2]

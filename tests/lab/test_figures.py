@@ -15,10 +15,10 @@ import torch
 from alignheads.base.errors import AlignheadsError
 from alignheads.base.languages import parse_direction
 from alignheads.cli.commands import main as cli_main
+from alignheads.heads.ensemble import ensemble_metrics
 from alignheads.heads.headset import Head, HeadEntry, HeadSet
 from alignheads.heads.registry import published_headset
 from alignheads.heads.scoring import ScoreConfig, score_heads
-from alignheads.heads.selection import ensemble_metrics
 from alignheads.lab import analysis, figures, viz
 from alignheads.model.loader import ModelFacts
 from alignheads.speech import talks
@@ -36,8 +36,9 @@ def scored(tiny4):
 
 def policy_results(lm, tmp_path: Path) -> Path:
     """A bench_policies-style summary of three settings on two en-de test sentences, made with `lm`."""
-    from alignheads.simul.comparison import dataset_summary, run_setting, setting_label
+    from alignheads.simul.comparison import dataset_summary, setting_label
     from alignheads.simul.policy import AlignAttConfig
+    from alignheads.simul.sweep import run_setting
     from alignheads.simul.translator import TranslatorConfig
 
     corpus = figures.load_direction("en-de", "test", limit=2)
@@ -111,14 +112,22 @@ def test_k_table_matches_ensemble_metrics_and_best_k_chooses_on_calibration(scor
     assert base["name"].tolist() == ["diagonal", "mean_heads"]
 
 
-def test_pair_attention_is_one_head_or_the_mean_of_a_set(scored):
+def test_pair_attention_is_one_head_or_the_explorers_set_mean(scored, tiny4):
+    """One head: its weights as applied. Several: the same map under the same name as the explorer's set panel
+    (`ensemble_attention`, rows renormalised) — notebook 02 and the explorer never disagree on "the set mean"."""
+    from alignheads.heads.combine import SET_MEAN
+    from alignheads.heads.ensemble import ensemble_attention
+    from alignheads.lab.explorer import HeadExplorer
+
     corpus, scores = scored
     a, b = Head(2, 1), Head(5, 0, "emit")
     wa = scores.word_attention[1]
     one = analysis.pair_attention(scores, 1, [a])
     np.testing.assert_array_equal(one, wa.words[0, 2, 1])
     both = analysis.pair_attention(scores, 1, [a, b])
-    np.testing.assert_allclose(both, (wa.words[0, 2, 1] + wa.words[1, 5, 0]) / 2)
+    rows = np.stack([wa.words[0, 2, 1], wa.words[1, 5, 0]]).astype(np.float64)
+    np.testing.assert_allclose(both, (rows / rows.sum(-1, keepdims=True)).mean(0))
+    np.testing.assert_array_equal(both, ensemble_attention(scores, [a, b], 1))
     pair = analysis.scored_pair(scores, corpus, 1)
     assert one.shape == (len(pair.tgt_words), len(pair.src_words))
     with pytest.raises(AlignheadsError, match="out of range"):
@@ -126,7 +135,11 @@ def test_pair_attention_is_one_head_or_the_mean_of_a_set(scored):
     with pytest.raises(AlignheadsError, match="outside"):
         analysis.pair_attention(scores, 0, [(9, 0)])
     fig = analysis.attention_figure(scores, corpus, 1, [a, b])
-    assert "mean of 2 heads" in fig.axes[0].get_title()
+    assert f"{SET_MEAN} of 2 heads" in fig.axes[0].get_title()
+    ex = HeadExplorer(scores, corpus, tiny4, heads=[a, b], pair=1)
+    (_, _), (set_map, title) = ex._panels()
+    np.testing.assert_array_equal(set_map, both)
+    assert title.startswith(SET_MEAN)
 
 
 def test_pick_heads_takes_tuples_and_queries(scored):

@@ -257,6 +257,15 @@ def test_quality_latency_one_line_per_policy_sorted_by_param():
         viz.quality_latency(curves.assign(bleu=[1.0, None, 2.0, 3.0, 4.0]))
 
 
+def test_a_parameter_free_point_carries_no_label():
+    """Local agreement has no swept parameter (NaN in a curves table): its point is drawn, never labelled "nan"."""
+    curves = pd.DataFrame({"policy": ["alignatt", "alignatt", "local-agreement"], "param": [-2, -3, np.nan],
+                           "laal_cu": [2.4, 3.3, 2.2], "bleu": [20.0, 21.0, 19.7]})
+    ax = viz.quality_latency(curves).axes[0]
+    assert len(_gid(ax.lines, "policy:local-agreement")) == 1
+    assert sorted(t.get_text() for t in _gid(ax.texts, "param-label")) == ["-2", "-3"]
+
+
 # ----------------------------------------------------------------------------- policy trace
 
 

@@ -50,7 +50,7 @@ MUTANTS = [
            ("tests/simul/test_significance.py::test_every_resample_scores_both_bracketing_settings",)),
     Mutant("server-answers-a-resent-seq", "alignheads/serve/server.py",
            "upd.seq <= self.answered_seq", "upd.seq < self.answered_seq",
-           ("tests/serve/test_serve.py::test_a_resent_partial_with_the_same_seq_is_not_answered_again",)),
+           ("tests/serve/test_serve.py::test_a_partial_not_newer_than_an_answered_one_is_ignored",)),
     Mutant("server-reuses-a-final-without-the-clients-prefix", "alignheads/serve/server.py",
            "if cached is not None and cached.startswith(self.translator.target):", "if cached is not None:",
            ("tests/serve/test_serve.py::test_a_recent_final_is_reused_only_when_it_continues_the_clients_prefix",)),

@@ -11,7 +11,8 @@ import pytest
 from alignheads.heads.headset import HeadEntry, HeadSet
 from alignheads.serve.server import Engine, MTServer, ServeConfig, ServerThread, session_config
 from alignheads.simul.translator import SimultaneousTranslator, SourceWord
-from alignheads.speech.talks import TALKS_DIR, TimedWord, talk_sentences
+from alignheads.speech.asr import Word
+from alignheads.speech.talks import TALKS_DIR, talk_sentences
 
 wlk = pytest.importorskip(
     "whisperlivekit.translation_alignatt",
@@ -26,7 +27,7 @@ TAIL = 2  # words of unstable ASR tail sent with each commit (the client's "bala
 
 def sentences(n: int | None = None):
     """talk04's sentences, word times rounded to 1/64 s so that ms <-> s conversions are exact."""
-    q = [[TimedWord(w.text, round(w.start * 64) / 64, round(w.end * 64) / 64) for w in s.words]
+    q = [[Word(w.text, round(w.start * 64) / 64, round(w.end * 64) / 64) for w in s.words]
          for s in talk_sentences("talk04")]
     return q[:n]
 

@@ -13,11 +13,11 @@ from alignheads.simul.comparison import (
     dataset_summary,
     pick_trace,
     refresh_coverage,
-    run_setting,
     setting_label,
     trace_frames,
 )
 from alignheads.simul.policy import AlignAttConfig
+from alignheads.simul.sweep import run_setting
 from alignheads.simul.translator import TranslatorConfig
 
 HEADS = [Head(2, 1), Head(5, 0, "emit")]

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from alignheads.simul.coverage import ENDED_EARLY, SHORT, format_flagged, sentence_coverage, write_coverage
+from alignheads.simul.coverage import ENDED_EARLY, SHORT, coverage_summary, format_flagged, sentence_coverage
 from alignheads.simul.translator import DecisionTrace, Update
 
 W = ["w"]  # a source word
@@ -50,12 +50,11 @@ def test_units_are_characters_for_chinese_and_empty_output_is_flagged():
     assert empty.accessible_at_end is None and empty.flags == ["empty"]
 
 
-def test_write_coverage_counts_flags(tmp_path):
+def test_coverage_summary_counts_flags():
     good = sentence_coverage(0, W * 2, [step(["Ciao", "mondo."], 2, 2, final=True)], "Ciao mondo.", "it")
     bad = sentence_coverage(1, W * 6, [step(["Ciao."], 1, 6), step([], 6, 6, final=True)], "Ciao.", "it")
-    summary = write_coverage(tmp_path / "coverage.json", [good, bad])
-    on_disk = json.loads((tmp_path / "coverage.json").read_text())
-    assert on_disk == summary
+    summary = coverage_summary([good, bad])
+    on_disk = json.loads(json.dumps(summary))
     assert summary["n_flagged"] == 1 and summary["flagged"] == [1]
     assert summary["flag_counts"] == {"ended_early": 1, "short": 1, "empty": 0}
     assert on_disk["sentences"][1]["accessible_at_end"] == 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.ndimage import median_filter as scipy_median
 
 from alignheads.base.errors import AlignheadsError
 from alignheads.simul.policy import (
@@ -17,11 +16,9 @@ from alignheads.simul.policy import (
     cut_last,
     diagonal_positions,
     local_agreement,
-    median_filter,
     unit_cut,
     unit_ends,
     wait_k,
-    z_score,
 )
 
 
@@ -33,25 +30,6 @@ def diagonal_attention(n_tok: int, n_src: int, heads: int = 2, sink: float = 0.0
         a[:, t, min(t, n_src - 1)] += 0.5
     a[:, :, 0] += sink
     return a
-
-
-def test_z_score_standardises_each_column_over_draft_tokens():
-    a = diagonal_attention(5, 8)
-    z = z_score(a)
-    np.testing.assert_allclose(z.mean(axis=1), 0.0, atol=1e-9)
-    np.testing.assert_allclose(z.std(axis=1), 1.0, atol=1e-4)  # eps 1e-8 in the denominator
-    one = a[:, :1]
-    np.testing.assert_array_equal(z_score(one), one)  # nothing to standardise with one token
-
-
-def test_median_filter_matches_scipy_mirror_mode_and_leaves_short_rows():
-    x = np.random.default_rng(1).normal(size=(3, 4, 11))
-    ours = median_filter(x, 7)
-    ref = scipy_median(x, size=(1, 1, 7), mode="mirror")
-    np.testing.assert_allclose(ours, ref)
-    short = x[..., :3]
-    np.testing.assert_array_equal(median_filter(short, 7), short)
-    np.testing.assert_array_equal(median_filter(x, 1), x)
 
 
 def test_z_score_removes_an_attention_sink():

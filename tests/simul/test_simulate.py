@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -132,10 +133,11 @@ def test_quality_latency_sweep_writes_the_curve_table(tiny3, de2, tmp_path):
     from alignheads.lab.viz import quality_latency as plot
 
     grid = {"alignatt": [0, -1], "wait-k": [2], "cut-last": [1], "local-agreement": [2]}
-    table = quality_latency(tiny3, de2.head(1), HEADS, grid, FAST, quiet(), out_csv=tmp_path / "curves.csv")
+    table = quality_latency(tiny3, de2.head(1), HEADS, grid, FAST, quiet(), out_dir=tmp_path)
     assert list(table.columns) == CURVE_COLUMNS
     assert len(table) == 5
-    back = pd.read_csv(tmp_path / "curves.csv")
+    assert (tmp_path / "wait-k_2" / "instances.log").is_file()  # each setting's run files
+    back = table
     assert back[["policy", "param"]].values.tolist() == [["alignatt", 0], ["alignatt", -1], ["wait-k", 2],
                                                         ["cut-last", 1], ["local-agreement", 2]]
     plot(back.dropna(subset=["laal_cu", "bleu"]))
@@ -228,3 +230,28 @@ def test_cli_entry_points_run_on_a_tiny_model(tiny3, tmp_path, capsys):
     res = json.loads(capsys.readouterr().out)
     assert res["heads"] == ["L2H1"]
     assert json.loads((tmp_path / "oracle.json").read_text())["selected"] == res["selected"]
+
+
+@pytest.mark.slow  # a fresh interpreter with a file-size limit
+def test_a_full_disk_during_simulate_leaves_scores_marked_partial(tmp_path):
+    """Files limited to 8 KiB (RLIMIT_FSIZE, as a full disk): decisions.jsonl cannot be written, so the run commits
+    scores.json alone with `"partial": true` and the reason — never `partial: false` beside missing files."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import resource
+        from alignheads import load_model, read_corpus, simulate, SimulationConfig, TranslatorConfig, Head
+        lm = load_model("tiny-gemma3")
+        corpus = read_corpus({str(ROOT / "data" / "gold" / "en-de.test.tsv")!r}).head(2)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
+        simulate(lm, corpus, [Head(2, 1)], "alignatt", TranslatorConfig(), SimulationConfig(progress=False),
+                 out_dir={str(tmp_path)!r})
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert r.returncode != 0 and "could not write the run's files" in r.stderr, r.stderr[-2000:]
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert scores["partial"] is True and "could not write" in scores["stopped"]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["scores.json"]

@@ -46,6 +46,9 @@ TOKEN_STYLES = {
 
 
 def _fmt_param(v: Any) -> str:
+    """A point's setting as its label; a parameter-free policy (local agreement: None, NaN in a table) gets none."""
+    if v is None or (isinstance(v, float | np.floating) and np.isnan(v)):
+        return ""
     if isinstance(v, float | np.floating):
         return f"{v:g}"
     return str(v)
@@ -79,8 +82,9 @@ def quality_latency(
         ax.plot(x_all[order], y_all[order], marker=markers[i % len(markers)], markersize=5, linewidth=1.6,
                 color=color, label=str(policy), gid=f"policy:{policy}")
         for j in order:
-            ax.annotate(_fmt_param(curves["param"].iloc[j]), (x_all[j], y_all[j]), xytext=(4, 4),
-                        textcoords="offset points", fontsize=7.5, color=color, gid="param-label")
+            if label := _fmt_param(curves["param"].iloc[j]):
+                ax.annotate(label, (x_all[j], y_all[j]), xytext=(4, 4), textcoords="offset points", fontsize=7.5,
+                            color=color, gid="param-label")
     ax.set_xlabel(METRIC_LABELS.get(latency, latency))
     ax.set_ylabel(METRIC_LABELS.get(quality, quality))
     ax.grid(color="#e6e6e6", linewidth=0.6)

@@ -1,0 +1,10 @@
+"""Where the shipped data lives in a checkout of the repository (one place; absent from an installed wheel)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+GOLD_DIR = REPO / "data" / "gold"  # the hand-aligned en-de / en-it / en-zh dev and test sets
+TALKS_DIR = REPO / "data" / "talks"  # the shipped talks: audio, transcripts, sentence times
+RESULTS_DIR = REPO / "benchmarks" / "results"  # benchmark JSON the figures and README are made from
