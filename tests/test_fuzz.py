@@ -142,7 +142,7 @@ head_entry = st.fixed_dictionaries({"layer": st.one_of(st.integers(-2, 50), json
                                              "bogus": json_values})
 headset_doc = st.fixed_dictionaries(
     {"token_alignment_heads": st.one_of(st.lists(head_entry, max_size=4), json_values)},
-    optional={"schema": st.sampled_from(["alignheads.heads.headset/1", "other/2"]), "model_id": json_values,
+    optional={"schema": st.sampled_from(["alignheads.headset/1", "other/2"]), "model_id": json_values,
               "src_lang": json_values, "tgt_lang": json_values, "num_layers": json_values, "num_heads": json_values,
               "kv_shared_layers": json_values, "layout": json_values, "scores": json_values,
               "model_fingerprint": json_values, "promoted": json_values})

@@ -224,6 +224,7 @@ def cmd_translate(args) -> int:
     inputs = [args.audio, args.ref if args.ref != "auto" else None, getattr(args, "heads", None)]
     with RunFolder(args.out, inputs=[p for p in inputs if p and p != "published"]) as out:  # held for the run
         cascade = build_cascade(config)
+        print(f"model {cascade.translator.lm.facts.model_id} ({cascade.translator.lm.dtype})", file=sys.stderr)
         view = LiveView(cascade)  # a terminal user sees the translation grow, the current draft dimmed
         outputs = {"audio_name": "stdin" if args.audio == "-" else Path(args.audio).name,
                    "subtitles": args.subtitles, "references": refs, "segments": segments}
@@ -521,7 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("audio", metavar="AUDIO", help="wav/flac/mp3/ogg (any rate, channels), or - for raw 16 kHz "
                    "s16le PCM on stdin")
     opt.add_heads_args(s)
-    opt.add_model_args(s)
+    opt.add_model_args(s, dtype="auto")
     opt.add_policy_args(s, holdback=DEFAULT_HOLDBACK)
     g = s.add_argument_group("speech")
     g.add_argument("--src", default="en")
@@ -567,7 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--heads", action="append", required=True, metavar="FILE|published",
                    help="head-set JSON (one direction each; repeat for more) or 'published' (the package's head "
                    "sets for --model); the directions served are those of the head sets")
-    opt.add_model_args(s)
+    opt.add_model_args(s, dtype="auto")
     s.add_argument("--host", default=d.host, help=f"interface to bind (default {d.host})")
     s.add_argument("--port", type=int, default=d.port, help=f"port (default {d.port}; 0 = any free port)")
     s.add_argument("--max-sessions", type=int, default=d.max_sessions,

@@ -40,15 +40,19 @@ nonnegative_int = _number(int, 0)
 positive_float = _number(float, 0, strict=True)
 nonnegative_float = _number(float, 0)
 finite_float = _number(float)
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")  # alignheads.model.loader.DTYPES
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
+def add_model_args(p: argparse.ArgumentParser, dtype: str | None = None) -> None:
+    """--model, --device, --dtype (default `dtype`: None means float32 on CPU, bfloat16 on CUDA), --threads."""
     g = p.add_argument_group("model")
     g.add_argument("--model", default="embedded",
                    help="embedded | tiny-gemma3 | tiny-gemma4 | hub id (e.g. google/gemma-4-E4B-it) | local dir")
     g.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda when available)")
-    g.add_argument("--dtype", choices=DTYPES, help="default: float32 on CPU, bfloat16 on CUDA")
+    g.add_argument("--dtype", choices=DTYPES, default=dtype,
+                   help="auto: on a CPU the float32 model with the exact screened output layer (same tokens and "
+                   "attention, faster), on CUDA bfloat16; int8: also the decoder's linear layers in per-channel "
+                   "int8 (attention changes); default: " + (dtype or "float32 on CPU, bfloat16 on CUDA"))
     g.add_argument("--threads", type=positive_int, help="torch CPU threads (1 is faster on a busy 2-core machine)")
 
 
@@ -147,7 +151,11 @@ def load(args: argparse.Namespace):
 
     setup_threads(args)
     check_device(args.device)
-    return load_model(args.model, device=args.device, dtype=args.dtype)
+    import sys
+
+    lm = load_model(args.model, device=args.device, dtype=args.dtype)
+    print(f"model {lm.facts.model_id} ({lm.dtype})", file=sys.stderr)
+    return lm
 
 
 def out_dir(args: argparse.Namespace) -> Path:

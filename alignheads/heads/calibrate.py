@@ -81,7 +81,7 @@ def build_headset(lm: LoadedModel, corpus: Corpus, layout: PromptLayout, scores:
                "k": selection.config.k, "use_possible": score_cfg.use_possible, "queries": list(scores.queries),
                "config": asdict(selection.config)},
         scores=matrices,
-        calibration=corpus_provenance(corpus, scores),
+        calibration={**corpus_provenance(corpus, scores), "dtype": lm.dtype},  # what the attention was computed in
         evaluation={"ensemble": ensemble_metrics(scores, corpus, selection.heads, weights=selection.weights),
                     "trajectory": selection.trajectory.to_dict("records"), "baselines": _baselines(scores)},
         stability=selection.stability,

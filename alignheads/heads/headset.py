@@ -24,7 +24,7 @@ from ..base.languages import parse_direction
 from ..model.loader import ModelFacts
 from ..model.prompts import PromptLayout
 
-SCHEMA = "alignheads.heads.headset/1"
+SCHEMA = "alignheads.headset/1"
 QUERIES = ("own", "emit")  # where a head is read: at the target token itself, or at the position that emits it
 _LABEL = re.compile(r"L(\d+)H(\d+)(?:@(own|emit))?")
 

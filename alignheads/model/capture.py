@@ -8,6 +8,11 @@ builds. Nothing is recomputed and no kernel is replaced: logits are bit-identica
 Keys arrive after the cache update (the whole history for full layers, window + new tokens for
 sliding ones, the producer's keys for Gemma-4's KV-shared layers) and always end at the last
 query's position, so appending the unseen tail gives every layer's keys by absolute position.
+
+One pitfall: Gemma-4 skips its KV-shared layers for prompt positions whose logits are not asked for when
+`logits_to_keep` is an integer, and it knows that this shortcut is not causal under SDPA only by the
+implementation's name ("sdpa"): under "alignheads+sdpa" an integer `logits_to_keep` > 1 gives wrong logits
+(measured: 0.2 off on the tiny Gemma-4). Ask for several rows by index, or run the decoder (the translator does).
 """
 
 from __future__ import annotations
@@ -165,6 +170,21 @@ class AttentionCapture:
         if self._previous_impl is not None:
             self.model.set_attn_implementation(self._previous_impl)
             self._previous_impl = None
+
+    def truncate(self, end: int) -> None:
+        """Forget every key and query at absolute position >= `end`, as when the KV cache is rolled back to its
+        first `end` positions (rejected guessed tokens): the next forward appends its keys from `end` on, so replay
+        never reads a rejected token's key."""
+        for rec in self.records.values():
+            if rec.keys and rec.key_end > end:
+                keys = torch.cat(rec.keys, dim=2)[:, :, : max(0, end - rec.key_start)]
+                rec.keys = [keys] if keys.shape[2] else []
+                rec.key_end = max(rec.key_start, min(rec.key_end, end))
+            if rec.queries:
+                q, pos = torch.cat(rec.queries, dim=2), torch.cat(rec.q_positions)
+                keep = pos < end
+                rec.queries = [q[:, :, keep]] if bool(keep.any()) else []
+                rec.q_positions = [pos[keep]] if bool(keep.any()) else []
 
     # --- reading the record -------------------------------------------------------------------
     def queries(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:

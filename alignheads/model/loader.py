@@ -53,16 +53,31 @@ class ModelFacts:
 
 @dataclass
 class LoadedModel:
-    """A causal LM, its tokenizer and its facts."""
+    """A causal LM, its tokenizer and its facts; `dtype` names how it computes (see `load_model`) and `greedy`
+    picks draft tokens from the decoder's hidden states (the output layer's argmax)."""
 
     model: Any
     tokenizer: Any
     facts: ModelFacts
     spec: str
+    dtype: str = "float32"
+    greedy: Any = None  # PlainArgmax | ScreenedArgmax (alignheads.model.outlayer); None: the plain layer
+
+    def __post_init__(self):
+        if self.greedy is None:
+            from .outlayer import PlainArgmax
+
+            cap = getattr(self.model.config.get_text_config(), "final_logit_softcapping", None)
+            self.greedy = PlainArgmax(self.model.get_output_embeddings(), cap)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def decoder(self):
+        """The decoder stack without the output layer (its last hidden state is what `greedy` reads)."""
+        return self.model.get_decoder() if hasattr(self.model, "get_decoder") else self.model.model
 
 
 def attention_modules(model) -> list:
@@ -182,6 +197,28 @@ def _default_dtype(device: str) -> torch.dtype:
     return torch.bfloat16 if device.startswith("cuda") else torch.float32
 
 
+DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")
+
+
+def _fast_path(lm: LoadedModel, dtype: str) -> LoadedModel:
+    """`auto` on a CPU: the float32 model with the exact screened argmax this CPU runs fastest (attention and
+    tokens as in float32); `int8`: also the decoder's linear layers in per-channel int8 (attention changes)."""
+    from .outlayer import output_argmax
+
+    if lm.device.type != "cpu":
+        if dtype == "int8":
+            raise ModelSpecError("--dtype int8 runs on the CPU only (PyTorch's int8 weight-only kernel)")
+        return lm
+    if dtype == "int8":
+        from .quantize import quantize_decoder
+
+        quantize_decoder(lm.model)
+    cap = getattr(lm.model.config.get_text_config(), "final_logit_softcapping", None)
+    lm.greedy = output_argmax(lm.model.get_output_embeddings(), "auto", cap)
+    lm.dtype = ("int8+" if dtype == "int8" else "float32+") + lm.greedy.name
+    return lm
+
+
 def load_model(
     spec: str = "embedded",
     *,
@@ -190,15 +227,25 @@ def load_model(
     revision: str | None = None,
     attn_implementation: str = "sdpa",
 ) -> LoadedModel:
-    """Load a causal LM by spec: `embedded`, `tiny-gemma3`, `tiny-gemma4`, a local directory or a hub id."""
+    """Load a causal LM by spec: `embedded`, `tiny-gemma3`, `tiny-gemma4`, a local directory or a hub id.
+
+    `dtype`: a torch dtype (name), None (float32 on CPU, bfloat16 on CUDA), `auto` (on a CPU the float32 model
+    with the exact screened output layer, `outlayer.py`; on CUDA the default) or `int8` (CPU: also the decoder's
+    linear layers in per-channel int8). `LoadedModel.dtype` names what was loaded, e.g. "float32+screened-int8"."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if isinstance(dtype, str):
+    fast = dtype if dtype in ("auto", "int8") else None
+    if fast:
+        dtype = torch.float32 if fast == "int8" or device == "cpu" else _default_dtype(device)
+    elif isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise ModelSpecError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
         dtype = getattr(torch, dtype)
     if spec in TINY_MODELS:
         model, tok = TINY_MODELS[spec]()
         model.set_attn_implementation(attn_implementation)
         model.to(device=device, dtype=dtype or torch.float32)
-        return LoadedModel(model, tok, model_facts(model, tok, spec), spec)
+        lm = LoadedModel(model, tok, model_facts(model, tok, spec), spec, _dtype_name(model))
+        return _fast_path(lm, fast) if fast else lm
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -227,7 +274,12 @@ def load_model(
         hint = " (HF_HUB_OFFLINE=1 is set: only cached or local models load)" if offline else ""
         raise ModelSpecError(f"cannot load model {spec!r}: {e}{hint}") from e
     model.to(device).eval()
-    return LoadedModel(model, tok, model_facts(model, tok, model_id, revision), spec)
+    lm = LoadedModel(model, tok, model_facts(model, tok, model_id, revision), spec, _dtype_name(model))
+    return _fast_path(lm, fast) if fast else lm
+
+
+def _dtype_name(model) -> str:
+    return str(next(model.parameters()).dtype).removeprefix("torch.")
 
 
 def broken_weights_hint(lm: LoadedModel) -> str:

@@ -246,7 +246,7 @@ def _run(lm, corpus, pairs, tr, policy, config, sim, word_times, keep_partial: b
     st["compute_s"] = sum(u.compute_s for r in runs for u in r.updates)
     scores.update({
         "partial": stopped is not None, "policy": policy, "param": param, "corpus": corpus.name, "n_pairs": len(runs),
-        "src_lang": corpus.src_lang, "tgt_lang": corpus.tgt_lang, "model": lm.facts.model_id,
+        "src_lang": corpus.src_lang, "tgt_lang": corpus.tgt_lang, "model": lm.facts.model_id, "model_dtype": lm.dtype,
         "heads": tr.heads_label, "pace_s": None if word_times is not None else sim.pace,
         "holdback_s": config.holdback, "n_empty": sum(not i.prediction.strip() for i in instances),
         "translator": _config_dict(config), "stats": st,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -72,6 +73,7 @@ class TranslatorConfig:
     stop_at_newline: bool = True  # a newline ends a draft (completion layouts go on with the next example)
     context_limit: int | None = None  # tokens; None = the model's max_position_embeddings
     memo_size: int = 0  # >0: remember drafts per prompt (sweeps over policy parameters share them)
+    guess: bool = True  # verify the previous draft's unsent tokens in the prefill forward (same output, fewer steps)
 
 
 
@@ -182,6 +184,11 @@ class SimultaneousTranslator:
         self.spaced = get_language(self.tgt_lang).spaced
         self.heads = as_heads(heads, lm.facts, self.layout, self.config.top_k)
         self.head_weights = heads.top_weights(self.config.top_k) if isinstance(heads, HeadSet) else None
+        calibrated = heads.calibration.get("dtype") if isinstance(heads, HeadSet) else None
+        if calibrated and calibrated.split("+")[0] != lm.dtype.split("+")[0]:  # the decoder's dtype is the attention's
+            warnings.warn(f"the head set was calibrated on {calibrated} attention and is used with {lm.dtype}: the "
+                          "heads' attention differs from what was scored (calibrate with this dtype to match)",
+                          stacklevel=2)
         if self._policy.needs_heads and not self.heads:
             raise TranslatorError(f"the {policy} policy needs alignment heads (a HeadSet or a list of Head)")
         self._layers = sorted({h.layer for h in self.heads})
@@ -200,7 +207,8 @@ class SimultaneousTranslator:
         self._cache = None
         self._cache_ids: list[int] = []
         self.stats = {"updates": 0, "model_updates": 0, "prompt_tokens": 0, "reused_tokens": 0,
-                      "draft_tokens": 0, "memo_hits": 0}
+                      "draft_tokens": 0, "memo_hits": 0, "draft_forwards": 0, "guess_tokens": 0,
+                      "guess_accepted": 0}
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -212,6 +220,7 @@ class SimultaneousTranslator:
         self._last_key: tuple | None = None
         self._state: dict = {}  # the policy's per-sentence memory
         self._n_units = 0
+        self._guess: list[int] = []  # the last draft's tokens after what was emitted: the next draft's likely start
 
     def resume(self, accepted: str) -> None:
         """Start a sentence whose translation already begins with `accepted` (shown before a reconnect); later
@@ -254,6 +263,7 @@ class SimultaneousTranslator:
         new_text = trace.draft_text[: trace.emitted_chars]
         if not self.target:
             new_text = new_text.lstrip()
+        self._guess = self._unsent(draft, trace) if self.config.guess and not final else []
         before = self._n_units
         self.target += new_text
         units = target_units(self.target, self.tgt_lang)
@@ -322,7 +332,7 @@ class SimultaneousTranslator:
                 self.stats["memo_hits"] += 1
                 return Draft(hit.ids, hit.end, hit.tail, hit.attention, hit.prompt_tokens, hit.prompt_tokens,
                              dict(hit.timings), hit.compute_s, memo_hit=True)
-        draft = self._generate(prompt, max_tokens, attention, end_if_cap)
+        draft = self._generate(prompt, max_tokens, attention, end_if_cap, self._guess)
         if self._memo is not None:
             self._memo[key] = draft
             while len(self._memo) > max(1, self.config.memo_size):
@@ -330,7 +340,15 @@ class SimultaneousTranslator:
         return draft
 
     @torch.inference_mode()
-    def _generate(self, prompt: RenderedPrompt, max_tokens: int, attention: bool, end_if_cap: str) -> Draft:
+    def _generate(self, prompt: RenderedPrompt, max_tokens: int, attention: bool, end_if_cap: str,
+                  guess: Sequence[int] = ()) -> Draft:
+        """Greedy draft of up to `max_tokens` after `prompt`, the heads' q/k captured when `attention`.
+
+        `guess` (token ids the draft probably starts with: the last draft's unsent tokens) is fed with the prompt
+        in one forward; each guessed token the model itself predicts is accepted without a forward of its own,
+        the first it does not predict gives the next token for free, and the cache and capture are cut back to
+        the accepted ones. The draft is the same as without a guess (up to float rounding between batched and
+        single-token forwards)."""
         from transformers import DynamicCache
 
         t0 = time.perf_counter()
@@ -350,34 +368,57 @@ class SimultaneousTranslator:
         need_emit = attention and any(h.query == "emit" for h in self.heads)
         capture = AttentionCapture(model, self._layers, q_from=P - 1 if need_emit else P) if attention else None
         device = self.lm.device
+        guess = [g for g in guess[:max_tokens] if g not in self._stop_ids]
         out_ids: list[int] = []
         end, tail = None, ""
         timings: dict[str, float] = {}
+        forwards = 0
+
+        def forward(new: list[int], keep: int) -> torch.Tensor:
+            """Feed `new` tokens; the decoder's last hidden states of the last `keep` of them."""
+            nonlocal forwards
+            forwards += 1
+            out = self.lm.decoder(input_ids=torch.tensor([new], device=device), cache=self._cache, use_cache=True)
+            self._cache_ids.extend(new)
+            return out.last_hidden_state[0, -keep:]
+
+        def stop(nxt: int) -> bool:
+            nonlocal end, tail
+            if nxt in self._stop_ids:
+                end = "eos"
+            elif self.config.stop_at_newline and "\n" in (piece := tok.decode([nxt])):
+                end, tail = "newline", piece.split("\n", 1)[0]
+            return end is not None
+
         with capture if capture is not None else nullcontext():
-            out = model(input_ids=torch.tensor([ids[reused:]], device=device), cache=self._cache, use_cache=True,
-                        logits_to_keep=1)
-            self._cache_ids = list(ids)
-            if not bool(torch.isfinite(out.logits[0, -1]).all()):  # broken weights: never emit their argmax
-                raise TranslatorError(f"{self.lm.facts.model_id} computes NaN/inf logits; "
+            hidden = forward(list(ids[reused:]) + guess, len(guess) + 1)  # row i predicts position P + i
+            if not bool(torch.isfinite(hidden).all()):  # broken weights: never emit their argmax
+                raise TranslatorError(f"{self.lm.facts.model_id} computes NaN/inf hidden states; "
                                       f"{broken_weights_hint(self.lm)}")
             timings["prefill"] = time.perf_counter() - t0
-            for step in range(max_tokens):
-                nxt = int(out.logits[0, -1].argmax())
-                if nxt in self._stop_ids:
-                    end = "eos"
+            for i, nxt in enumerate(self.lm.greedy.argmax(hidden)):
+                if stop(nxt):
                     break
-                if self.config.stop_at_newline:
-                    piece = tok.decode([nxt])
-                    if "\n" in piece:
-                        end, tail = "newline", piece.split("\n", 1)[0]
-                        break
                 out_ids.append(nxt)
-                if step == max_tokens - 1 and not need_own:
-                    break  # the last token's own row is not needed: do not feed it
-                out = model(input_ids=torch.tensor([[nxt]], device=device), cache=self._cache, use_cache=True)
-                self._cache_ids.append(nxt)
+                if i >= len(guess) or nxt != guess[i] or len(out_ids) == max_tokens:
+                    break
+            accepted = common_prefix(out_ids, guess)  # guessed tokens the model chose itself: their keys are right
+            fed = P + accepted
+            if len(self._cache_ids) > fed:  # rejected guessed tokens: cut them out of the cache and the capture
+                rollback(self._cache, fed)
+                del self._cache_ids[fed:]
+                if capture is not None:
+                    capture.truncate(fed)
+            while end is None and out_ids and len(self._cache_ids) < P + len(out_ids):  # the last token is unfed
+                if len(out_ids) == max_tokens and not need_own:
+                    break  # its own row is not needed: do not feed it
+                hidden = forward([out_ids[-1]], 1)
+                if len(out_ids) == max_tokens:
+                    break
+                if not stop(nxt := self.lm.greedy.argmax(hidden)[0]):
+                    out_ids.append(nxt)
             timings["draft"] = time.perf_counter() - t0 - timings["prefill"]
-            timings["draft_forwards"] = len(self._cache_ids) - P  # one-token forwards after the prefill
+            timings["draft_forwards"] = forwards - 1  # forwards after the prefill
         att = None
         if attention:
             t1 = time.perf_counter()
@@ -387,7 +428,16 @@ class SimultaneousTranslator:
         self.stats["prompt_tokens"] += P
         self.stats["reused_tokens"] += reused
         self.stats["draft_tokens"] += len(out_ids)
+        self.stats["draft_forwards"] += forwards
+        self.stats["guess_tokens"] += len(guess)
+        self.stats["guess_accepted"] += accepted
         return Draft(out_ids, end or end_if_cap, tail, att, P, reused, timings, time.perf_counter() - t0)
+
+    def _unsent(self, draft: Draft, trace: DecisionTrace) -> list[int]:
+        """The draft's tokens after the emitted text, when the emission ended on a token boundary (the guess for the
+        next draft, which continues from exactly that text)."""
+        ends = self._char_ends(draft.ids, self.lm.tokenizer.decode(draft.ids))
+        return list(draft.ids[ends.index(trace.emitted_chars):]) if trace.emitted_chars in ends else []
 
     def _attention(self, cap: AttentionCapture, prompt: RenderedPrompt, P: int, n: int) -> np.ndarray:
         """Selected heads' attention of the n draft tokens on the source words: [heads, n, source words]."""

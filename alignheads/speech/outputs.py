@@ -123,7 +123,8 @@ def run_summary(cascade, references: Sequence[str] | None = None, segments=None,
     summary = {"audio_s": round(cascade.now, 3), "chunk_ms": cascade.config.chunk_ms,
                "rtf_ca": round(cascade.stats.rtf, 3), "asr_s": round(cascade.stats.asr_s, 3),
                "mt_s": round(cascade.stats.mt_s, 3), "sentences": cascade.stats.sentences,
-               "units": len(cascade.emissions), "partial": stopped is not None}
+               "units": len(cascade.emissions), "partial": stopped is not None,
+               "model_dtype": cascade.translator.lm.dtype}
     if stopped is not None:
         summary["stopped"] = stopped
     elif references:

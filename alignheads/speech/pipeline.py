@@ -128,7 +128,7 @@ class CascadeConfig:
     asr: Literal["whisper", "qwen"] = "whisper"
     asr_model: str = "embedded"  # whisper: embedded | CTranslate2 dir | size name
     device: str | None = None
-    dtype: str | None = None
+    dtype: str | None = "auto"  # see load_model: the exact fast path on a CPU
     vad: VADConfig | None = field(default_factory=VADConfig)  # None: transcribe every chunk, silence included
 
 

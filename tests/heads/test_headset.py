@@ -174,3 +174,16 @@ def test_a_head_set_of_another_model_with_the_same_shape_is_refused(tiny3, tiny4
     loaded.model_fingerprint = None
     with pytest.raises(HeadSetError, match="records no model fingerprint, so only the model id and shape"):
         loaded.validate(tiny4.facts)
+
+
+def test_a_file_written_by_an_earlier_version_still_loads():
+    """Head-set files in the wild keep loading: tests/data holds one `alignheads score` wrote before the stages moved
+    (its schema string names the file format, not a module path)."""
+    hs = load_headset(ROOT / "tests" / "data" / "translation_heads_written_by_v0.1.json")
+    assert hs.top() and hs.src_lang == "en" and hs.tgt_lang == "de"
+
+
+def test_the_file_records_the_dtype_its_attention_was_scored_in(tiny_calibrated, tmp_path):
+    headset = tiny_calibrated[3]
+    assert headset.calibration["dtype"] == "float32"
+    assert load_headset(headset.save(tmp_path / "h.json")).calibration["dtype"] == "float32"

@@ -166,7 +166,7 @@ def test_nan_weights_stop_the_translator_instead_of_emitting_noise():
     with torch.no_grad():
         lm.model.model.layers[1].mlp.down_proj.weight[0, 0] = float("inf")
     tr = SimultaneousTranslator(lm, HEADS3, "en", "de", config=cfg())
-    with pytest.raises(TranslatorError, match="NaN/inf logits.*check the checkpoint"):
+    with pytest.raises(TranslatorError, match="NaN/inf hidden states.*check the checkpoint"):
         tr.update(words(5), 2.0)
 
 
@@ -275,3 +275,58 @@ def test_draft_attention_is_read_at_each_heads_query_row(name, request):
         rows = attn[h.layer][0, h.head, first: first + n].float()
         want = pool_source_words(rows, prompt.src_tokens).numpy()
         np.testing.assert_allclose(trace.attention[i], want, atol=1e-5, rtol=0, err_msg=str(h))
+
+
+@pytest.mark.parametrize("name", ["tiny3", "tiny4"])
+@pytest.mark.parametrize("heads", ["own+emit", "emit"])
+def test_a_guess_accepted_fully_partly_or_not_at_all_drafts_the_same(name, heads, request):
+    """Feeding a guess with the prompt never changes the draft: the same tokens and end, and attention within 1e-5,
+    whether the model accepts all of the guess (also up to the draft cap), part of it, or none; rejected guessed
+    tokens leave the KV cache and the capture (Gemma-4's KV-shared layers included)."""
+    from alignheads.model.prompts import render
+
+    lm = request.getfixturevalue(name)
+    emit_only = [Head(2, 1, "emit"), Head(5, 0, "emit")]
+    chosen = (HEADS3 if name == "tiny3" else HEADS4) if heads == "own+emit" else emit_only
+    tr = SimultaneousTranslator(lm, chosen, "en", "de", config=cfg(reuse_cache=False))
+    prompt = render(tr.layout, lm.tokenizer, [w.text for w in words(7)])
+    plain = tr._generate(prompt, 6, True, "max_draft")
+    assert len(plain.ids) == 6
+    wrong = next(i for i in range(5, 500) if i not in plain.ids and i not in tr._stop_ids)
+    cases = {"all": (plain.ids, 6), "all but the cap": (plain.ids[:5], 5), "part": (plain.ids[:2] + [wrong], 2),
+             "none": ([wrong] + plain.ids[1:4], 0)}
+    for case, (guess, accepted) in cases.items():
+        before = tr.stats["guess_accepted"]
+        got = tr._generate(prompt, 6, True, "max_draft", guess=guess)
+        assert tr.stats["guess_accepted"] - before == accepted, case
+        assert (got.ids, got.end) == (plain.ids, plain.end), case
+        np.testing.assert_allclose(got.attention, plain.attention, atol=1e-5, rtol=0, err_msg=case)
+        assert got.timings["draft_forwards"] < plain.timings["draft_forwards"] or accepted == 0, case
+
+
+def test_guessing_translates_a_stream_exactly_as_without(tiny3):
+    """Whole updates: the previous draft's unsent tokens as the guess give the same tokens, text and cuts."""
+    runs = {}
+    for guess in (True, False):
+        tr = SimultaneousTranslator(tiny3, HEADS3, "en", "de", config=cfg(guess=guess))
+        ups = run_stream(tr, 12)
+        runs[guess] = ([(u.new_text, u.stop_reason, [t.token_id for t in u.decision_trace.tokens]) for u in ups],
+                       tr.stats)
+    assert runs[True][0] == runs[False][0]
+    assert runs[True][1]["guess_tokens"] > 0 and runs[False][1]["guess_tokens"] == 0
+
+
+def test_a_head_set_calibrated_in_another_dtype_is_stated(tiny3):
+    """The file records the dtype its attention was scored in; using it on another decoder dtype warns, while the
+    exact fast path (float32 decoder, screened output layer) is the same attention and does not."""
+    import warnings
+
+    from alignheads.model.loader import load_model
+
+    hs = HeadSet([HeadEntry(2, 1), HeadEntry(5, 0, query="emit")], tiny3.facts.model_id, "en", "de",
+                 tiny3.facts.num_layers, tiny3.facts.num_heads, calibration={"dtype": "float32"})
+    with pytest.warns(UserWarning, match="calibrated on float32 attention and is used with int8"):
+        SimultaneousTranslator(load_model("tiny-gemma3", dtype="int8"), hs, "en", "de")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SimultaneousTranslator(load_model("tiny-gemma3", dtype="auto"), hs, "en", "de")
