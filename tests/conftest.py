@@ -21,7 +21,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 SLOW_FIXTURES = {"embedded", "whisper", "aligner", "e5_dir"}  # fixtures that use them count too
-MODEL_FIXTURES = {"tiny3", "tiny4"}
+MODEL_FIXTURES = {"tiny3", "tiny4", "tiny_asr"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -83,6 +83,20 @@ def whisper():
     from alignheads.speech.asr import load_asr
 
     return load_asr("whisper", model="embedded")
+
+
+@pytest.fixture(scope="session")
+def tiny_asr(tmp_path_factory):
+    """A real Qwen3-ASR backend on tiny random models (fast, noise transcripts); skipped without the [qwen] extra."""
+    import importlib.util
+
+    if importlib.util.find_spec("qwen_asr") is None:
+        pytest.skip("optional extra [qwen]: pip install --no-deps qwen-asr==0.0.6")
+    from alignheads.speech.qwen_asr import QwenBackend
+    from alignheads.speech.tiny_asr import save_tiny_qwen_models
+
+    asr_dir, aligner_dir = save_tiny_qwen_models(tmp_path_factory.mktemp("tiny_asr"))
+    return QwenBackend(str(asr_dir), str(aligner_dir), max_new_tokens=16)
 
 
 @pytest.fixture(scope="module")

@@ -201,7 +201,7 @@ def cascade_config(args):
                          translator=opt.translator_config(args, base.translator),
                          stabilizer=StabilizerConfig(chunk_ms=args.chunk_ms), asr=args.asr,
                          asr_model=args.asr_model, device=args.device, dtype=args.dtype,
-                         vad=None if args.no_vad else base.vad)
+                         vad=None if args.no_vad else base.vad, overlap=not args.no_overlap)
 
 
 def cmd_translate(args) -> int:
@@ -219,7 +219,8 @@ def cmd_translate(args) -> int:
     samples = config.stabilizer.chunk_samples
     chunks = (read_pcm_stream(sys.stdin, samples) if args.audio == "-"
               else iter_chunks(load_audio(args.audio), samples))
-    opt.setup_threads(args)
+    # the recogniser takes one core (its own threads), the translator the others
+    opt.setup_threads(args, default=max(1, (os.cpu_count() or 2) - 1) if config.overlap else None)
     opt.check_device(args.device)
     inputs = [args.audio, args.ref if args.ref != "auto" else None, getattr(args, "heads", None)]
     with RunFolder(args.out, inputs=[p for p in inputs if p and p != "published"]) as out:  # held for the run
@@ -530,6 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--asr", default="whisper", choices=("whisper", "qwen"))
     g.add_argument("--asr-model", default="embedded", help="whisper: embedded | CTranslate2 dir | size name")
     g.add_argument("--chunk-ms", type=opt.positive_int, default=850, help="850 (low latency) or 1500 (high latency)")
+    g.add_argument("--no-overlap", action="store_true",
+                   help="recognise and translate one chunk after the other (default: the next chunk is recognised "
+                   "while the last one is translated, on two threads)")
     g.add_argument("--no-vad", action="store_true", help="transcribe every chunk, also silence and noise "
                    "(default: Silero voice activity detection gates the recogniser)")
     s.add_argument("--subtitles", choices=("target", "bilingual"), default="target",

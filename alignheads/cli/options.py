@@ -121,14 +121,15 @@ def alignatt_config(args: argparse.Namespace) -> AlignAttConfig:
     return translator_config(args).alignatt
 
 
-def setup_threads(args: argparse.Namespace) -> None:
-    """Apply --threads (before any model work)."""
-    if getattr(args, "threads", None):
+def setup_threads(args: argparse.Namespace, default: int | None = None) -> None:
+    """Apply --threads (else `default`, when given) before any model work."""
+    threads = getattr(args, "threads", None) or default
+    if threads:
         import torch
 
-        if args.threads < 1:
-            raise AlignheadsError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+        if threads < 1:
+            raise AlignheadsError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
 
 
 def check_device(device: str | None) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -62,6 +63,9 @@ class LoadedModel:
     spec: str
     dtype: str = "float32"
     greedy: Any = None  # PlainArgmax | ScreenedArgmax (alignheads.model.outlayer); None: the plain layer
+    # One forward at a time: q/k capture hangs its recorder on the model's attention modules, so two threads
+    # drafting on one model at once would record into each other's captures.
+    lock: Any = field(default_factory=threading.RLock, repr=False, compare=False)
 
     def __post_init__(self):
         if self.greedy is None:

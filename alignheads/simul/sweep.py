@@ -129,7 +129,10 @@ def run_setting(lm: LoadedModel, corpus: Corpus, heads: HeadSet | Sequence[HeadL
     limit = sim.limit
     heads = heads if pol.needs_heads else None
     key = digest({"schema": SCHEMA, "data": corpus.content_hash(), "limit": limit,
-                  "policy": policy, "translator": asdict(config), "sim": asdict(sim) | {"progress": None},
+                  "policy": policy,
+                  # the guess verification drafts exactly what plain drafting does: records of either are reused
+                  "translator": {k: v for k, v in asdict(config).items() if k != "guess"},
+                  "sim": asdict(sim) | {"progress": None},
                   "heads": None if heads is None else [str(h) for h in (
                       heads.top() if isinstance(heads, HeadSet) else heads)],
                   "model": lm.facts.model_id})

@@ -332,7 +332,8 @@ class SimultaneousTranslator:
                 self.stats["memo_hits"] += 1
                 return Draft(hit.ids, hit.end, hit.tail, hit.attention, hit.prompt_tokens, hit.prompt_tokens,
                              dict(hit.timings), hit.compute_s, memo_hit=True)
-        draft = self._generate(prompt, max_tokens, attention, end_if_cap, self._guess)
+        with self.lm.lock:
+            draft = self._generate(prompt, max_tokens, attention, end_if_cap, self._guess)
         if self._memo is not None:
             self._memo[key] = draft
             while len(self._memo) > max(1, self.config.memo_size):

@@ -16,9 +16,12 @@ buffer, and once a speaker pauses the buffer is transcribed once more and that h
 append-only; each emitted unit gets two times, like the IWSLT simultaneous track:
 
 - computation-unaware (CU): the stream time when the chunk that produced it ended;
-- computation-aware (CA): when it would appear if the stream were played in real time and chunks
-  were processed one after another on this machine (processing starts when both the chunk has
-  arrived and the previous chunk is done, and takes its measured wall time).
+- computation-aware (CA): when it would appear if the stream were played in real time on this machine. With
+  `overlap` (the default) recognition and translation are a two-stage pipeline on two threads: the recogniser
+  takes chunk k when it has arrived and chunk k−1 is recognised; the translator takes chunk k's update when it is
+  recognised and update k−1 is translated; each stage takes its wall time measured while both run. Without
+  overlap a chunk is recognised and translated before the next one starts. The translator sees the same updates
+  in the same order either way, so the output and its CU times are identical.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,7 +56,7 @@ class Emission:
 
 @dataclass
 class CascadeStats:
-    """Where the time went."""
+    """Where the time went (each stage's busy seconds, measured while the stages run)."""
 
     chunks: int = 0
     audio_s: float = 0.0
@@ -60,10 +64,19 @@ class CascadeStats:
     mt_s: float = 0.0
     sentences: int = 0
     asr_calls: int = 0  # chunks the recogniser ran on (the others held no new speech)
+    overlap: bool = False  # recogniser and translator ran at the same time (a two-stage pipeline)
 
     @property
     def rtf(self) -> float:
-        """Computation-aware real-time factor: processing time / audio time."""
+        """Computation-aware real-time factor: busy time / audio time — the busier stage's when the stages overlap,
+        the sum when they take turns."""
+        if not self.audio_s:
+            return 0.0
+        return (max(self.asr_s, self.mt_s) if self.overlap else self.asr_s + self.mt_s) / self.audio_s
+
+    @property
+    def rtf_sum(self) -> float:
+        """(ASR + MT busy time) / audio time: the RTF if the stages took turns."""
         return (self.asr_s + self.mt_s) / self.audio_s if self.audio_s else 0.0
 
 
@@ -97,13 +110,19 @@ class SpeechCascade:
     config: StabilizerConfig = field(default_factory=StabilizerConfig)
     on_emit: Callable[[list[Emission]], None] | None = None
     vad: VADConfig | None = field(default_factory=VADConfig)  # None: transcribe every chunk
+    overlap: bool = True  # translate update k while chunk k+1 is recognised (see the module docstring)
 
     def __post_init__(self):
         self.spaced = get_language(self.translator.tgt_lang).spaced
+        self._worker: ThreadPoolExecutor | None = None
+        self._pending: deque[Future] = deque()
         self.reset()
 
     def reset(self) -> None:
         """Start a new stream."""
+        self.close()
+        if self.overlap:
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="alignheads-cascade-mt")
         self.stabilizer = Stabilizer(self.config)
         self.translator.reset()
         self.buffer = np.zeros(0, dtype=np.float32)
@@ -111,9 +130,9 @@ class SpeechCascade:
         self.samples = 0
         self.emissions: list[Emission] = []
         self.sentence_words: list[Word] = []  # committed words of the sentence being translated
-        self.stats = CascadeStats()
+        self.stats = CascadeStats(overlap=self.overlap)
         self.sentences: list[SentenceRecord] = []
-        self._ca_clock = 0.0
+        self._asr_clock = self._mt_clock = 0.0  # when each stage is done with the latest chunk (CA time)
         self._words: list[Word] = []  # the uncommitted words of the latest hypothesis
         self._vad = StreamingVAD(self.vad) if self.vad is not None else None
         self._asr_until = float("-inf")  # stream time the latest transcription reached
@@ -141,27 +160,61 @@ class SpeechCascade:
         if self._vad is not None:
             self._vad.feed(chunk)
         if self.now < self.config.min_start_s:
-            vad_s = time.perf_counter() - t0
-            self.stats.asr_s += vad_s
-            self._ca_clock = max(self._ca_clock, self.now) + vad_s
-            return []
+            self._recognised(time.perf_counter() - t0)
+            return self._collect()
         self._transcribe()
-        asr_s = time.perf_counter() - t0
         update = self.stabilizer.update(self._words, self.now)
         self._words = list(update.partial)
         if self._vad is not None and not self._words:  # nothing pending: drop the silence before the next speech
             start = self._vad.next_speech_start(self.buffer_start)
             self.stabilizer.skip_to((self.now if start is None else start) - self.vad.pad_s)
-        return self._translate(update, asr_s, final=False)
+        # Drop audio before the stabiliser's cut (the start of the first uncommitted word).
+        drop = int(round((self.stabilizer.cut - self.buffer_start) * SAMPLE_RATE))
+        if drop > 0:
+            self.buffer = self.buffer[drop:]
+            self.buffer_start += drop / SAMPLE_RATE
+        return self._submit(update, self._recognised(time.perf_counter() - t0), final=False)
 
     def finish(self) -> list[Emission]:
         """End of stream: commit and translate everything that is left."""
         t0 = time.perf_counter()
         if len(self.buffer):
             self._transcribe()
-        asr_s = time.perf_counter() - t0
         update = self.stabilizer.finish(self._words, self.now)
-        return self._translate(update, asr_s, final=True)
+        return self._submit(update, self._recognised(time.perf_counter() - t0), final=True)
+
+    def close(self) -> None:
+        """Stop the translation thread (waiting for its job); a stream can be started again with `reset`."""
+        if getattr(self, "_worker", None) is not None:
+            self._worker.shutdown(wait=True, cancel_futures=True)
+            self._worker = None
+        self._pending.clear()
+
+    def _recognised(self, asr_s: float) -> float:
+        """Account one chunk's recognition; the CA time it is done (with overlap the recogniser waits only for
+        itself, else also for the translation of the chunk before)."""
+        self.stats.asr_s += asr_s
+        start = max(self.now, self._asr_clock if self.overlap else self._mt_clock)
+        self._asr_clock = start + asr_s
+        return self._asr_clock
+
+    def _submit(self, update, recognised: float, final: bool) -> list[Emission]:
+        """Translate the stabiliser's `update` (on the translation thread with overlap) and return what is done."""
+        if self._worker is None:
+            self._pending.append(_done(self._translate(update, self.now, recognised, final)))
+        else:
+            self._pending.append(self._worker.submit(self._translate, update, self.now, recognised, final))
+        return self._collect(wait=final)
+
+    def _collect(self, wait: bool = False) -> list[Emission]:
+        """The emissions of the finished translation jobs, in order (all of them with `wait`)."""
+        out: list[Emission] = []
+        while self._pending and (wait or self._pending[0].done()):
+            out += self._pending.popleft().result()
+        self.emissions += out
+        if out and self.on_emit:
+            self.on_emit(out)
+        return out
 
     def _transcribe(self) -> None:
         """Re-transcribe the buffer unless no speech arrived since the latest transcription settled."""
@@ -173,19 +226,20 @@ class SpeechCascade:
         self._asr_until = self.now
         self.stats.asr_calls += 1
 
-    def _translate(self, update, asr_s: float, final: bool) -> list[Emission]:
+    def _translate(self, update, now: float, recognised: float, final: bool) -> list[Emission]:
+        """Translate one stabiliser update heard by stream time `now` (recognised at CA time `recognised`)."""
         t0 = time.perf_counter()
         new: list[tuple[str, int]] = []
         sentences = _split_committed(self.sentence_words + list(update.committed), self.stabilizer.config)
         complete, rest = sentences[:-1], sentences[-1]
         for sent in complete:  # each committed sentence is translated to its end, then the next one starts
-            new += self._update(sent, final=True)
+            new += self._update(sent, now, final=True)
             self.translator.reset()
             self.stats.sentences += 1
         self.sentence_words = rest
         if final:
             if self.sentence_words or update.partial:
-                new += self._update(self.sentence_words + list(update.partial), final=True)
+                new += self._update(self.sentence_words + list(update.partial), now, final=True)
                 self.stats.sentences += 1
             self.sentence_words = []
         else:
@@ -193,29 +247,18 @@ class SpeechCascade:
             # ended before now - holdback (its config), so AlignAtt can see attention on the unstable tail.
             words = self.sentence_words + list(update.partial)
             if words:
-                new += self._update(words, final=False)
+                new += self._update(words, now, final=False)
         mt_s = time.perf_counter() - t0
-        self.stats.asr_s += asr_s
         self.stats.mt_s += mt_s
-        # Computation-aware: processing of this chunk starts when it has arrived and the previous one is done.
-        self._ca_clock = max(self._ca_clock, self.now) + asr_s + mt_s
-        out = [Emission(u, self.now, self._ca_clock, s) for u, s in new]
-        # Drop audio before the stabiliser's cut (the start of the first uncommitted word).
-        drop = int(round((self.stabilizer.cut - self.buffer_start) * SAMPLE_RATE))
-        if drop > 0:
-            self.buffer = self.buffer[drop:]
-            self.buffer_start += drop / SAMPLE_RATE
-        self.emissions += out
-        if out and self.on_emit:
-            self.on_emit(out)
-        return out
+        self._mt_clock = max(self._mt_clock, recognised) + mt_s
+        return [Emission(u, now, self._mt_clock, s) for u, s in new]
 
-    def _update(self, words: list[Word], final: bool) -> list[tuple[str, int]]:
+    def _update(self, words: list[Word], now: float, final: bool) -> list[tuple[str, int]]:
         # A recognised word may carry detached punctuation ("world —" from Qwen3-ASR): one SourceWord per piece.
         src = [SourceWord(piece, w.end) for w in words for piece in w.text.split()]
         if not src and not final:
             return []
-        upd = self.translator.update(src, self.now, final=final)
+        upd = self.translator.update(src, now, final=final)
         self.translator_updates.append(upd)
         index = self.stats.sentences
         if not self.sentences or self.sentences[-1].index != index:
@@ -223,7 +266,7 @@ class SpeechCascade:
         record = self.sentences[-1]
         record.words = list(words)
         if upd.new_text.strip():
-            record.steps.append(SentenceStep(self.now, upd.n_source, upd.n_accessible, final, upd.new_text))
+            record.steps.append(SentenceStep(now, upd.n_source, upd.n_accessible, final, upd.new_text))
         return [(u, index) for u in upd.emitted_units]
 
     def instance(self, reference: str | None = None, source: str | None = None) -> Instance:
@@ -256,3 +299,10 @@ def run_stream(cascade: SpeechCascade, chunks: Iterable[np.ndarray],
     if on_chunk:
         on_chunk()
     return cascade.emissions
+
+
+def _done(result) -> Future:
+    """A finished Future holding `result` (the translation of a cascade without overlap)."""
+    future: Future = Future()
+    future.set_result(result)
+    return future

@@ -20,6 +20,7 @@ from ..simul.translator import SimultaneousTranslator, TranslatorConfig
 from .stabilizer import StabilizerConfig
 from .vad import VADConfig
 
+CASCADE_MEMO = 8  # drafts remembered by prompt in the cascade
 DEFAULT_HOLDBACK = 0.25  # seconds of ASR tail shown in the prompt but not yet accessible (the cascade's default)
 
 # Named translator settings (dotted TranslatorConfig fields -> values) for the CLI's and the server's --preset.
@@ -123,20 +124,26 @@ class CascadeConfig:
     src: str = "en"
     tgt: str = "de"
     policy: str = "alignatt"
-    translator: TranslatorConfig = field(default_factory=lambda: TranslatorConfig(holdback=DEFAULT_HOLDBACK))
+    # memo: an update where only accessibility changed shows the same prompt; its draft is reused
+    translator: TranslatorConfig = field(default_factory=lambda: TranslatorConfig(holdback=DEFAULT_HOLDBACK,
+                                                                                 memo_size=CASCADE_MEMO))
     stabilizer: StabilizerConfig = field(default_factory=StabilizerConfig)
     asr: Literal["whisper", "qwen"] = "whisper"
     asr_model: str = "embedded"  # whisper: embedded | CTranslate2 dir | size name
     device: str | None = None
     dtype: str | None = "auto"  # see load_model: the exact fast path on a CPU
     vad: VADConfig | None = field(default_factory=VADConfig)  # None: transcribe every chunk, silence included
+    overlap: bool = True  # recognise the next chunk while the last one is translated (two threads)
 
 
 def load_cascade_asr(config: CascadeConfig):
     """The ASR backend `config` names."""
     from .asr import load_asr
 
-    return load_asr(config.asr, **({"model": config.asr_model} if config.asr == "whisper" else {}))
+    kw = {"model": config.asr_model} if config.asr == "whisper" else {}
+    if config.asr == "whisper" and config.overlap:
+        kw["cpu_threads"] = 1  # the other core translates
+    return load_asr(config.asr, **kw)
 
 
 def build_cascade(config: CascadeConfig, *, lm: LoadedModel | None = None, asr=None,
@@ -147,4 +154,4 @@ def build_cascade(config: CascadeConfig, *, lm: LoadedModel | None = None, asr=N
     lm = lm or load_model(config.model, device=config.device, dtype=config.dtype)
     translator = build_translator(lm, config.heads, config.src, config.tgt, config.policy, config.translator)
     return SpeechCascade(asr or load_cascade_asr(config), translator, config.src, config.stabilizer, on_emit=on_emit,
-                         vad=config.vad)
+                         vad=config.vad, overlap=config.overlap)

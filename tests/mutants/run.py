@@ -60,7 +60,7 @@ MUTANTS = [
            ("tests/serve/test_serve.py::test_append_only_guard_refuses_output_that_rewrites_what_was_sent",)),
     Mutant("cascade-vad-gate-off", "alignheads/speech/cascade.py",
            "            if not self._vad.speech_in(since, self.now + 1.0):\n", "            if False:\n",
-           ("tests/speech/test_qwen_asr.py::test_the_cascade_vad_gate_keeps_silence_from_the_recogniser",)),
+           ("tests/speech/test_cascade.py::test_the_cascade_vad_gate_keeps_silence_from_the_recogniser",)),
     Mutant("capture-calls-sdpa-under-eager", "alignheads/model/capture.py",
            "            return sys.modules[type(module).__module__].eager_attention_forward(module, *args, **kwargs)",
            "            return ALL_ATTENTION_FUNCTIONS[\"sdpa\"](module, *args, **kwargs)",
@@ -88,6 +88,13 @@ MUTANTS = [
     Mutant("translator-hides-a-dtype-mismatch", "alignheads/simul/translator.py",
            'if calibrated and calibrated.split("+")[0] != lm.dtype.split("+")[0]:', "if False:",
            ("tests/simul/test_translator.py::test_a_head_set_calibrated_in_another_dtype_is_stated",)),
+    Mutant("drafting-without-the-model-lock", "alignheads/simul/translator.py",
+           "        with self.lm.lock:\n", "        if True:\n",
+           ("tests/simul/test_translator.py::test_two_threads_drafting_on_one_model_take_turns",)),
+    Mutant("pipeline-clock-ignores-recognition", "alignheads/speech/cascade.py",
+           "        self._mt_clock = max(self._mt_clock, recognised) + mt_s\n",
+           "        self._mt_clock = self._mt_clock + mt_s\n",
+           ("tests/speech/test_cascade.py::test_overlapping_recognition_and_translation_changes_no_output",)),
 ]
 
 

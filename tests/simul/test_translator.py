@@ -330,3 +330,24 @@ def test_a_head_set_calibrated_in_another_dtype_is_stated(tiny3):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         SimultaneousTranslator(load_model("tiny-gemma3", dtype="auto"), hs, "en", "de")
+
+
+def test_two_threads_drafting_on_one_model_take_turns(tiny3):
+    """Capture hangs its recorder on the model's modules: translators on one model in two threads (two cascades,
+    a cascade beside a server) must not record into each other's captures — they get what they get alone."""
+    import threading
+
+    def translate(out: list, start: float) -> None:
+        tr = SimultaneousTranslator(tiny3, HEADS3, "en", "de", config=cfg())
+        for _ in range(3):
+            out.append([(u.new_text, [t.token_id for t in u.decision_trace.tokens]) for u in run_stream(tr, 12, start)])
+
+    alone: list = []
+    translate(alone, 0.0)
+    together: list[list] = [[], []]
+    threads = [threading.Thread(target=translate, args=(together[i], 0.0)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert together[0] == together[1] == alone

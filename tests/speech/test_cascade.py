@@ -149,3 +149,48 @@ def test_translate_cli_from_stdin_pcm_and_bad_audio(tmp_path):
     assert r.returncode == 2 and "bad.wav" in r.stderr and "Traceback" not in r.stderr
     r = _cli("translate", str(TALK), "--model", "tiny-gemma3", "--tgt", "de", "--out", str(tmp_path / "c"))
     assert r.returncode == 2 and "--heads" in r.stderr
+
+
+def test_the_cascade_vad_gate_keeps_silence_from_the_recogniser(tiny_asr, tiny3):
+    """Voice activity gates the recogniser: through 5 s of silence the cascade never calls it (with the gate off it
+    would transcribe every chunk after the first 2 s); when real speech follows, it does. (The random recogniser's
+    words carry spaces and punctuation, which the cascade splits into source words as the server does.)"""
+    from alignheads.speech.audio import SAMPLE_RATE, iter_chunks, load_audio
+    from alignheads.speech.pipeline import CascadeConfig, build_cascade
+    from alignheads.speech.stabilizer import StabilizerConfig
+    from alignheads.speech.talks import TALKS_DIR
+
+    cascade = build_cascade(CascadeConfig(policy="wait-k", stabilizer=StabilizerConfig(chunk_ms=850)), lm=tiny3,
+                            asr=tiny_asr)
+    speech = load_audio(TALKS_DIR / "talk04.wav")[: 3 * SAMPLE_RATE]
+    audio = np.concatenate([np.zeros(5 * SAMPLE_RATE, np.float32), speech])
+    calls = []
+    for chunk in iter_chunks(audio, cascade.config.chunk_samples):
+        cascade.process_chunk(chunk)
+        calls.append((cascade.now, cascade.stats.asr_calls))
+    cascade.close()
+    assert [n for t, n in calls if t <= 5.0] == [0] * 5
+    assert calls[-1][1] > 0
+
+
+def test_overlapping_recognition_and_translation_changes_no_output(tiny_asr, tiny3):
+    """The two-stage pipeline (update k translated while chunk k+1 is recognised) hands the translator the same
+    updates in the same order: identical units, sentences and CU times; CA times follow the pipeline clock."""
+    from alignheads.speech.talks import TALKS_DIR
+
+    audio = load_audio(TALKS_DIR / "talk04.wav")[: 9 * SAMPLE_RATE]
+    runs = {}
+    for overlap in (False, True):
+        cfg = CascadeConfig(policy="alignatt", heads=[Head(2, 1), Head(5, 0, "emit")],
+                            stabilizer=StabilizerConfig(chunk_ms=850), overlap=overlap)
+        cascade = build_cascade(cfg, lm=tiny3, asr=tiny_asr)
+        run_stream(cascade, iter_chunks(audio, cfg.stabilizer.chunk_samples))
+        runs[overlap] = cascade
+        cascade.close()
+    seq, ovl = runs[False], runs[True]
+    assert [(e.text, e.time_cu, e.sentence) for e in ovl.emissions] == [(e.text, e.time_cu, e.sentence)
+                                                                          for e in seq.emissions]
+    assert ovl.emissions and [len(s.words) for s in ovl.sentences] == [len(s.words) for s in seq.sentences]
+    assert all(e.time_ca >= e.time_cu for e in ovl.emissions)
+    assert ovl.stats.overlap and ovl.stats.rtf == max(ovl.stats.asr_s, ovl.stats.mt_s) / ovl.stats.audio_s
+    assert seq.stats.rtf == seq.stats.rtf_sum
