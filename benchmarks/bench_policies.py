@@ -1,11 +1,14 @@
-"""Quality-latency of all four policies on every shipped test set and the shared XL-WA dev (issue 11, item 7).
+"""Quality-latency of every policy on every shipped test set and the shared XL-WA dev (issues 11 and 21).
 
 Per dataset, heads are calibrated (score + greedy selection) on other data than the sentences evaluated:
 the shipped `<dir>.dev.tsv` for the shipped `<dir>.test.tsv` (36 sentences each), and for the shared XL-WA
-en-it dev (103) the shipped en-it dev + test, plus the authors' en-it set when `alignheads.corpus.formats` reads it
-(the `a4l` format). Each sentence is streamed as text at 0.4 s per word (latency in source words) under
-every setting of a reduced grid; AlignAtt also with the cascade's 0.25 s hold-back (each new word shown,
-not yet accessible, for 0.25 s). Then, from the cached runs:
+en-it dev (103) the shipped en-it dev + test, plus the authors' en-it set. The learned border (issue 21) is fitted
+on the same calibration data in the prefix condition (`calibrate_border`: top-4 heads by readiness AUC, heads +
+position, one pending word; at most `BORDER_PAIRS` pairs, the shipped ones first) — fixed before any test set was
+run. Each sentence is streamed as text at 0.4 s per word (latency in source words) with the cascade's 0.25 s
+hold-back (each new word shown, not yet accessible, for 0.25 s) under every setting of a grid spanning LAAL
+≈ 1.5–4.5 words: the learned border's thresholds, AlignAtt's borders, wait-k, cut-last-x and LA-n. The model runs
+with `--dtype auto` (the exact fast path: the same tokens as float32). Then, from the cached runs:
 
 - curves (BLEU, chrF, LAAL/AL/YAAL CU and CA), the share of updates in which the stop rule cut the draft,
   and the coverage flags of every setting;
@@ -38,7 +41,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS_DIR, pin_threads, print_table, write_result  # noqa: E402
 
-from alignheads.simul.comparison import dataset_summary, refresh_coverage, setting_label  # noqa: E402
+from alignheads.simul.comparison import dataset_summary, holm, refresh_coverage, setting_label  # noqa: E402
 from alignheads.simul.sweep import SCHEMA, digest, read_json  # noqa: E402
 from alignheads.simul.sweep import run_setting as run_cached  # noqa: E402
 
@@ -50,7 +53,7 @@ CACHE = RESULTS_DIR / "policies"
 PACE = 0.4
 HOLDBACK = 0.25
 TRACED = 6  # sentences per setting whose decisions (draft tokens, aligned source words) are kept for figures
-BORDERS = (1, 0, -1, -2, -3)  # oracle
+BORDERS = (1, 0, -1, -2, -3, -4, -5)  # oracle (the causal positional rule sweeps the same borders)
 LABEL = ""  # --label
 
 
@@ -76,13 +79,15 @@ DATASETS = {
 # every curve two or more points, so an interrupted run can already be compared. AlignAtt with the hold-back is the
 # cascade's setting (b = 1 there is the paper's).
 ROUNDS = [
-    [("alignatt", -2, 0.0), ("alignatt", 0, HOLDBACK), ("wait-k", 3, 0.0), ("local-agreement", None, 0.0),
-     ("alignatt", -2, HOLDBACK), ("cut-last", 2, 0.0), ("alignatt", -1, HOLDBACK), ("wait-k", 5, 0.0),
-     ("cut-last", 4, 0.0), ("alignatt", -3, 0.0), ("alignatt", 1, HOLDBACK)],
-    [("alignatt", -1, 0.0), ("wait-k", 1, 0.0), ("cut-last", 0, 0.0)],
+    [("learned-border", 0.5, HOLDBACK), ("alignatt", -2, HOLDBACK), ("wait-k", 3, HOLDBACK),
+     ("local-agreement", 2, HOLDBACK), ("cut-last", 2, HOLDBACK), ("learned-border", 0.8, HOLDBACK),
+     ("alignatt", -3, HOLDBACK), ("wait-k", 5, HOLDBACK), ("local-agreement", 3, HOLDBACK), ("cut-last", 4, HOLDBACK)],
+    [("learned-border", 0.3, HOLDBACK), ("learned-border", 0.65, HOLDBACK), ("alignatt", -1, HOLDBACK),
+     ("wait-k", 2, HOLDBACK), ("local-agreement", 4, HOLDBACK), ("cut-last", 3, HOLDBACK), ("wait-k", 4, HOLDBACK)],
 ]
-QUICK_ROUNDS = [[("alignatt", -2, 0.0), ("alignatt", 0, HOLDBACK), ("wait-k", 1, 0.0), ("wait-k", 3, 0.0),
-                  ("local-agreement", None, 0.0)]]
+QUICK_ROUNDS = [[("learned-border", 0.5, HOLDBACK), ("alignatt", -2, HOLDBACK), ("wait-k", 3, HOLDBACK),
+                 ("local-agreement", 2, HOLDBACK)]]
+BORDER_PAIRS = 120  # calibration pairs the learned border is fitted on (one forward per source word each)
 
 
 # ----------------------------------------------------------------------------- heads
@@ -122,6 +127,8 @@ def heads_for(lm, ds: Dataset, log: dict, cache: Path):
             "model": lm.facts.model_id}
     if read_json(meta_path) == meta and path.is_file():
         hs = load_headset(path)
+        if hs.border is None:
+            _fit_border(lm, hs, corpus, path, ds.name)
     else:
         t0 = time.perf_counter()
         _, _, hs = calibrate(lm, corpus, score_cfg=ScoreConfig(progress=False))
@@ -131,8 +138,21 @@ def heads_for(lm, ds: Dataset, log: dict, cache: Path):
         write_json(meta_path, meta)
         print(f"[{ds.name}] heads {[str(h) for h in hs.top()]} calibrated on {used} in "
               f"{time.perf_counter() - t0:.0f} s", flush=True)
-    log[ds.name] = {**meta, "heads": [str(h) for h in hs.top()], "file": os.path.relpath(path, ROOT)}
+        _fit_border(lm, hs, corpus, path, ds.name)
+    log[ds.name] = {**meta, "heads": [str(h) for h in hs.top()], "file": os.path.relpath(path, ROOT),
+                    "border": {k: hs.border[k] for k in ("heads", "variant", "pending", "rho", "provenance")}}
     return hs
+
+
+def _fit_border(lm, hs, corpus, path: Path, name: str) -> None:
+    """Fit the learned border on the first BORDER_PAIRS calibration pairs (shipped ones first) into `hs`; save it."""
+    from alignheads.heads.calibrate import calibrate_border
+
+    t0 = time.perf_counter()
+    border = calibrate_border(lm, corpus.head(BORDER_PAIRS), hs, progress=False)
+    hs.save(path)
+    print(f"[{name}] learned border on {[str(h) for h in border.heads]} ({border.provenance['cells']} cells, "
+          f"{border.provenance['pairs']} pairs) in {time.perf_counter() - t0:.0f} s", flush=True)
 
 
 # ----------------------------------------------------------------------------- simulations
@@ -153,21 +173,23 @@ def run_setting(lm, ds: Dataset, corpus, heads, setting, memo, limit, cache: Pat
 
 
 def run_oracle(lm, ds: Dataset, corpus, heads, limit, cache: Path) -> dict:
-    """Premature-emission rates, realistic (heard words only, newest held back) and with the whole source shown."""
+    """Premature-emission rates and mean waits, realistic (heard words only, the newest held back one step, or not)
+    and with the whole source shown; the causal positional rule and the learned border beside the heads."""
     from alignheads.base.fileio import write_json
     from alignheads.simul.oracle import policy_eval
     from alignheads.simul.policy import AlignAttConfig
 
     cfgs = [AlignAttConfig(border=b) for b in BORDERS]
     key = digest({"schema": SCHEMA, "data": corpus.content_hash(), "limit": limit,
-                  "borders": BORDERS,
+                  "borders": BORDERS, "border_model": heads.border,
                   "heads": [str(h) for h in heads.top()], "model": lm.facts.model_id})
     path = cache / ds.name / "oracle.json"
     cached = read_json(path)
     if cached and cached.get("key") == key:
         return cached
     out = {"key": key, "dataset": ds.name, "label": LABEL}
-    for name, kw in (("realistic", {"pending": 1}), ("whole_source", {"show_future": True})):
+    for name, kw in (("realistic", {"pending": 1}), ("realistic_no_pending", {"pending": 0}),
+                     ("whole_source", {"show_future": True})):
         t0 = time.perf_counter()
         out[name] = policy_eval(lm, corpus, heads, cfgs, limit=limit, progress=False, **kw)
         print(f"[{ds.name}] oracle {name}: {time.perf_counter() - t0:.0f} s", flush=True)
@@ -200,8 +222,16 @@ def summarize(names: list[str], settings: list, heads_log: dict, limits: dict, c
             print_table(part["significance"], f"{name}: AlignAtt vs baselines at matched LAAL (paired bootstrap)")
         if oracle:
             print_table(part["oracle"], f"{name}: oracle premature-emission rate (selected heads)")
+        if part.get("oracle_matched_wait"):
+            print_table(part["oracle_matched_wait"], f"{name}: oracle, learned border vs causal position at matched "
+                        "mean wait")
         if part["attention_offsets"]:
             print_table(part["attention_offsets"], f"{name}: where the first draft token's heads point (traced)")
+    # The prefix-aware configuration's comparisons form one family: Holm over sets x baselines x metrics.
+    family = [r for part in out["datasets"].values() for r in part["significance"]
+              if r["alignatt"].startswith("learned-border")]
+    for r, p in zip(family, holm([r["p_value"] for r in family]), strict=True):
+        r["p_holm"], r["significant_holm"] = round(p, 4), p < 0.05
     return out
 
 
@@ -254,7 +284,7 @@ def main() -> None:
         from alignheads.corpus.formats import read_corpus
         from alignheads.model.loader import load_model
 
-        lm = load_model("embedded")
+        lm = load_model("embedded", dtype="auto")  # the exact fast path: float32's tokens and attention
         corpora = {n: read_corpus(DATASETS[n].eval) for n in names}
         heads = {n: heads_for(lm, DATASETS[n], heads_log, cache) for n in names}
         if not args.no_oracle:  # the oracle first: it is the cheapest part

@@ -86,3 +86,17 @@ def scripted_model(script: str = " Il modello.", ending: str = "eos", tokenizer=
             raise AssertionError("the scripted table is not deterministic for this tokenizer")
     name = f"scripted-{ending}"
     return LoadedModel(model, tok, model_facts(model, tok, name), name)
+
+
+def policy_heads(policy: str, heads, lm: LoadedModel):
+    """`heads` as the policy needs them: for learned-border a head set carrying a position-only learned border
+    (P(ready) = σ(a − round(j)): target word j goes out once more than j source words are accessible)."""
+    if policy != "learned-border":
+        return heads
+    from alignheads.heads.border import POSITION, BorderModel
+    from alignheads.heads.headset import HeadEntry, HeadSet
+
+    border = BorderModel([], list(POSITION), [0.0] * 5, [1.0] * 5, [0.0, 0.0, 0.0, 0.0, 4.0], -2.0, rho=1.0,
+                         pending=0, variant="position")
+    return HeadSet([HeadEntry(h.layer, h.head, query=h.query) for h in heads], lm.facts.model_id, "en", "de",
+                   lm.facts.num_layers, lm.facts.num_heads, border=border.to_dict())

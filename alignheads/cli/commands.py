@@ -86,6 +86,13 @@ def cmd_score(args) -> int:
         print(f"--runtime a4l: heads on the KV-shared layers {min(lm.facts.kv_shared)}-{max(lm.facts.kv_shared)} "
               "are left out of the selection")
     scores, selection, headset = calibrate(lm, corpus, layout, score_cfg, select_cfg)
+    border = None
+    if args.condition == "prefix":
+        from ..heads.calibrate import calibrate_border
+
+        if a4l:
+            raise AlignheadsError("--condition prefix fits a learned border, which --runtime a4l cannot express")
+        border = calibrate_border(lm, corpus, headset, layout, scores=scores, pending=args.pending_words)
     if rank != 0:  # every rank holds the full result; one writes it
         return 0
     from ..base.fileio import atomic_open
@@ -101,8 +108,20 @@ def cmd_score(args) -> int:
     head_heatmap(scores.heads, "ts", top_k=args.k, kv_shared_layers=list(lm.facts.kv_shared),
                  title=f"TS per head — {lm.facts.model_id}, {corpus.src_lang}-{corpus.tgt_lang}, {len(corpus)} pairs",
                  save=out / "ts_heatmap.png")
+    written = [out / "scores.csv", hs_path, out / "ts_heatmap.png"]
+    if border is not None:
+        with atomic_open(out / "readiness.csv") as f:
+            scores.readiness.table().to_csv(f, index=False)
+        head_heatmap(scores.heads, "readiness_auc", top_k=len(border.heads), kv_shared_layers=list(lm.facts.kv_shared),
+                     title=f"Readiness AUC per head (prefix condition, {args.pending_words} pending) — "
+                     f"{corpus.src_lang}-{corpus.tgt_lang}", save=out / "readiness_heatmap.png")
+        written += [out / "readiness.csv", out / "readiness_heatmap.png"]
     _print_summary(scores, selection, headset)
-    print(f"\nwrote {out / 'scores.csv'}, {hs_path}, {out / 'ts_heatmap.png'}")
+    if border is not None:
+        base = ", ".join(f"{k} {v:.3f}" for k, v in border.provenance["baseline_auc"].items())
+        print(f"learned border on {' '.join(map(str, border.heads))} + position ({border.provenance['cells']} cells; "
+              f"readiness AUC of the positional baselines: {base})")
+    print(f"\nwrote {', '.join(map(str, written))}")
     return 0
 
 
@@ -447,6 +466,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "KV-shared layers, exactly --top-k heads); default: this package's full head set")
     g.add_argument("--top-k", type=opt.positive_int, default=4,
                    help="heads in an --runtime a4l file (their reader's top_k, 4)")
+    g.add_argument("--condition", choices=("whole", "prefix"), default="whole",
+                   help="prefix: also score every head's readiness on source prefixes (as the translator sees them) "
+                   "and fit a learned border into the head set (the learned-border policy); one forward per source "
+                   "word per pair")
+    g.add_argument("--pending-words", type=opt.nonnegative_int, default=1, metavar="N",
+                   help="prefix condition: steps a new word is shown before it counts as accessible (default 1)")
     s.add_argument("--out", required=True, metavar="DIR")
     s.set_defaults(func=cmd_score)
 

@@ -25,6 +25,9 @@ def export_a4l(headset: HeadSet, top_k: int = A4L_RUNTIME_TOP_K, *, kv_shared_la
                src: str | None = None, tgt: str | None = None) -> dict:
     """The payload their runtime reads with the same meaning: exactly `top_k` own-position heads with numeric ts,
     sorted by ts, none on a KV-shared layer, equal weights, plus their keys. Anything else raises HeadSetError."""
+    if headset.border is not None:
+        raise _refuse(headset, "it carries a learned border (a classifier over prefix features); their runtime "
+                               "applies the fixed border rule only")
     given = [get_language(x).code if x else None for x in (src, tgt)]
     own = [headset.src_lang, headset.tgt_lang]
     for g, o in zip(given, own, strict=True):

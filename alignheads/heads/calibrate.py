@@ -124,3 +124,32 @@ def evaluate_headset(lm: LoadedModel, headset: HeadSet, corpus: Corpus, *, top_k
         "mean_heads": base.get(f"mean_heads@{heads[0].query}"),
         "calibrated_on_same_data": headset.calibration.get("content_hash") == corpus.content_hash(),
     }
+
+
+def calibrate_border(lm: LoadedModel, corpus: Corpus, headset: HeadSet, layout: PromptLayout | None = None, *,
+                     scores: HeadScores | None = None, pending: int = 1, k: int = 4, variant: str = "heads+position",
+                     progress: bool = True):
+    """The prefix condition: score every head's readiness on `corpus` (`heads.readiness`), pick the k heads with the
+    highest readiness AUC and fit the learned border on them (`heads.border`), stored in `headset` with how it was
+    made (and, given the whole-source `scores`, added to them: `readiness_auc` column, `scores.readiness`)."""
+    from .border import fit_border
+    from .readiness import length_ratio, score_readiness
+
+    layout = layout or PromptLayout.for_tokenizer(lm.tokenizer, corpus.src_lang, corpus.tgt_lang)
+    queries = scores.queries if scores is not None else tuple(headset.score.get("queries", ("own", "emit")))
+    readiness = score_readiness(lm, corpus, layout, queries=queries, pending=pending, progress=progress)
+    table = readiness.table()
+    if scores is not None:
+        scores.readiness = readiness
+        scores.table = scores.table.drop(columns="readiness_auc", errors="ignore").merge(
+            table[["query", "layer", "head", "readiness_auc"]], on=["query", "layer", "head"], how="left")
+    ranked = table.dropna(subset=["readiness_auc"]).sort_values("readiness_auc", ascending=False).head(k)
+    heads = [Head(int(r.layer), int(r.head), r.query) for r in ranked.itertuples()]
+    border = fit_border(readiness.pairs, heads, queries, length_ratio(corpus), pending, variant)
+    border.provenance.update({"corpus": corpus.name, "content_hash": corpus.content_hash(), "dtype": lm.dtype,
+                              "selected_by": f"top-{k} readiness AUC on the calibration pairs",
+                              "baseline_auc": readiness.baseline_auc()})
+    headset.border = border.to_dict()
+    headset.scores["readiness_auc"] = {q: np.round(readiness.auc[i], 6).tolist()
+                                       for i, q in enumerate(readiness.queries)}
+    return border

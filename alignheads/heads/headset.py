@@ -109,6 +109,7 @@ class HeadSet:
     tool: dict = field(default_factory=lambda: {"name": "alignheads", "version": __version__})
     created: str | None = None
     top_k: int | None = None  # how many of `heads` are used when no k is given (None: all)
+    border: dict | None = None  # a learned border (alignheads.heads.border.BorderModel.to_dict()), when fitted
 
     def top(self, k: int | None = None) -> list[Head]:
         """The first k heads (the file's order: ts descending); k defaults to the set's `top_k` (None: all)."""
@@ -239,7 +240,7 @@ _FIELDS = {"model_id": "a string", "src_lang": "a string", "tgt_lang": "a string
            "chat_template_sha256": "a string" + _OPT, "score": "an object", "scores": "an object",
            "calibration": "an object", "evaluation": "an object", "stability": "an object", "promoted": "true or false",
            "source": "a string" + _OPT, "tool": "an object", "created": "a string" + _OPT,
-           "top_k": _INT + _OPT}
+           "top_k": _INT + _OPT, "border": "an object" + _OPT}
 
 
 def _fits(value: Any, kind: str) -> bool:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -93,6 +94,7 @@ class HeadScores:
     queries: tuple[str, ...]
     word_attention: list[PairAttention] = field(default_factory=list)
     shards: list[list[str]] = field(default_factory=list)  # pair ids each process scored (one list per rank)
+    readiness: Any = None  # alignheads.heads.readiness.Readiness, when scored in the prefix condition too
 
     @property
     def heads(self) -> pd.DataFrame:

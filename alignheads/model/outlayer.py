@@ -53,10 +53,13 @@ class PlainArgmax:
         self.layer, self.softcap = layer, softcap
         self.stats = HeadStats()
 
-    def argmax(self, hidden: torch.Tensor) -> list[int]:
-        """The argmax token of every row of `hidden` [rows, hidden size]."""
+    def argmax(self, hidden: torch.Tensor, banned: torch.Tensor | None = None) -> list[int]:
+        """The argmax token of every row of `hidden` [rows, hidden size], never one of the `banned` ids."""
         self.stats.rows += hidden.shape[0]
-        return _softcap(self.layer(hidden), self.softcap).argmax(-1).tolist()
+        logits = _softcap(self.layer(hidden), self.softcap)
+        if banned is not None:
+            logits[:, banned] = -torch.inf
+        return logits.argmax(-1).tolist()
 
 
 @dataclass
@@ -108,8 +111,8 @@ class ScreenedArgmax:
             return torch.ops.aten._weight_int8pack_mm(x, self.q, self.scale)
         return F.linear(x, self.wb)
 
-    def argmax(self, hidden: torch.Tensor) -> list[int]:
-        """The float32 layer's argmax token of every row of `hidden` [rows, hidden size]."""
+    def argmax(self, hidden: torch.Tensor, banned: torch.Tensor | None = None) -> list[int]:
+        """The float32 layer's argmax token of every row of `hidden` [rows, hidden size], never a `banned` id."""
         hidden = hidden.float()
         rows = hidden.shape[0]
         out = self._screen(hidden)
@@ -121,6 +124,8 @@ class ScreenedArgmax:
         b, tokens = self.bounds, []
         for r in range(rows):
             h, approx = hidden[r], hi[r] + lo[r]
+            if banned is not None:
+                approx[banned] = -torch.inf
             l1, l2 = h.abs().sum(), h.norm()
             act = (h - seen[r]).abs().sum() + self.gamma * (l1 + seen[r].abs().sum())
             rounding = _U_BF16 * (1 + 4 * _U_BF16)
@@ -137,7 +142,10 @@ class ScreenedArgmax:
             self.stats.candidates += len(cand)
             if len(cand) > 1 and float(exact.topk(2).values.diff().abs()) < TIE:  # a near tie: the whole layer
                 self.stats.fallbacks += 1
-                tokens.append(int(_softcap(F.linear(h[None], self.weight, self.bias), self.softcap).argmax()))
+                logits = _softcap(F.linear(h[None], self.weight, self.bias), self.softcap)[0]
+                if banned is not None:
+                    logits[banned] = -torch.inf
+                tokens.append(int(logits.argmax()))
             else:
                 tokens.append(int(cand[exact.argmax()]))
         self.stats.rows += rows

@@ -15,6 +15,18 @@ import pandas as pd
 from ..base.errors import AlignheadsError
 from ..base.languages import target_units
 
+OURS = ("alignatt", "learned-border")  # the head-driven policies; every other curve is a baseline
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (same order as given)."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [1.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
 
 def setting_label(policy: str, value: Any, holdback: float) -> str:
     """File-name label of a setting: `alignatt_-2`, `alignatt_0_hb0.25`, `local-agreement`."""
@@ -56,9 +68,9 @@ def significance_rows(records: list[dict], tgt_lang: str, n_samples: int = 1000)
     by_curve: dict[str, list[dict]] = {}
     for r in records:
         by_curve.setdefault(r["curve"], []).append(r)
-    ours = [c for c in by_curve if c.startswith("alignatt")]
+    ours = [c for c in by_curve if c.startswith(OURS)]
     rows = []
-    for base in (c for c in by_curve if not c.startswith("alignatt")):
+    for base in (c for c in by_curve if not c.startswith(OURS)):
         points = [(r["scores"]["laal_cu"], r["predictions"]) for r in by_curve[base]]
         for curve in ours:
             mine = [(r["scores"]["laal_cu"], r["predictions"]) for r in by_curve[curve]]
@@ -80,15 +92,42 @@ def significance_rows(records: list[dict], tgt_lang: str, n_samples: int = 1000)
 
 
 def oracle_table(oracle: dict) -> list[dict]:
-    """Premature-emission rates per condition and border: selected heads, mean of all heads, diagonal."""
+    """Premature-emission rates and mean waits per condition and border: selected heads, mean of all heads, the
+    diagonal (which knows the final lengths) and the causal positional rule (when the run has it)."""
     rows = []
-    for cond in ("realistic", "whole_source"):
-        for run in oracle[cond]["runs"]:
+    for cond, result in oracle.items():
+        if not isinstance(result, dict) or "runs" not in result:
+            continue
+        for run in result["runs"]:
+            variants = [v for v in ("selected", "all_heads_mean", "diagonal", "causal_position") if v in run]
             rows.append({"condition": cond, "border": run["config"]["border"],
-                         **{f"{v}_premature": run[v]["premature_rate"]
-                            for v in ("selected", "all_heads_mean", "diagonal")},
+                         **{f"{v}_premature": run[v]["premature_rate"] for v in variants},
+                         **{f"{v}_wait": run[v]["wait_mean"] for v in variants},
                          "selected_overwait_mean": run["selected"]["overwait_mean"],
                          "n_words": run["selected"]["n_words"]})
+    return rows
+
+
+def matched_wait(oracle: dict) -> list[dict]:
+    """The learned border against the causal positional rule at the same mean wait: per condition and border
+    threshold, the positional rule's premature rate interpolated (over its borders) at the border's mean wait."""
+    from .significance import bracket
+
+    rows = []
+    for cond, result in oracle.items():
+        if not isinstance(result, dict) or not result.get("learned_border"):
+            continue
+        causal = [(r["causal_position"]["wait_mean"], r["causal_position"]["premature_rate"]) for r in result["runs"]
+                  if "causal_position" in r]
+        for point in result["learned_border"]:
+            found = bracket([w for w, _ in causal], point["wait_mean"])
+            causal_rate = None
+            if found is not None:
+                i, j, w = found
+                causal_rate = (1 - w) * causal[i][1] + w * causal[j][1]
+            rows.append({"condition": cond, "threshold": point["threshold"], "wait_mean": point["wait_mean"],
+                         "learned_premature": point["premature_rate"], "causal_premature": causal_rate,
+                         "below": None if causal_rate is None else point["premature_rate"] < causal_rate})
     return rows
 
 
@@ -140,7 +179,9 @@ def dataset_summary(records: list[dict], tgt_lang: str, record_dir: Path, summar
         traced["file"] = os.path.relpath(Path(record_dir) / f"{traced['setting']}.json", summary_dir)
     return {"curves": curve_rows(records),
             "significance": significance_rows(records, tgt_lang, n_samples),
-            "oracle": oracle_table(oracle) if oracle else None, "attention_offsets": attention_offsets(records),
+            "oracle": oracle_table(oracle) if oracle else None,
+            "oracle_matched_wait": matched_wait(oracle) if oracle else None,
+            "attention_offsets": attention_offsets(records),
             "traced": traced}
 
 

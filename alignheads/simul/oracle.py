@@ -9,7 +9,7 @@ compared with the mean of all heads and the positional (diagonal) baseline.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -20,18 +20,11 @@ from ..base.errors import AlignheadsError
 from ..corpus.pairs import Corpus, SentencePair
 from ..heads.combine import combine_heads
 from ..heads.headset import Head, HeadLike, HeadSet, as_heads
+from ..heads.readiness import length_ratio, needed_sources, prefix_steps
 from ..model.attention import pool_source_words
 from ..model.loader import LoadedModel
 from ..model.prompts import PromptLayout, render
 from .policy import AlignAttConfig, alignatt_cut, alignatt_positions, diagonal_positions
-
-
-def _needed(pair: SentencePair) -> dict[int, int]:
-    """Per gold-aligned target word: how many source words must be available (last aligned source word + 1)."""
-    need: dict[int, int] = {}
-    for s, t in pair.possible:
-        need[t] = max(need.get(t, 0), s + 1)
-    return need
 
 
 def _emission_steps(attn_or_pos, word_tokens: list[list[int]], n_tokens: int, final_n: int, cfg: AlignAttConfig,
@@ -94,21 +87,9 @@ class _OraclePair:
     word_tokens: list[list[int]]  # per target word, indices into the teacher-forced target tokens
     n_tokens: int
     steps: list[int]  # accessible source words at each step
-    selected: list[np.ndarray]  # per step [heads, target tokens, source words]
+    selected: list[np.ndarray]  # per step [heads, target tokens, source words] (the border's heads after them)
     mean: list[np.ndarray]  # per step [1, target tokens, source words]
-
-
-def oracle_steps(n_src: int, show_future: bool = False, pending: int = 0) -> list[tuple[int, int]]:
-    """(source words shown in the prompt, words accessible) at each step before the final update.
-
-    The prompt shows the revealed prefix, or with `show_future` the whole source. With `pending` p > 0 (the
-    cascade's hold-back), each new word is first shown for p steps while not yet accessible."""
-    if show_future:
-        return [(n_src, n) for n in range(1, n_src)]
-    out = []
-    for n in range(1, n_src + 1):
-        out += [(n, n - j) for j in range(min(pending, n), -1, -1) if (n, n - j) != (n_src, n_src)]
-    return out
+    shown: list[int]  # source words in the prompt at each step
 
 
 def _target_tokens(r) -> tuple[list[int], list[list[int]]]:
@@ -127,7 +108,7 @@ def _oracle_pair(lm: LoadedModel, layout: PromptLayout, pair: SentencePair, sele
     word_tokens: list[list[int]] | None = None
     n_tokens = 0
     cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    steps = oracle_steps(N, show_future, pending)
+    steps = prefix_steps(N, show_future, pending)
     sel_steps, mean_steps = [], []
     for shown, _ in steps:
         if shown not in cache:
@@ -151,21 +132,63 @@ def _oracle_pair(lm: LoadedModel, layout: PromptLayout, pair: SentencePair, sele
     if word_tokens is None:  # a one-word source has no step before the final update
         word_tokens = [[j] for j in range(len(pair.tgt_words))]
         n_tokens = len(word_tokens)
-    return _OraclePair(N, _needed(pair), word_tokens, n_tokens, [a for _, a in steps], sel_steps, mean_steps)
+    return _OraclePair(N, needed_sources(pair), word_tokens, n_tokens, [a for _, a in steps], sel_steps, mean_steps,
+                       [s for s, _ in steps])
 
 
-def _oracle_stats(data: list[_OraclePair], cfg: AlignAttConfig,
-                  weights: Sequence[float] | None = None) -> dict[str, dict[str, Any]]:
+def _word_emissions(d: _OraclePair, ready: Callable[[int, int], bool]) -> list[int]:
+    """When each target word goes out under a word-level rule `ready(step index, word)`: in order, at the first step
+    the rule lets it (and every word before it) go; what is left goes out with the final update."""
+    emitted_at, u = [d.n_src] * len(d.word_tokens), 0
+    for k, n in enumerate(d.steps):
+        while u < len(d.word_tokens) and ready(k, u):
+            emitted_at[u], u = n, u + 1
+    return emitted_at
+
+
+def _border_ready(d: _OraclePair, border, first: int, threshold: float) -> Callable[[int, int], bool]:
+    """The learned border's decision on word j at step k, from its heads' rows (after the selected heads in
+    `d.selected`, from index `first`) at j's first token — the same feature path as in fitting and in the policy."""
+    starts = [min(toks) for toks in d.word_tokens]
+    cache: dict[int, np.ndarray] = {}
+
+    def ready(k: int, j: int) -> bool:
+        if k not in cache:
+            att = d.selected[k][first:][:, starts]  # [border heads, words, shown]
+            a, n = d.steps[k], len(starts)
+            x = border.design(a - att.argmax(-1).T, att.max(-1).T, np.full(n, a), np.full(n, d.shown[k]),
+                              np.arange(n))
+            cache[k] = border.p_ready(x)
+        return bool(cache[k][j] >= threshold)
+
+    return ready
+
+
+def _oracle_stats(data: list[_OraclePair], cfg: AlignAttConfig, weights: Sequence[float] | None = None,
+                  rho: float | None = None, n_selected: int | None = None) -> dict[str, dict[str, Any]]:
     emitted: dict[str, list[list[int]]] = {"selected": [], "all_heads_mean": [], "diagonal": []}
+    if rho is not None:
+        emitted["causal_position"] = []
     for d in data:
         args = (d.word_tokens, d.n_tokens, d.n_src, cfg)
-        emitted["selected"].append(_emission_steps(d.selected, *args, False, d.steps, weights))
+        sel = [s[:n_selected] for s in d.selected] if n_selected is not None else d.selected
+        emitted["selected"].append(_emission_steps(sel, *args, False, d.steps, weights))
+        if rho is not None:  # causal positional rule at the same border: ŝ = round(j·ρ̂) must be < a + b
+            emitted["causal_position"].append(_word_emissions(
+                d, lambda k, j, d=d: round(j * rho) < d.steps[k] + cfg.border))
         emitted["all_heads_mean"].append(_emission_steps(d.mean, *args, False, d.steps))
         token_word = [next(j for j, toks in enumerate(d.word_tokens) if i in toks) for i in range(d.n_tokens)]
         diag = diagonal_positions(token_word, d.n_src, len(d.word_tokens))
         emitted["diagonal"].append(_emission_steps(diag, *args, True, d.steps))
     needs, n_srcs = [d.need for d in data], [d.n_src for d in data]
     return {v: _variant_stats(e, needs, n_srcs) for v, e in emitted.items()}
+
+
+def _border_stats(data: list[_OraclePair], border, first: int) -> list[dict[str, Any]]:
+    """The learned border at each of its thresholds: premature rate and mean wait (one curve)."""
+    needs, n_srcs = [d.need for d in data], [d.n_src for d in data]
+    return [{"threshold": th, **_variant_stats([_word_emissions(d, _border_ready(d, border, first, th)) for d in data],
+                                               needs, n_srcs)} for th in border.thresholds]
 
 
 def policy_eval(
@@ -200,9 +223,16 @@ def policy_eval(
     weights = heads.top_weights(top_k) if isinstance(heads, HeadSet) else None  # learned; None = plain mean
     if not selected:
         raise AlignheadsError("policy_eval needs at least one head")
+    border = None
+    if isinstance(heads, HeadSet) and heads.border:
+        from ..heads.border import BorderModel
+
+        border = BorderModel.from_dict(heads.border, "head set: border")
     pairs = list(corpus)[:limit] if limit else list(corpus)
+    rho = border.rho if border is not None else length_ratio(corpus)
+    read = selected + (list(border.heads) if border is not None else [])
     t0 = time.perf_counter()
-    data = [_oracle_pair(lm, layout, p, selected, show_future, pending)
+    data = [_oracle_pair(lm, layout, p, read, show_future, pending)
             for p in tqdm(pairs, desc="policy-eval", unit="pair", disable=not progress)]
     out: dict[str, Any] = {
         "model": lm.facts.model_id,
@@ -214,9 +244,14 @@ def policy_eval(
         "head_weights": weights,
         "show_future": show_future,
         "pending": pending,
+        # ρ̂ of the causal positional rule: the border's (its calibration pairs) or, without one, the evaluated
+        # corpus's own mean length ratio (then it knows a little of the test set)
+        "causal_rho": rho, "causal_rho_from": "calibration" if border is not None else "evaluated corpus",
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    runs = [{"config": asdict(c), **_oracle_stats(data, c, weights)} for c in cfgs]
+    runs = [{"config": asdict(c), **_oracle_stats(data, c, weights, rho, len(selected))} for c in cfgs]
+    if border is not None:
+        out["learned_border"] = _border_stats(data, border, len(selected))
     if cfg is None or isinstance(cfg, AlignAttConfig):
         return {**out, **runs[0]}
     return {**out, "runs": runs}

@@ -49,6 +49,7 @@ REWIND = "rewind"
 END_OF_DRAFT = "end_of_draft"
 SENTENCE_END = "sentence_end"  # the policy took all it could commit: the draft's sentence end is held back
 FINAL = "final"
+LEARNED_BORDER = "learned_border"  # the learned border held a drafted word back
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,9 @@ class DraftView:
     attention: np.ndarray | None = None  # [heads, draft tokens, source words]
     held_end: bool = False  # the draft's sentence end (and all after it) was cut off: see `hold_sentence_end`
     head_weights: Sequence[float] | None = None  # per head (learned); None = the plain mean
+    n_shown: int = 0  # source words the prompt shows (accessible or not)
+    border: Any = None  # a learned border (alignheads.heads.border.BorderModel), for the learned-border policy
+    border_index: Sequence[int] = ()  # which rows of `attention` are the border's heads, in its order
 
     @property
     def n_tokens(self) -> int:
@@ -323,17 +327,63 @@ class CutLast(_UnitPolicy):
 
 
 class LocalAgreementPolicy(_UnitPolicy):
-    """LocalAgreement-2: emit what two consecutive drafts agree on."""
+    """LocalAgreement-n (LA-n): emit what the last n consecutive drafts agree on (n = `la_n`, 2 by default)."""
 
-    name, param, grid, reason = "local-agreement", None, (2,), "local_agreement"
+    name, param, grid, reason = "local-agreement", "la_n", (2, 3, 4), "local_agreement"
 
     def keep_units(self, units, view, config, state) -> int:
-        keep = local_agreement(state.get("previous"), units)
-        state["previous"] = units[keep:]
+        if config.la_n < 2:
+            raise AlignheadsError(f"local agreement needs n >= 2 drafts, got {config.la_n}")
+        history = state.setdefault("history", [])  # earlier drafts' units after what was emitted, newest last
+        need = config.la_n - 1  # earlier drafts that must agree with this one
+        keep = min(local_agreement(h, units) for h in history) if len(history) >= need else 0
+        older = history[-(need - 1):] if need > 1 else []  # what the next draft compares with, besides this one
+        history[:] = [h[keep:] for h in older] + [units[keep:]]
         return keep
 
 
-POLICIES: dict[str, Policy] = {p.name: p for p in (AlignAtt(), WaitK(), CutLast(), LocalAgreementPolicy())}
+class LearnedBorder(Policy):
+    """The learned border (`alignheads.heads.border`): each drafted word goes out while the classifier's P(ready) on
+    its first token's prefix features is at least `border_threshold`; the scan stops at the first word that is not."""
+
+    name, param, grid, needs_heads = "learned-border", "border_threshold", (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), True
+
+    def decide(self, view: DraftView, config: Any, state: dict) -> Cut:
+        border = view.border
+        if border is None:
+            raise AlignheadsError("the learned-border policy needs a head set with a learned border "
+                                  "(alignheads score --condition prefix)")
+        starts = word_starts(view.text, view.token_ends, view.spaced)
+        keep, stop = view.n_tokens, None
+        if starts:
+            att = np.asarray(view.attention)[list(view.border_index)][:, starts]  # [k, words, shown]
+            j = view.n_emitted + np.arange(len(starts))
+            n = len(starts)
+            x = border.design(view.n_accessible - att.argmax(-1).T, att.max(-1).T, np.full(n, view.n_accessible),
+                              np.full(n, view.n_shown), j)
+            waiting = np.flatnonzero(border.p_ready(x) < config.border_threshold)
+            if len(waiting):
+                keep = stop = starts[int(waiting[0])]
+        whole = view.complete and keep == view.n_tokens
+        chars = unit_cut(view.text, len(view.text) if whole else view.token_ends[keep], view.spaced, whole)
+        return Cut(keep, chars, LEARNED_BORDER if stop is not None else END_OF_DRAFT, stop)
+
+
+def word_starts(text: str, token_ends: Sequence[int], spaced: bool) -> list[int]:
+    """The draft tokens that begin a target unit: after whitespace (or at the start) for spaced languages, every
+    token that adds a character otherwise."""
+    out = []
+    for t in range(len(token_ends) - 1):
+        start, end = token_ends[t], token_ends[t + 1]
+        if end <= start:
+            continue
+        if not spaced or start == 0 or text[start].isspace() or text[start - 1].isspace():
+            out.append(t)
+    return out
+
+
+POLICIES: dict[str, Policy] = {p.name: p for p in (AlignAtt(), WaitK(), CutLast(), LocalAgreementPolicy(),
+                                                   LearnedBorder())}
 
 
 def get_policy(name: str) -> Policy:

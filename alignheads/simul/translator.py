@@ -65,10 +65,15 @@ class TranslatorConfig:
 
     alignatt: AlignAttConfig = field(default_factory=AlignAttConfig)
     wait_k: int = 3  # wait-k: source words before the first target unit
+    border_threshold: float = 0.5  # learned border: a drafted word goes out while P(ready) >= this
     cut_last: int = 2  # cut-last-x: draft words withheld
+    la_n: int = 2  # local agreement: consecutive drafts that must agree
     holdback: float = 0.0  # seconds a word must be old before it counts as accessible
     top_k: int | None = None  # heads taken from a HeadSet (its order); None = all of them
     final_max_tokens: int = 256  # length cap of the final (policy-free) translation
+    # A final pass may not stop (stop token, newline) before the sentence has this many target units per source
+    # word (continuing from a committed prefix that ends in ")" or a list, the model may stop at once); 0: off.
+    final_min_ratio: float = 0.5
     reuse_cache: bool = True
     stop_at_newline: bool = True  # a newline ends a draft (completion layouts go on with the next example)
     context_limit: int | None = None  # tokens; None = the model's max_position_embeddings
@@ -184,6 +189,17 @@ class SimultaneousTranslator:
         self.spaced = get_language(self.tgt_lang).spaced
         self.heads = as_heads(heads, lm.facts, self.layout, self.config.top_k)
         self.head_weights = heads.top_weights(self.config.top_k) if isinstance(heads, HeadSet) else None
+        self.border, self._border_index = None, []
+        if policy == "learned-border":
+            from ..heads.border import BorderModel
+
+            if not (isinstance(heads, HeadSet) and heads.border):
+                raise TranslatorError("the learned-border policy needs a head set with a learned border "
+                                      "(alignheads score --condition prefix)")
+            self.border = BorderModel.from_dict(heads.border, "head set: border")
+            if self.border.heads:  # capture what the border reads (a position-only border reads no head)
+                self.heads = as_heads(self.border.heads, lm.facts, self.layout)
+            self._border_index = list(range(len(self.border.heads)))
         calibrated = heads.calibration.get("dtype") if isinstance(heads, HeadSet) else None
         if calibrated and calibrated.split("+")[0] != lm.dtype.split("+")[0]:  # the decoder's dtype is the attention's
             warnings.warn(f"the head set was calibrated on {calibrated} attention and is used with {lm.dtype}: the "
@@ -253,7 +269,9 @@ class SimultaneousTranslator:
             return self._empty(words, now, n_acc, NO_NEW_SOURCE, final, t_start)
         prompt = render(self.layout, self.lm.tokenizer, [w.text for w in words], prefix=self.target)
         if final:
-            draft = self._draft(prompt, self._final_cap(prompt), attention=False, end_if_cap="length_cap")
+            must = math.ceil(self.config.final_min_ratio * len(words)) - self._n_units
+            draft = self._draft(prompt, self._final_cap(prompt), attention=False, end_if_cap="length_cap",
+                                min_units=max(0, must))
         else:
             draft = self._draft(prompt, self.config.alignatt.max_draft, attention=self._policy.needs_heads)
         self._last_key = key  # only once the draft succeeded: a failed update is retried, not skipped
@@ -315,7 +333,8 @@ class SimultaneousTranslator:
         return upd
 
     # ------------------------------------------------------------------ drafting
-    def _draft(self, prompt: RenderedPrompt, max_tokens: int, attention: bool, end_if_cap: str = "max_draft") -> Draft:
+    def _draft(self, prompt: RenderedPrompt, max_tokens: int, attention: bool, end_if_cap: str = "max_draft",
+               min_units: int = 0) -> Draft:
         P = len(prompt)
         if P + max_tokens + 1 > self.context_limit:
             raise TranslatorError(
@@ -324,7 +343,7 @@ class SimultaneousTranslator:
                 f"{self.context_limit} tokens; end the sentence (final=True) sooner or raise "
                 "TranslatorConfig.context_limit if the model allows more"
             )
-        key = (tuple(prompt.input_ids), max_tokens, end_if_cap)
+        key = (tuple(prompt.input_ids), max_tokens, end_if_cap, min_units)
         if self._memo is not None and key in self._memo:
             hit: Draft = self._memo[key]
             if hit.attention is not None or not attention:
@@ -333,7 +352,7 @@ class SimultaneousTranslator:
                 return Draft(hit.ids, hit.end, hit.tail, hit.attention, hit.prompt_tokens, hit.prompt_tokens,
                              dict(hit.timings), hit.compute_s, memo_hit=True)
         with self.lm.lock:
-            draft = self._generate(prompt, max_tokens, attention, end_if_cap, self._guess)
+            draft = self._generate(prompt, max_tokens, attention, end_if_cap, self._guess, min_units)
         if self._memo is not None:
             self._memo[key] = draft
             while len(self._memo) > max(1, self.config.memo_size):
@@ -342,7 +361,7 @@ class SimultaneousTranslator:
 
     @torch.inference_mode()
     def _generate(self, prompt: RenderedPrompt, max_tokens: int, attention: bool, end_if_cap: str,
-                  guess: Sequence[int] = ()) -> Draft:
+                  guess: Sequence[int] = (), min_units: int = 0) -> Draft:
         """Greedy draft of up to `max_tokens` after `prompt`, the heads' q/k captured when `attention`.
 
         `guess` (token ids the draft probably starts with: the last draft's unsent tokens) is fed with the prompt
@@ -391,6 +410,13 @@ class SimultaneousTranslator:
                 end, tail = "newline", piece.split("\n", 1)[0]
             return end is not None
 
+        def choose(row: torch.Tensor, nxt: int) -> int:
+            """`nxt`, unless it would end a draft that must still grow to `min_units` target units."""
+            if min_units and (nxt in self._stop_ids or (self.config.stop_at_newline and "\n" in tok.decode([nxt]))) \
+                    and len(target_units(tok.decode(out_ids), self.tgt_lang)) < min_units:
+                return self.lm.greedy.argmax(row[None], banned=self._enders())[0]
+            return nxt
+
         with capture if capture is not None else nullcontext():
             hidden = forward(list(ids[reused:]) + guess, len(guess) + 1)  # row i predicts position P + i
             if not bool(torch.isfinite(hidden).all()):  # broken weights: never emit their argmax
@@ -398,7 +424,7 @@ class SimultaneousTranslator:
                                       f"{broken_weights_hint(self.lm)}")
             timings["prefill"] = time.perf_counter() - t0
             for i, nxt in enumerate(self.lm.greedy.argmax(hidden)):
-                if stop(nxt):
+                if stop(nxt := choose(hidden[i], nxt)):
                     break
                 out_ids.append(nxt)
                 if i >= len(guess) or nxt != guess[i] or len(out_ids) == max_tokens:
@@ -416,7 +442,7 @@ class SimultaneousTranslator:
                 hidden = forward([out_ids[-1]], 1)
                 if len(out_ids) == max_tokens:
                     break
-                if not stop(nxt := self.lm.greedy.argmax(hidden)[0]):
+                if not stop(nxt := choose(hidden[-1], self.lm.greedy.argmax(hidden)[0])):
                     out_ids.append(nxt)
             timings["draft"] = time.perf_counter() - t0 - timings["prefill"]
             timings["draft_forwards"] = forwards - 1  # forwards after the prefill
@@ -433,6 +459,16 @@ class SimultaneousTranslator:
         self.stats["guess_tokens"] += len(guess)
         self.stats["guess_accepted"] += accepted
         return Draft(out_ids, end or end_if_cap, tail, att, P, reused, timings, time.perf_counter() - t0)
+
+    def _enders(self) -> torch.Tensor:
+        """Ids of the tokens that end a draft: stop tokens and, with `stop_at_newline`, any with a newline (found once
+        per tokenizer, by decoding the vocabulary)."""
+        tok = self.lm.tokenizer
+        if getattr(tok, "_alignheads_newlines", None) is None:
+            tok._alignheads_newlines = [i for i, piece in enumerate(tok.batch_decode([[i] for i in range(len(tok))]))
+                                        if "\n" in piece]
+        ids = set(self._stop_ids) | (set(tok._alignheads_newlines) if self.config.stop_at_newline else set())
+        return torch.tensor(sorted(ids), dtype=torch.long)
 
     def _unsent(self, draft: Draft, trace: DecisionTrace) -> list[int]:
         """The draft's tokens after the emitted text, when the emission ended on a token boundary (the guess for the
@@ -476,7 +512,8 @@ class SimultaneousTranslator:
             cut = Cut(n, len(text.rstrip()), FINAL)
         else:
             view = hold_sentence_end(DraftView(text, ends, draft.end in ("eos", "newline"), self.spaced, n_acc,
-                                               self._n_units, draft.attention, head_weights=self.head_weights))
+                                               self._n_units, draft.attention, head_weights=self.head_weights,
+                                               n_shown=n_src, border=self.border, border_index=self._border_index))
             cut = self._policy.decide(view, self.config, self._state)
             if view.held_end:
                 held = len(view.text)

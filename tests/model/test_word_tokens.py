@@ -13,10 +13,11 @@ import pytest
 
 from alignheads.corpus.pairs import Corpus, SentencePair
 from alignheads.heads.headset import Head
+from alignheads.heads.readiness import prefix_steps
 from alignheads.heads.scoring import ScoreConfig, reference_token_scores, score_heads
 from alignheads.model.prompts import PromptLayout, render
 from alignheads.model.tiny import tiny_tokenizer
-from alignheads.simul.oracle import _emission_steps, oracle_steps, policy_eval
+from alignheads.simul.oracle import _emission_steps, policy_eval
 from alignheads.simul.policy import AlignAttConfig
 from alignheads.simul.translator import SimultaneousTranslator, SourceWord, TranslatorConfig
 from tests.scripted import scripted_model, sentencepiece_tokenizer, tiny_model
@@ -155,6 +156,6 @@ def test_oracle_emits_words_that_share_a_token_together():
 
 
 def test_realistic_oracle_steps_show_each_word_before_it_is_accessible():
-    assert oracle_steps(3) == [(1, 1), (2, 2)]
-    assert oracle_steps(3, pending=1) == [(1, 0), (1, 1), (2, 1), (2, 2), (3, 2)]
-    assert oracle_steps(3, show_future=True) == [(3, 1), (3, 2)]
+    assert prefix_steps(3) == [(1, 1), (2, 2)]
+    assert prefix_steps(3, pending=1) == [(1, 0), (1, 1), (2, 1), (2, 2), (3, 2)]
+    assert prefix_steps(3, show_future=True) == [(3, 1), (3, 2)]

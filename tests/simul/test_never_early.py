@@ -19,7 +19,7 @@ from alignheads.model.loader import LoadedModel
 from alignheads.simul.coverage import sentence_coverage
 from alignheads.simul.policy import AlignAttConfig, DraftView, hold_sentence_end
 from alignheads.simul.translator import POLICIES, SimultaneousTranslator, SourceWord, TranslatorConfig
-from tests.scripted import scripted_model
+from tests.scripted import policy_heads, scripted_model
 
 # 22 words, as in the issue's recording: the model's sentence is complete after the first one.
 LONG = ("When the committee met again in the spring , it agreed that the new rules would apply to every "
@@ -46,7 +46,7 @@ SENTENCE_END = ".!?。！？"
 @pytest.mark.model
 @pytest.mark.parametrize("policy", POLICIES)
 def test_the_target_sentence_ends_only_after_the_whole_source(scripted, policy):
-    tr = SimultaneousTranslator(scripted, HEADS, "en", "it", policy, config(policy))
+    tr = SimultaneousTranslator(scripted, policy_heads(policy, HEADS, scripted), "en", "it", policy, config(policy))
     words = [SourceWord(w, 0.4 * (i + 1)) for i, w in enumerate(LONG)]
     updates = [tr.update(words[:n], 0.4 * n) for n in range(1, len(LONG))]
     assert any(u.decision_trace.draft_end in ("eos", "newline", "max_draft") for u in updates)
@@ -81,3 +81,26 @@ def test_hold_sentence_end_keeps_the_word_before_the_mark_and_the_tokens_that_re
     assert held.text == "Il modello" and held.complete and held.held_end
     assert held.token_ends == [0, 2, 8, 10] and held.attention.shape == (1, 3, 3)
     assert hold_sentence_end(DraftView("Il modello", [0, 2, 10], False, True, 3, 0)).held_end is False
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("ending", ["eos", "newline"])
+def test_a_final_pass_does_not_stop_before_its_source_is_covered(ending):
+    """XL-WA's three early ends: continuing from a committed prefix, the model stopped at once. The final pass now
+    may not stop (stop token or newline) before the sentence has `final_min_ratio` target units per source word;
+    the committed text is never touched. With the ratio 0 the old, short translation comes back."""
+    from alignheads.base.languages import target_units
+
+    lm = scripted_model(" Il modello.", ending)
+    words = [SourceWord(w, 0.4 * (i + 1)) for i, w in enumerate(LONG)]
+    lengths = {}
+    for ratio in (0.0, 0.5):
+        tr = SimultaneousTranslator(lm, HEADS, "en", "it", "wait-k",
+                                    TranslatorConfig(wait_k=2, final_max_tokens=40, final_min_ratio=ratio))
+        tr.resume("Quando")
+        final = tr.update(words, 0.4 * len(LONG), final=True)
+        assert tr.target.startswith("Quando ") and final.new_text
+        lengths[ratio] = len(target_units(tr.target, "it"))
+        if ratio:
+            assert lengths[ratio] >= 11 or final.decision_trace.draft_end == "length_cap"
+    assert lengths[0.0] == 3 and lengths[0.5] > lengths[0.0]

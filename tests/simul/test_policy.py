@@ -198,3 +198,23 @@ def test_alignatt_decide_never_emits_the_stopping_token():
     assert (cut.keep_tokens, cut.stop_index, cut.reason) == (2, 2, FUTURE_SOURCE)
     assert text[: cut.chars] == " Das ist"
     assert list(cut.positions) == [0, 1, 2, 3, 4] and state["last_position"] == 1
+
+
+def test_local_agreement_of_n_drafts():
+    """LA-n emits the units the last n drafts agree on; LA-2 is the classic two-draft rule."""
+    from alignheads.simul.policy import POLICIES, DraftView
+    from alignheads.simul.translator import TranslatorConfig
+
+    def run(n, drafts):
+        state, out = {}, []
+        for text in drafts:
+            ends = [0] + [i + 1 for i, c in enumerate(text) if c != " " and (i + 1 == len(text) or text[i + 1] == " ")]
+            view = DraftView(text, ends, complete=True, spaced=True, n_accessible=5, n_emitted=len(out))
+            cut = POLICIES["local-agreement"].decide(view, TranslatorConfig(la_n=n), state)
+            out += text[: cut.chars].split()
+        return out
+
+    drafts = [" a b c", " a b d", " a x y"]
+    assert run(2, drafts) == ["a", "b"]  # the 2nd agrees with the 1st on "a b"
+    assert run(3, drafts) == ["a"]  # only "a" is in all three
+    assert run(4, drafts) == []

@@ -35,7 +35,8 @@ def test_a_model_that_ends_early_is_caught_by_coverage_not_by_timing(it2, tmp_pa
     """The scripted model drafts "Il modello." from the first word: the sentence end is held to the final pass
     (nothing ends early), and coverage flags the sentences as too short for their source."""
     lm = scripted_model(" Il modello.", "eos")
-    cfg = TranslatorConfig(alignatt=AlignAttConfig(border=1, max_draft=6), wait_k=2, final_max_tokens=12)
+    cfg = TranslatorConfig(alignatt=AlignAttConfig(border=1, max_draft=6), wait_k=2, final_max_tokens=12,
+                           final_min_ratio=0.0)  # the final pass may stop at once: coverage must catch it
     res = simulate(lm, it2, HEADS, policy, cfg, SimulationConfig(progress=False), out_dir=tmp_path)
     cov = json.loads((tmp_path / "coverage.json").read_text())
     assert cov["n_sentences"] == 2 and cov["flag_counts"]["ended_early"] == 0

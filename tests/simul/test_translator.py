@@ -17,6 +17,7 @@ from alignheads.simul.translator import (
     TranslatorError,
     policy_trace_frame,
 )
+from tests.scripted import policy_heads
 
 SRC = "For more than twenty years , BLEU has been the standard metric in our field .".split()
 HEADS3 = [Head(2, 1), Head(5, 0, "emit"), Head(0, 3)]
@@ -67,7 +68,8 @@ def test_kv_cache_reuse_gives_identical_drafts(name, request):
 @pytest.mark.parametrize("policy", POLICIES)
 def test_append_only_under_random_update_sequences(tiny3, policy):
     rng = random.Random(hash(policy) % 1000)
-    tr = SimultaneousTranslator(tiny3, HEADS3, "en", "de", policy, config=cfg(cut_last=1, wait_k=2))
+    tr = SimultaneousTranslator(tiny3, policy_heads(policy, HEADS3, tiny3), "en", "de", policy,
+                                config=cfg(cut_last=1, wait_k=2))
     for _sentence in range(2):
         tr.reset()
         shown, now = [], 100.0  # stream clock well past 0

@@ -27,6 +27,7 @@ from .style import (
 STOP_STYLES = {  # marker, colour, legend text
     "future_source": ("^", "#d62728", "stopped: needs future source"),
     "rewind": ("X", "#9467bd", "stopped: attention jumped back"),
+    "learned_border": ("v", "#8c564b", "stopped: the learned border says wait"),
     "end_of_draft": ("s", "#2ca02c", "draft exhausted"),
     "sentence_end": ("o", "#17becf", "draft's sentence end held back"),
     "final": ("*", "#ff7f0e", "sentence end: translated to the end"),

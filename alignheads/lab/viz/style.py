@@ -33,6 +33,7 @@ SCORE_LABELS = {
     "aer": "AER (lower is better)",
     "precision": "Alignment precision",
     "recall": "Alignment recall",
+    "readiness_auc": "Readiness AUC (prefix condition)",
 }
 
 
