@@ -64,6 +64,25 @@ def _umask() -> int:
     return mask
 
 
+def refuse_overwriting(target: str | os.PathLike, inputs, what: str = "--out") -> None:
+    """Raise when writing `target` would replace one of `inputs` (the same path, or another name of the same file)."""
+    from .errors import AlignheadsError
+
+    target = Path(target)
+    for source in inputs:
+        if source is None or str(source) == "-":
+            continue
+        source = Path(source)
+        same = target.resolve() == source.resolve()
+        if not same and target.exists() and source.exists():
+            try:
+                same = os.path.samefile(target, source)
+            except OSError:
+                same = False
+        if same:
+            raise AlignheadsError(f"{target}: writing it would replace the input {source}; choose another {what}")
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Write `text` to `path` atomically."""
     with atomic_open(path) as f:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AlignheadsError
-from .fileio import ensure_dir, json_default
+from .fileio import ensure_dir, json_default, refuse_overwriting
 
 LOCK = ".alignheads-run.lock"
 RUN_RECORD = ".alignheads-run.json"  # the names of the files the last committed run wrote
@@ -127,13 +127,4 @@ class RunFolder:
         return [n for n in names if isinstance(n, str) and Path(n).name == n and n not in (LOCK, RUN_RECORD)]
 
     def _refuse_inputs(self, target: Path) -> None:
-        for source in self.inputs:
-            same = target.resolve() == source.resolve()
-            if not same and target.exists() and source.exists():
-                try:
-                    same = os.path.samefile(target, source)
-                except OSError:
-                    same = False
-            if same:
-                raise AlignheadsError(f"{target}: writing this run's {target.name} would replace its input {source}; "
-                                      f"choose another {self.what}")
+        refuse_overwriting(target, self.inputs, self.what)

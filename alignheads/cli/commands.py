@@ -85,6 +85,11 @@ def cmd_score(args) -> int:
     if a4l and lm.facts.kv_shared:
         print(f"--runtime a4l: heads on the KV-shared layers {min(lm.facts.kv_shared)}-{max(lm.facts.kv_shared)} "
               "are left out of the selection")
+    from ..base.fileio import atomic_open, refuse_overwriting
+
+    for name in ("scores.csv", "ts_heatmap.png", "readiness.csv", "readiness_heatmap.png",
+                 headset_filename(lm.facts.model_id, corpus.src_lang, corpus.tgt_lang)):
+        refuse_overwriting(out / name, opt.inputs(args))
     scores, selection, headset = calibrate(lm, corpus, layout, score_cfg, select_cfg)
     border = None
     if args.condition == "prefix":
@@ -95,8 +100,6 @@ def cmd_score(args) -> int:
         border = calibrate_border(lm, corpus, headset, layout, scores=scores, pending=args.pending_words)
     if rank != 0:  # every rank holds the full result; one writes it
         return 0
-    from ..base.fileio import atomic_open
-
     with atomic_open(out / "scores.csv") as f:
         scores.table.to_csv(f, index=False)
     if a4l:
@@ -165,7 +168,7 @@ def cmd_heads_convert(args) -> int:
     from ..heads.alignatt4llm import save_a4l
     from ..heads.headset import load_headset
 
-    path = save_a4l(load_headset(args.input), args.out, args.top_k, src=args.src, tgt=args.tgt)
+    path = save_a4l(load_headset(args.input), args.out, args.top_k, src=args.src, tgt=args.tgt, inputs=opt.inputs(args))
     print(f"wrote {path}")
     return 0
 
@@ -234,6 +237,9 @@ def cmd_translate(args) -> int:
     from ..speech.pipeline import build_cascade
 
     config = cascade_config(args)
+    if config.vad is None:
+        print("--no-vad: silence and noise are transcribed too (whisper invents words such as 'you' on them)",
+              file=sys.stderr)
     refs, segments = _references(args)
     samples = config.stabilizer.chunk_samples
     chunks = (read_pcm_stream(sys.stdin, samples) if args.audio == "-"
@@ -599,7 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "sets for --model); the directions served are those of the head sets")
     opt.add_model_args(s, dtype="auto")
     s.add_argument("--host", default=d.host, help=f"interface to bind (default {d.host})")
-    s.add_argument("--port", type=int, default=d.port, help=f"port (default {d.port}; 0 = any free port)")
+    s.add_argument("--port", type=opt.port, default=d.port, help=f"port (default {d.port}; 0 = any free port)")
     s.add_argument("--max-sessions", type=int, default=d.max_sessions,
                    help=f"concurrent sessions; more get error 'busy' (default {d.max_sessions})")
     s.add_argument("--max-utterance-words", type=int, default=d.max_utterance_words,

@@ -38,6 +38,14 @@ def _number(kind: type, low: float | None = None, strict: bool = False):
 positive_int = _number(int, 1)
 nonnegative_int = _number(int, 0)
 positive_float = _number(float, 0, strict=True)
+
+
+def port(text: str) -> int:
+    """A TCP port number, 0 (any free port) to 65535."""
+    value = _number(int, 0)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, got {value}")
+    return value
 nonnegative_float = _number(float, 0)
 finite_float = _number(float)
 DTYPES = ("auto", "float32", "bfloat16", "float16", "int8")  # alignheads.model.loader.DTYPES
@@ -166,11 +174,20 @@ def out_dir(args: argparse.Namespace) -> Path:
     return ensure_dir(args.out, "--out folder")
 
 
-def out_file(args: argparse.Namespace) -> Path | None:
-    """--out as a file (None when not given): its folder created and checked writable now."""
-    from ..base.fileio import ensure_file_writable
+def inputs(args: argparse.Namespace) -> list:
+    """Every file the command reads (so that no output replaces one of them)."""
+    return [getattr(args, k, None) for k in ("data", "gold", "tgt_file", "heads", "word_times", "ref", "audio", "input")
+            if isinstance(getattr(args, k, None), str) and getattr(args, k) not in ("published", "auto", "-")]
 
-    return ensure_file_writable(args.out, "--out file") if args.out else None
+
+def out_file(args: argparse.Namespace) -> Path | None:
+    """--out as a file (None when not given): its folder created and checked writable now, never one of the inputs."""
+    from ..base.fileio import ensure_file_writable, refuse_overwriting
+
+    if not args.out:
+        return None
+    refuse_overwriting(args.out, inputs(args))
+    return ensure_file_writable(args.out, "--out file")
 
 
 def heads_spec(args: argparse.Namespace):

@@ -9,9 +9,10 @@ KV-shared layer (DESIGN.md §4b). `export_a4l` writes only what that reader give
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
-from ..base.fileio import write_json
+from ..base.fileio import refuse_overwriting, write_json
 from ..base.languages import get_language
 from .headset import A4L_ANY_LANGUAGE, A4L_RUNTIME_TOP_K, HeadSet, HeadSetError, headset_filename
 
@@ -76,9 +77,10 @@ def export_a4l(headset: HeadSet, top_k: int = A4L_RUNTIME_TOP_K, *, kv_shared_la
 
 
 def save_a4l(headset: HeadSet, out: str | Path, top_k: int = A4L_RUNTIME_TOP_K, *,
-             kv_shared_layers: dict[int, int] | None = None, src: str | None = None, tgt: str | None = None) -> Path:
+             kv_shared_layers: dict[int, int] | None = None, src: str | None = None, tgt: str | None = None,
+             inputs: Sequence[str | Path] = ()) -> Path:
     """Write `export_a4l`'s payload atomically; `out` is a directory (the conventional name is used inside) or a
-    file that must carry that name, since their runtime looks the file up by name."""
+    file that must carry that name, since their runtime looks the file up by name. Never over one of `inputs`."""
     payload = export_a4l(headset, top_k, kv_shared_layers=kv_shared_layers, src=src, tgt=tgt)
     name = headset_filename(headset.model_id, payload["src_lang"], payload["tgt_lang"])
     as_dir = str(out).endswith(("/", "\\"))  # Path() drops a trailing separator: look before converting
@@ -87,5 +89,6 @@ def save_a4l(headset: HeadSet, out: str | Path, top_k: int = A4L_RUNTIME_TOP_K, 
         out = out / name
     elif out.name != name:
         raise HeadSetError(f"{out}: the AlignAtt4LLM runtime finds head files by name; call it {name}")
+    refuse_overwriting(out, inputs)
     write_json(out, payload)
     return out

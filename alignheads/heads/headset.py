@@ -268,10 +268,23 @@ def _check_fields(d: dict, table: dict[str, str], where: str) -> None:
             raise HeadSetError(f"{where}{k} must be {kind}, got {d[k]!r}")
 
 
+MAX_FILE_BYTES = 16 << 20  # the largest head-set file read (ours with every matrix of a 42-layer model: ~100 KB)
+MAX_HEADS = 4096  # heads in a file whose model shape is unknown (else layers x heads x query positions)
+
+
 def load_headset(path: str | Path) -> HeadSet:
-    """Read a head-set file (ours, or the authors' minimal format) with clear errors."""
+    """Read a head-set file (ours, or the authors' minimal format) with clear errors.
+
+    Refused: anything but a regular file (a folder, a FIFO that would block), files over MAX_FILE_BYTES, more
+    heads than the model has (or MAX_HEADS), a `top_k` below 1. Repeated heads are dropped with a warning; a
+    `top_k` above the number of heads is clamped with one."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise HeadSetError(f"{path}: not a regular file (a folder, FIFO or device): give a head-set JSON file")
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise HeadSetError(f"{path}: {path.stat().st_size} bytes, more than a head-set file holds "
+                               f"({MAX_FILE_BYTES >> 20} MiB at most)")
         d = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
         raise HeadSetError(f"{path}: no such head-set file") from e
@@ -282,7 +295,7 @@ def load_headset(path: str | Path) -> HeadSet:
     if not isinstance(d, dict) or not isinstance(d.get("token_alignment_heads"), list):
         raise HeadSetError(f"{path}: expected an object with a 'token_alignment_heads' list")
     if "schema" not in d and {"model", "direction", "score_name", "regime"} & d.keys():
-        return _from_a4l(d, path)  # the AlignAtt4LLM authors' published format (model/direction keys)
+        return _sane(_from_a4l(d, path), path)  # the AlignAtt4LLM authors' published format (model/direction keys)
     entries = []
     for i, item in enumerate(d["token_alignment_heads"]):
         if not isinstance(item, dict) or not all(k in item for k in ("layer", "head")):
@@ -295,8 +308,8 @@ def load_headset(path: str | Path) -> HeadSet:
         warnings.warn(f"{path}: minimal head-set file (no model shape or provenance); only ranges are checked",
                       stacklevel=2)
         _check_fields(d, {k: _FIELDS[k] for k in ("model_id", "src_lang", "tgt_lang")}, f"{path}: ")
-        return HeadSet(entries, d.get("model_id", "unknown"), d.get("src_lang", "?"), d.get("tgt_lang", "?"),
-                       None, None)
+        return _sane(HeadSet(entries, d.get("model_id", "unknown"), d.get("src_lang", "?"), d.get("tgt_lang", "?"),
+                             None, None), path)
     if d["schema"] != SCHEMA:
         raise HeadSetError(f"{path}: schema {d['schema']!r} is not supported (expected {SCHEMA!r})")
     missing = [k for k in ("model_id", "src_lang", "tgt_lang", "num_layers", "num_heads") if k not in d]
@@ -310,7 +323,30 @@ def load_headset(path: str | Path) -> HeadSet:
             PromptLayout.from_dict(kw["layout"])
         except (AlignheadsError, TypeError, ValueError) as e:
             raise HeadSetError(f"{path}: layout is not a prompt layout ({e})") from None
-    return HeadSet(heads=entries, **kw)
+    return _sane(HeadSet(heads=entries, **kw), path)
+
+
+def _sane(hs: HeadSet, path: Path) -> HeadSet:
+    """Bounds of a loaded set: a cap on heads, repeated heads dropped (warned), top_k >= 1 (clamped when too big)."""
+    cap = hs.num_layers * hs.num_heads * len(QUERIES) if hs.num_layers and hs.num_heads else MAX_HEADS
+    if len(hs.heads) > cap:
+        raise HeadSetError(f"{path}: {len(hs.heads)} heads, more than "
+                           + (f"the model has ({hs.num_layers} layers x {hs.num_heads} heads x {len(QUERIES)} query "
+                              "positions)" if cap != MAX_HEADS else f"a head set may list ({MAX_HEADS})"))
+    seen: set = set()
+    unique = [e for e in hs.heads if not (e.key in seen or seen.add(e.key))]
+    if len(unique) < len(hs.heads):
+        warnings.warn(f"{path}: {len(hs.heads) - len(unique)} repeated head(s) dropped (each head counts once)",
+                      stacklevel=3)
+        hs.heads = unique
+    if hs.top_k is not None:
+        if hs.top_k < 1:
+            raise HeadSetError(f"{path}: top_k must be a whole number of heads >= 1, got {hs.top_k}")
+        if hs.top_k > len(hs.heads):
+            warnings.warn(f"{path}: top_k {hs.top_k} is more than the {len(hs.heads)} heads listed; all are used",
+                          stacklevel=3)
+            hs.top_k = len(hs.heads)
+    return hs
 
 
 # --------------------------------------------------------------------------- the AlignAtt4LLM authors' files

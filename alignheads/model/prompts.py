@@ -149,17 +149,26 @@ class RenderedPrompt:
 def _char_to_tokens(
     offsets: Sequence[tuple[int, int]], text: str, spans: Sequence[tuple[int, int]], base: int
 ) -> list[list[int]]:
-    """For each char span (relative to `base`), the tokens whose non-space characters overlap it."""
+    """For each char span (relative to `base`, in increasing order), the tokens whose non-space characters overlap
+    it — one pass over spans and tokens together (linear in the prompt), since both advance along the text."""
+    trimmed = []
+    for ts, te in offsets:  # trim the whitespace a token carries ("▁word", " word") before testing overlap
+        while ts < te and text[ts].isspace():
+            ts += 1
+        trimmed.append((ts, te))
     out: list[list[int]] = []
+    first = 0  # tokens before `first` end before every later span starts
     for s, e in spans:
         s, e = s + base, e + base
+        while first < len(trimmed) and trimmed[first][1] <= s:
+            first += 1
         toks = []
-        for t, (ts, te) in enumerate(offsets):
-            # Trim whitespace the token carries ("▁word", " word") before testing overlap.
-            while ts < te and text[ts].isspace():
-                ts += 1
-            if ts < te and ts < e and te > s:
+        t = first
+        while t < len(trimmed) and trimmed[t][0] < e:
+            ts, te = trimmed[t]
+            if ts < te and te > s:
                 toks.append(t)
+            t += 1
         if not toks:
             raise AlignheadsError(f"no token covers the word {text[s:e]!r} at chars {s}-{e}")
         out.append(toks)

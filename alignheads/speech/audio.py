@@ -34,6 +34,8 @@ def resample(audio: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndar
 def load_audio(path: str | os.PathLike) -> np.ndarray:
     """Read a wav/flac/mp3/ogg file (any rate, any channel count) as float32 mono 16 kHz samples."""
     path = Path(path)
+    if path.is_dir():
+        raise AlignheadsError(f"{path}: is a folder, not an audio file")
     if not path.is_file():
         raise AlignheadsError(f"{path}: audio file not found")
     if path.stat().st_size == 0:
@@ -52,6 +54,10 @@ def load_audio(path: str | os.PathLike) -> np.ndarray:
         warnings.warn(f"{path}: truncated WAV: its header declares {cut[0]:.2f} s of audio but the file holds "
                       f"{cut[1]:.2f} s (an interrupted copy or download?); using the {cut[1]:.2f} s present",
                       stacklevel=2)
+    peak = float(np.abs(data).max())
+    if peak > 2.0:  # integer formats decode into [-1, 1]; only float WAVs can hold more
+        warnings.warn(f"{path}: samples reach {peak:.3g}, far outside [-1, 1] (a float WAV not scaled to full "
+                      "scale?); the recogniser will hear clipped noise", stacklevel=2)
     mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     return resample(mono, rate)
 

@@ -27,6 +27,7 @@ append-only; each emitted unit gets two times, like the IWSLT simultaneous track
 from __future__ import annotations
 
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -42,6 +43,8 @@ from .asr import ASRBackend, Word
 from .audio import SAMPLE_RATE
 from .stabilizer import Stabilizer, StabilizerConfig
 from .vad import StreamingVAD, VADConfig
+
+NO_SPEECH_WARNING_S = 10.0  # say so when voice activity found nothing in this much audio
 
 
 @dataclass
@@ -159,6 +162,9 @@ class SpeechCascade:
         t0 = time.perf_counter()
         if self._vad is not None:
             self._vad.feed(chunk)
+            if self.stats.asr_calls == 0 and self.now >= NO_SPEECH_WARNING_S > self.now - len(chunk) / SAMPLE_RATE:
+                warnings.warn(f"no speech in the first {NO_SPEECH_WARNING_S:g} s of audio: silence, or raw PCM in "
+                              "another rate or format (stdin expects 16 kHz 16-bit mono)", stacklevel=2)
         if self.now < self.config.min_start_s:
             self._recognised(time.perf_counter() - t0)
             return self._collect()

@@ -344,3 +344,22 @@ def test_a_stream_error_during_translate_keeps_the_partial_output(tmp_path, monk
     scores = json.loads((tmp_path / "o" / "scores.json").read_text())
     assert scores["partial"] is True and scores["stopped"].startswith("ConnectionResetError")
     assert scores["audio_s"] == 5.95  # 7 whole 850 ms chunks arrived; the last 50 ms waited for an 8th
+
+
+def test_small_misuses_get_one_clear_line(tmp_path, capsys):
+    """A folder as AUDIO, a port past 65535 (a usage error before any model loads), a float WAV far from full
+    scale (a warning, the run goes on)."""
+    import numpy as np
+    import soundfile as sf
+
+    from alignheads.speech.audio import load_audio
+
+    assert _main(*["translate", str(tmp_path), "--tgt", "de", "--policy", "wait-k", "--out", str(tmp_path / "o")]) == 2
+    assert "is a folder, not an audio file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _main("serve", "--heads", "h.json", "--port", "70000")
+    assert "a port is 0 to 65535" in capsys.readouterr().err
+    loud = tmp_path / "loud.wav"
+    sf.write(loud, (np.sin(np.arange(16000) / 5) * 1e6).astype(np.float32), 16000, subtype="FLOAT")
+    with pytest.warns(UserWarning, match="far outside"):
+        load_audio(loud)

@@ -411,3 +411,17 @@ def test_oracle_word_that_shares_its_only_token_goes_out_with_the_next():
     # 3 target words over 3 tokens; words 1 and 2 share tokens 1-2 (a token shared by two words belongs to both)
     got = _emission_steps([0, 1, 2], [[0], [1, 2], [1, 2]], 3, 4, AlignAttConfig(border=0), True, [1, 2, 3])
     assert got == [1, 3, 3]
+
+
+def test_convert_never_writes_over_its_input(tmp_path, capsys):
+    """Reported: `heads convert D/translation_heads_…json --out D/` (or --out the file itself) replaced the calibrated
+    set with the converted one and exited 0."""
+    import shutil
+
+    src = tmp_path / "translation_heads_google_gemma-4-E4B-it_en-de.json"
+    shutil.copy(PUBLISHED_DIR / src.name, src)
+    before = src.read_bytes()
+    for out in (str(tmp_path), str(tmp_path) + "/", str(src)):
+        assert main(["heads", "convert", str(src), "--runtime", "a4l", "--out", out]) == 2
+        assert "would replace the input" in capsys.readouterr().err
+    assert src.read_bytes() == before

@@ -187,3 +187,34 @@ def test_the_file_records_the_dtype_its_attention_was_scored_in(tiny_calibrated,
     headset = tiny_calibrated[3]
     assert headset.calibration["dtype"] == "float32"
     assert load_headset(headset.save(tmp_path / "h.json")).calibration["dtype"] == "float32"
+
+
+def test_the_loader_bounds_what_a_file_can_ask_for(tmp_path):
+    """Reported: 10,000 copies of the model's heads used 1.4 GB, the same head thrice was used thrice, top_k -1
+    dropped the last head silently, a FIFO as the path hung. Now: a cap, repeats dropped with a warning, top_k >= 1
+    (clamped when above the heads listed), only regular files."""
+    import os
+
+    base = HeadSet([HeadEntry(2, 1), HeadEntry(5, 0, query="emit")], "tiny", "en", "de", 6, 4).to_dict()
+
+    def write(**changes):
+        path = tmp_path / "h.json"
+        path.write_text(json.dumps({**base, **changes}))
+        return path
+
+    with pytest.raises(HeadSetError, match=r"more than the model has \(6 layers x 4 heads x 2"):
+        load_headset(write(token_alignment_heads=base["token_alignment_heads"] * 30))
+    with pytest.warns(UserWarning, match="2 repeated head"):
+        hs = load_headset(write(token_alignment_heads=base["token_alignment_heads"] * 2))
+    assert [str(h) for h in hs.top()] == ["L2H1", "L5H0@emit"]
+    for bad in (0, -1):
+        with pytest.raises(HeadSetError, match="top_k must be a whole number of heads >= 1"):
+            load_headset(write(top_k=bad))
+    with pytest.warns(UserWarning, match="top_k 8 is more than the 2 heads"):
+        assert load_headset(write(top_k=8)).top_k == 2
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    with pytest.raises(HeadSetError, match="not a regular file"):
+        load_headset(fifo)
+    with pytest.raises(HeadSetError, match="not a regular file"):
+        load_headset(tmp_path)

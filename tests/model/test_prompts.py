@@ -90,3 +90,28 @@ def test_shared_corpora_render(shared_gold, tiny4):
     for pair in corpus.head(20):
         _check_maps(tiny4.tokenizer, render(layout, tiny4.tokenizer, pair.src_words, target_words=pair.tgt_words),
                     "en", "zh")
+
+
+def test_rendering_is_linear_in_the_source_length():
+    """Reported: mapping words to tokens compared every word with every token, so one 2,000-word frame froze the
+    server for a minute. Ten times the words must cost well under a hundred times the time (ratio < 20)."""
+    import time
+
+    from alignheads.model.prompts import PromptLayout, render
+    from alignheads.model.tiny import tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    layout = PromptLayout.for_tokenizer(tok, "en", "de")
+    words = "the quick brown fox jumps over the lazy dog .".split()
+
+    def seconds(n: int) -> float:
+        src = (words * (n // len(words) + 1))[:n]
+        best = float("inf")
+        for _ in range(5):  # the best of five: a busy machine's noise only ever adds time
+            t0 = time.perf_counter()
+            render(layout, tok, src, prefix=" ".join(src[:50]))
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    seconds(200)  # warm-up
+    assert seconds(20_000) / seconds(2_000) < 20

@@ -95,6 +95,20 @@ MUTANTS = [
            "        self._mt_clock = max(self._mt_clock, recognised) + mt_s\n",
            "        self._mt_clock = self._mt_clock + mt_s\n",
            ("tests/speech/test_cascade.py::test_overlapping_recognition_and_translation_changes_no_output",)),
+    Mutant("prompt-mapping-quadratic", "alignheads/model/prompts.py",
+           "        t = first\n", "        t = 0\n",
+           ("tests/model/test_prompts.py::test_rendering_is_linear_in_the_source_length",)),
+    Mutant("final-pass-stops-early", "alignheads/simul/translator.py",
+           "            if min_units and (nxt in self._stop_ids", "            if False and (nxt in self._stop_ids",
+           ("tests/simul/test_never_early.py::test_a_final_pass_does_not_stop_before_its_source_is_covered",)),
+    Mutant("learned-border-emits-the-doubted-word", "alignheads/simul/policy.py",
+           "                keep = stop = starts[int(waiting[0])]",
+           "                keep = stop = starts[int(waiting[0])] + 1",
+           ("tests/heads/test_readiness.py::test_the_learned_border_policy_holds_the_first_word_it_doubts",)),
+    Mutant("readiness-margin-sign", "alignheads/heads/readiness.py",
+           "            margins.append(acc - att[..., j, :].argmax(-1))",
+           "            margins.append(att[..., j, :].argmax(-1) - acc)",
+           ("tests/heads/test_readiness.py::test_a_head_on_the_true_source_word_scores_high_and_a_recency_head_does_not",)),
 ]
 
 

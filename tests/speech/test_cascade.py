@@ -194,3 +194,18 @@ def test_overlapping_recognition_and_translation_changes_no_output(tiny_asr, tin
     assert all(e.time_ca >= e.time_cu for e in ovl.emissions)
     assert ovl.stats.overlap and ovl.stats.rtf == max(ovl.stats.asr_s, ovl.stats.mt_s) / ovl.stats.audio_s
     assert seq.stats.rtf == seq.stats.rtf_sum
+
+
+def test_ten_seconds_without_speech_are_reported_once(tiny_asr, tiny3):
+    """Raw PCM of the wrong rate or format cannot be detected in general; ten seconds in which voice activity finds
+    no speech are said once (a warning), and the stream goes on."""
+    import warnings
+
+    cascade = build_cascade(CascadeConfig(policy="wait-k", stabilizer=StabilizerConfig(chunk_ms=850)), lm=tiny3,
+                            asr=tiny_asr)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_stream(cascade, iter_chunks(np.zeros(21 * SAMPLE_RATE, np.float32), cascade.config.chunk_samples))
+    cascade.close()
+    said = [w for w in caught if "no speech in the first 10 s" in str(w.message)]
+    assert len(said) == 1 and cascade.stats.chunks > 20
