@@ -59,11 +59,11 @@ def test_inputs_are_never_overwritten_by_path_or_inode(tmp_path):
     """A run file that is one of the run's inputs — the same path, or another name of the same inode — is refused."""
     data = tmp_path / "instances.log"
     data.write_text("input")
-    with RunFolder(tmp_path, inputs=[data]) as run, pytest.raises(AlignheadsError, match="would replace its input"):
+    with RunFolder(tmp_path, inputs=[data]) as run, pytest.raises(AlignheadsError, match="would replace the input"):
         run.add("instances.log", "output")
     linked = tmp_path / "elsewhere.log"
     os.link(data, linked)
-    with RunFolder(tmp_path, inputs=[linked]) as run, pytest.raises(AlignheadsError, match="would replace its input"):
+    with RunFolder(tmp_path, inputs=[linked]) as run, pytest.raises(AlignheadsError, match="would replace the input"):
         run.add("instances.log", "output")
     assert data.read_text() == "input"
 
