@@ -68,7 +68,7 @@ def stage_kernels(args) -> dict:
     from alignheads.corpus.formats import read_corpus
     from alignheads.model.loader import load_model
     from alignheads.model.prompts import render
-    from alignheads.simul.translator import SimultaneousTranslator, TranslatorConfig
+    from alignheads.simul.translator import SimultaneousTranslator, TranslatorConfig, drive
 
     pairs = read_corpus(GOLD / "en-de.test.tsv").pairs[: args.prompts]
     heads = headset("en-de")
@@ -84,7 +84,7 @@ def stage_kernels(args) -> dict:
 
         def arm(d, translators=translators, prompts=prompts, drafts=drafts):
             def run(parts):
-                drafts[d] = [translators[d]._generate(p, args.tokens, True, "max_draft") for p in prompts]
+                drafts[d] = [drive(translators[d]._generate(p, args.tokens, True, "max_draft")) for p in prompts]
                 return drafts[d]
             return run
 

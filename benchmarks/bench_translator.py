@@ -52,7 +52,7 @@ def bench_capture(lm, heads, repeats: int) -> dict:
     from alignheads.corpus.formats import read_corpus
     from alignheads.model.prompts import render
     from alignheads.simul.policy import AlignAttConfig
-    from alignheads.simul.translator import SimultaneousTranslator, TranslatorConfig
+    from alignheads.simul.translator import SimultaneousTranslator, TranslatorConfig, drive
 
     pair = read_corpus(GOLD / "en-de.test.tsv")[1]
     cfg = TranslatorConfig(alignatt=AlignAttConfig(max_draft=16), reuse_cache=False, stop_at_newline=False)
@@ -63,7 +63,7 @@ def bench_capture(lm, heads, repeats: int) -> dict:
 
     def arm(name: str, attention: bool):
         def run(parts):
-            d = tr._generate(prompt, 16, attention, "max_draft")
+            d = drive(tr._generate(prompt, 16, attention, "max_draft"))
             per[name].append(d.timings["draft"] / d.timings["draft_forwards"])
             return d
         return run
@@ -77,7 +77,7 @@ def bench_capture(lm, heads, repeats: int) -> dict:
     timings = interleaved({"plain": arm("plain", False), "capture": arm("capture", True)}, repeats, warmup=1,
                           check=check, desc="capture overhead")
     per_fwd = {k: statistics.median(v[1:]) for k, v in per.items()}  # the first call of each arm is warm-up
-    d = tr._generate(prompt, 16, True, "max_draft")
+    d = drive(tr._generate(prompt, 16, True, "max_draft"))
     overhead = per_fwd["capture"] / per_fwd["plain"] - 1
     return {
         "prompt_tokens": len(prompt),

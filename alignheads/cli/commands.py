@@ -371,30 +371,42 @@ def cmd_serve(args) -> int:
     """The AlignAtt MT server (protocol v1) for WhisperLiveKit's `--translation-backend alignatt`."""
     import asyncio
     import logging
+    import signal
 
-    from ..serve.server import Engine, MTServer, ServeConfig, load_headsets
+    from ..serve.engine import Engine
+    from ..serve.server import MTServer, ServeConfig, load_headsets, session_config
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.verbose:
         logging.getLogger("alignheads.serve.server").setLevel(logging.DEBUG)
     config = ServeConfig(args.host, args.port, args.max_sessions, args.max_utterance_words, args.preset,
-                         args.top_k, args.max_frame_bytes)
+                         args.top_k, args.max_frame_bytes, args.max_update_words, args.max_prefix_words,
+                         args.init_timeout, args.idle_timeout, tuple(args.allow_origin), args.token or None)
     lm = opt.load(args)
     engine = Engine(lm, load_headsets(args.heads, lm), threads=args.threads)
     t0 = time.perf_counter()
-    engine.warmup(config.preset, config.top_k)
+    engine.warmup(session_config(config.preset, {}, config.top_k))
     print(f"model {lm.facts.model_id}, directions {', '.join(engine.directions)}, warm-up "
           f"{time.perf_counter() - t0:.1f} s", flush=True)
     server = MTServer(engine, config)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):  # stop serving: sessions closed with 1001 (going away)
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await server.serve(ready=lambda url: print(f"listening on {url} (health: "
+                                                       f"{url.replace('ws://', 'http://')}/health)", flush=True),
+                               stop=stop)
+        finally:
+            engine.close()  # the job in progress is abandoned; the scheduler thread is a daemon
+
     try:
-        asyncio.run(server.serve(ready=lambda url: print(f"listening on {url} (health: "
-                                                         f"{url.replace('ws://', 'http://')}/health)", flush=True)))
-    except KeyboardInterrupt:
-        pass
+        asyncio.run(main())
     except OSError as e:  # the port is taken, the host is not an interface here
         raise AlignheadsError(f"cannot listen on {config.host}:{config.port}: {e}") from e
-    finally:
-        engine.close()
+    print("stopped", flush=True)
     return 0
 
 
@@ -619,6 +631,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-frame-bytes", type=int, default=d.max_frame_bytes,
                    help=f"largest client frame in bytes; a larger one closes the connection with 1009 (default "
                    f"{d.max_frame_bytes})")
+    g = s.add_argument_group("bounds and access")
+    g.add_argument("--max-update-words", type=opt.positive_int, default=d.max_update_words,
+                   help=f"committed + tail words one update may carry (default {d.max_update_words})")
+    g.add_argument("--max-prefix-words", type=opt.positive_int, default=d.max_prefix_words,
+                   help=f"words of a reconnecting client's accepted_target_prefix (default {d.max_prefix_words})")
+    g.add_argument("--init-timeout", type=opt.positive_float, default=d.init_timeout_s, metavar="S",
+                   help=f"close a connection that sends no init within S seconds (default {d.init_timeout_s:g})")
+    g.add_argument("--idle-timeout", type=opt.positive_float, default=d.idle_timeout_s, metavar="S",
+                   help=f"close a session silent for S seconds (default {d.idle_timeout_s:g})")
+    g.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="a browser origin allowed to connect besides http(s)://localhost (repeatable); clients that "
+                   "send no Origin (not browsers) are always allowed")
+    g.add_argument("--token", default=os.environ.get("ALIGNHEADS_SERVE_TOKEN"),
+                   help="require ?token=TOKEN in the WebSocket URL (default: $ALIGNHEADS_SERVE_TOKEN; none)")
     s.add_argument("-v", "--verbose", action="store_true", help="log every update (seq, words, delta, time)")
     s.set_defaults(func=cmd_serve)
 

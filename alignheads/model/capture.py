@@ -66,6 +66,37 @@ def _own(t: torch.Tensor) -> torch.Tensor:
     return t.clone() if t.untyped_storage().nbytes() > t.numel() * t.element_size() else t
 
 
+def attach_recorders(model, recorder, layers: Iterable[int]) -> str | None:
+    """Switch `model` to the recording attention of its implementation and hang `recorder` on `layers`' attention
+    modules; returns the implementation to restore (None when it was already the recording one)."""
+    impl = model.config._attn_implementation
+    base = impl[len(PREFIX):] if impl.startswith(PREFIX) else impl
+    name = _register(base)
+    modules = _modules(model)
+    for layer in layers:
+        modules[layer]._alignheads_recorder = recorder
+    if impl != name:
+        model.set_attn_implementation(name)
+        return impl
+    return None
+
+
+def _modules(model) -> list:
+    """The model's attention modules by layer, found once per model."""
+    if getattr(model, "_alignheads_modules", None) is None:
+        model._alignheads_modules = attention_modules(model)
+    return model._alignheads_modules
+
+
+def detach_recorders(model, layers: Iterable[int], previous: str | None) -> None:
+    """Undo `attach_recorders`."""
+    modules = _modules(model)
+    for layer in layers:
+        modules[layer]._alignheads_recorder = None
+    if previous is not None:
+        model.set_attn_implementation(previous)
+
+
 @dataclass
 class LayerRecord:
     """Queries and keys of one layer, by absolute position; plus the kernel arguments to replay with."""
@@ -153,23 +184,21 @@ class AttentionCapture:
         self.on_rows(layer, rows, positions)
 
     def __enter__(self) -> AttentionCapture:
-        impl = self.model.config._attn_implementation
-        base = impl[len(PREFIX):] if impl.startswith(PREFIX) else impl
-        name = _register(base)
-        if impl != name:
-            self._previous_impl = impl
-            self.model.set_attn_implementation(name)
         self.reset()
-        for layer in self.layers:
-            self.modules[layer]._alignheads_recorder = self
+        self.attach()
         return self
 
     def __exit__(self, *exc) -> None:
-        for layer in self.layers:
-            self.modules[layer]._alignheads_recorder = None
-        if self._previous_impl is not None:
-            self.model.set_attn_implementation(self._previous_impl)
-            self._previous_impl = None
+        self.detach()
+
+    def attach(self) -> None:
+        """Start recording into what is already recorded (`__enter__` also clears it first)."""
+        self._previous_impl = attach_recorders(self.model, self, self.layers)
+
+    def detach(self) -> None:
+        """Stop recording; the record stays readable."""
+        detach_recorders(self.model, self.layers, self._previous_impl)
+        self._previous_impl = None
 
     def truncate(self, end: int) -> None:
         """Forget every key and query at absolute position >= `end`, as when the KV cache is rolled back to its

@@ -15,7 +15,8 @@ from typing import Any
 from ..base.errors import AlignheadsError
 
 PROTOCOL_VERSION = 1
-ERROR_CODES = ("bad_protocol", "unsupported_direction", "busy", "processing_failed")
+ERROR_CODES = ("bad_protocol", "unsupported_direction", "busy", "processing_failed", "timeout")
+MAX_SEQ = 2**53  # seq and utterance_id are JSON numbers every client can count to exactly
 
 
 class ProtocolError(AlignheadsError):
@@ -111,12 +112,13 @@ def _parse_init(msg: dict) -> Init:
 
 def _parse_update(msg: dict) -> Update:
     seq = msg.get("seq")
-    if not _is_int(seq):
-        raise ProtocolError(f"update.seq must be an integer, got {show_value(seq)}")
+    if not _is_int(seq) or not -MAX_SEQ < seq < MAX_SEQ:
+        raise ProtocolError(f"update.seq must be an integer below 2**53 in size, got {show_value(seq)}")
     try:
         utterance_id = msg.get("utterance_id")
-        if not _is_int(utterance_id) or utterance_id < 0:
-            raise ProtocolError(f"update.utterance_id must be an integer >= 0, got {show_value(utterance_id)}")
+        if not _is_int(utterance_id) or not 0 <= utterance_id < MAX_SEQ:
+            raise ProtocolError(f"update.utterance_id must be an integer from 0 below 2**53, got "
+                                f"{show_value(utterance_id)}")
         words = _words(msg.get("words"), "update.words")
         tail = msg.get("tail")
         if tail is None:
@@ -150,6 +152,7 @@ def _words(rows: Any, where: str) -> tuple[WireWord, ...]:
         text = row[0]
         if not isinstance(text, str) or not text.strip():
             raise ProtocolError(f"{where}[{i}][0] must be a non-empty string, got {show_value(text)}")
+        _unicode(text, f"{where}[{i}][0]")
         times = list(row[1:]) + [None] * (3 - len(row))
         for name, t in zip(("start_ms", "end_ms"), times, strict=True):
             if t is not None and not _is_number(t):
@@ -192,7 +195,16 @@ def _optional_str(msg: dict, kind: str, key: str) -> str:
         return ""
     if not isinstance(value, str):
         raise ProtocolError(f"{kind}.{key} must be a string, got {type(value).__name__}")
-    return value
+    return _unicode(value, f"{kind}.{key}")
+
+
+def _unicode(text: str, where: str) -> str:
+    """`text`, if it is valid Unicode (JSON's \\ud800 escapes can make lone surrogates, which no tokenizer takes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ProtocolError(f"{where} is not valid Unicode text (a lone surrogate, e.g. \\ud800)") from None
+    return text
 
 
 # --- server replies ---------------------------------------------------------------------------

@@ -19,27 +19,39 @@ without a model call (the commit fast path; the translator's draft memo).
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 import json
 import logging
 import math
+import re
 import threading
 import time
-from collections import Counter, OrderedDict, deque
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import Counter, deque
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import parse_qs
 
 from ..base.errors import AlignheadsError
-from ..base.languages import get_language, parse_direction
+from ..base.languages import get_language
 from ..heads.headset import A4L_ANY_LANGUAGE, HeadSet, filename_direction, load_headset
 from ..model.loader import LoadedModel
-from ..simul.translator import NO_NEW_SOURCE, SimultaneousTranslator, SourceWord, TranslatorConfig
-from ..speech.pipeline import PRESETS, build_translator, configure_translator, resolve_heads
+from ..simul.translator import NO_NEW_SOURCE, Forward, SourceWord, TranslatorConfig, drive
+from ..speech.pipeline import PRESETS, configure_translator, resolve_heads
+from .engine import Engine
 from .protocol import Init, ProtocolError, Update, WireWord, error, init_ok, parse_message, show_value, translation
 
 log = logging.getLogger("alignheads.serve.server")
+LOCAL_ORIGIN = re.compile(r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?")
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 FINAL_REPEATED = "final_repeated"  # stop reason of a final answered from the engine's recent finals
 MAX_DRAFT = 64  # the largest draft a client may ask for (partial_max_new_tokens): one update must stay short
@@ -101,15 +113,45 @@ class ServeConfig:
     preset: str = "server"  # a name in alignheads.speech.pipeline.PRESETS
     top_k: int | None = None  # heads of each head set used (its first k; None: all)
     max_frame_bytes: int = 1 << 20  # larger frames close the connection with 1009
+    # Bounds checked before any tokenisation (bad_protocol naming the limit); well above what a client that honours
+    # forced_final sends (max_utterance_words committed words plus a short tail).
+    max_update_words: int = 400  # committed + tail words of one update, partial or final
+    max_prefix_words: int = 400  # words of init.accepted_target_prefix
+    init_timeout_s: float = 10.0  # a connection that sends no init in this time is closed (its slot freed)
+    idle_timeout_s: float = 600.0  # a session silent this long is closed
+    allow_origins: tuple[str, ...] = ()  # browser origins allowed beside localhost ones (a missing Origin: allowed)
+    token: str | None = None  # when set, clients must connect with ?token=<it> (WhisperLiveKit can carry it)
 
     def __post_init__(self):
         if self.preset not in PRESETS:
             raise AlignheadsError(f"unknown preset {self.preset!r}; known: {', '.join(PRESETS)}")
-        for name in ("max_sessions", "max_frame_bytes"):
+        for name in ("max_sessions", "max_frame_bytes", "max_update_words", "max_prefix_words"):
             if getattr(self, name) < 1:
                 raise AlignheadsError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_utterance_words < 0:
             raise AlignheadsError(f"max_utterance_words must be >= 0 (0 = off), got {self.max_utterance_words}")
+        for name in ("init_timeout_s", "idle_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise AlignheadsError(f"{name} must be > 0 seconds, got {getattr(self, name)}")
+
+    def limits(self) -> dict[str, Any]:
+        """What /health tells a client about the bounds."""
+        return {k: getattr(self, k) for k in ("max_sessions", "max_frame_bytes", "max_utterance_words",
+                                              "max_update_words", "max_prefix_words", "init_timeout_s",
+                                              "idle_timeout_s")} | {"token_required": self.token is not None}
+
+    def check(self, msg: Init | Update) -> None:
+        """Refuse a frame over the bounds before it reaches the tokenizer (ProtocolError naming the limit)."""
+        if isinstance(msg, Init):
+            n = len(msg.accepted_target_prefix.split())
+            if n > self.max_prefix_words:
+                raise ProtocolError(f"init.accepted_target_prefix has {n} words, more than this server's "
+                                    f"max_prefix_words ({self.max_prefix_words})", kind="init")
+            return
+        n = len(msg.words) + len(msg.tail)
+        if n > self.max_update_words:
+            raise ProtocolError(f"update has {n} words (committed + tail), more than this server's max_update_words "
+                                f"({self.max_update_words}); finalise utterances sooner (forced_final)", seq=msg.seq)
 
 
 # --- head sets ----------------------------------------------------------------------------------
@@ -144,73 +186,6 @@ def load_headsets(specs: list[str], lm: LoadedModel) -> dict[str, HeadSet]:
     return out
 
 
-# --- engine -------------------------------------------------------------------------------------
-class Engine:
-    """One model in memory and the single worker thread every model call runs on."""
-
-    def __init__(self, lm: LoadedModel, headsets: dict[str, HeadSet], threads: int | None = None):
-        if not headsets:
-            raise AlignheadsError("the server needs at least one head set (--heads)")
-        self.lm, self.headsets = lm, headsets
-
-        def init_worker():
-            if threads:
-                import torch
-
-                torch.set_num_threads(threads)
-
-        self._worker = ThreadPoolExecutor(1, thread_name_prefix="alignheads-mt", initializer=init_worker)
-        self.busy_s = self.cpu_s = 0.0
-        self.jobs = 0
-        self.queued = 0  # jobs submitted and not yet started
-        self._count = threading.Lock()
-        # Recent final translations. A client whose call timed out (WhisperLiveKit waits 15 s) reconnects and sends
-        # the same final again (with the prefix it had been shown, perhaps older than what this server committed);
-        # on a slow CPU every attempt would time out again. The first attempt still finishes here, and the retry is
-        # answered from this table at once. Touched on the worker only.
-        self.finals: OrderedDict[tuple, str] = OrderedDict()
-        self.finals_reused = 0
-
-    @property
-    def directions(self) -> list[str]:
-        return sorted(self.headsets)
-
-    def translator(self, direction: str, config: TranslatorConfig) -> SimultaneousTranslator:
-        return build_translator(self.lm, self.headsets[direction], *parse_direction(direction), "alignatt", config)
-
-    def submit(self, fn: Callable[..., Any], *args) -> Future:
-        """Queue `fn(*args)` on the worker, after every job queued before it."""
-        def timed():
-            with self._count:
-                self.queued -= 1
-            t0, c0 = time.perf_counter(), time.thread_time()
-            try:
-                return fn(*args)
-            finally:
-                self.busy_s += time.perf_counter() - t0
-                self.cpu_s += time.thread_time() - c0  # the model's CPU time when torch runs on this thread alone
-                self.jobs += 1
-
-        with self._count:
-            self.queued += 1
-        return self._worker.submit(timed)
-
-    async def run(self, fn: Callable[..., Any], *args) -> Any:
-        """`submit` from the event loop: await the result."""
-        return await asyncio.wrap_future(self.submit(fn, *args))
-
-    def warmup(self, preset: str, top_k: int | None = None) -> None:
-        """Build a translator per direction and translate two words (checks the head sets against the model)."""
-        words = [SourceWord("Hello", 0.4), SourceWord("world.", 0.9)]
-        for direction in self.directions:
-            tr = self.submit(self.translator, direction, session_config(preset, {}, top_k)).result()
-            self.submit(tr.update, words, 1.0).result()
-            self.submit(tr.update, words, 1.0, True).result()
-
-    def close(self) -> None:
-        self._worker.shutdown(wait=True, cancel_futures=True)
-
-
 # --- one session ----------------------------------------------------------------------------------
 class Session:
     """The protocol state of one connection; `handle` runs on the engine's worker."""
@@ -236,6 +211,7 @@ class Session:
         self.emitted = ""  # committed_text of the open utterance
         self.buffer = ""
         self.covered: int | None = None
+        self.warned_times = False
         if init.accepted_target_prefix.strip():
             self.translator.resume(init.accepted_target_prefix)
             self.emitted = self.translator.target
@@ -248,6 +224,10 @@ class Session:
 
     def handle(self, upd: Update) -> dict[str, Any] | None:
         """Translate one update; None when it is stale (ignored, no reply)."""
+        return drive(self.handle_steps(upd))
+
+    def handle_steps(self, upd: Update) -> Generator[Forward, Any, dict[str, Any] | None]:
+        """`handle` as steps: the translator's forwards are yielded to the engine (see `alignheads.serve.engine`)."""
         if self.is_stale(upd):
             return None
         if self.utterance_id is None:
@@ -258,7 +238,11 @@ class Session:
         limit = self.config.max_utterance_words
         forced = not upd.is_final and limit > 0 and len(upd.words) > limit
         final = upd.is_final or forced
-        words, owner = source_words(upd.words, () if final else upd.tail, upd.clock_ms)
+        words, owner, clamped = source_words(upd.words, () if final else upd.tail, upd.clock_ms)
+        if clamped and not self.warned_times:  # once per session: a client bug, not worth a line per update
+            self.warned_times = True
+            log.warning("update %s: %d word end times go backwards (or below 0) and were clamped to the previous "
+                        "word's end; this client's times are not monotonic", upd.seq, clamped)
         key = (self.direction, repr(self.translator.config), tuple(w.text for w in words))
         cached = self.engine.finals.get(key) if final else None
         if cached is not None and cached.startswith(self.translator.target):  # it extends what this client saw
@@ -266,7 +250,7 @@ class Session:
             self.engine.finals.move_to_end(key)
             self.engine.finals_reused += 1
         else:
-            trace = self.translator.update(words, upd.clock_ms / 1000, final=final).decision_trace
+            trace = (yield from self.translator.update_steps(words, upd.clock_ms / 1000, final=final)).decision_trace
             text, reason = self.translator.target, "commit_fast_path" if trace.memo_hit else trace.stop_reason
         self.answered_seq = upd.seq if self.answered_seq is None else max(self.answered_seq, upd.seq)
         if not text.startswith(self.emitted):
@@ -293,18 +277,21 @@ class Session:
 
 
 def source_words(words: tuple[WireWord, ...], tail: tuple[WireWord, ...],
-                 clock_ms: float) -> tuple[list[SourceWord], list[int]]:
-    """Translator words (one per whitespace-separated piece) and, per piece, the index of the wire word it
-    came from (committed words first, then tail words).
+                 clock_ms: float) -> tuple[list[SourceWord], list[int], int]:
+    """Translator words (one per whitespace-separated piece), per piece the index of the wire word it came from
+    (committed words first, then tail words), and how many committed end times were clamped.
 
-    A committed word without an end time, or one ending before its predecessor, is taken to end with its
-    predecessor (end times must not decrease). Tail words end just after the clock: never accessible.
+    A committed word without an end time is taken to end with its predecessor; one ending before its predecessor
+    (or before 0) is clamped to it (end times must not decrease). Tail words end just after the clock: never
+    accessible.
     """
     out: list[SourceWord] = []
     owner: list[int] = []
-    end = 0.0
+    end, clamped = 0.0, 0
     for i, w in enumerate(words):
-        end = max(end, w.end_ms if w.end_ms is not None else end)
+        if w.end_ms is not None:
+            clamped += w.end_ms < end
+            end = max(end, w.end_ms)
         for piece in w.text.split():
             out.append(SourceWord(piece, end / 1000))
             owner.append(i)
@@ -312,7 +299,7 @@ def source_words(words: tuple[WireWord, ...], tail: tuple[WireWord, ...],
         for piece in w.text.split():
             out.append(SourceWord(piece, math.nextafter(clock_ms / 1000, math.inf)))
             owner.append(len(words) + j)
-    return out, owner
+    return out, owner, clamped
 
 
 class Mailbox:
@@ -379,6 +366,7 @@ class MTServer:
     def health(self) -> dict[str, Any]:
         s = self.stats
         return {"status": "ok", "protocol_version": 1, "model": self.engine.lm.facts.model_id,
+                "limits": self.config.limits(),
                 "directions": self.engine.directions, "presets": sorted(PRESETS), "default_preset": self.config.preset,
                 "sessions": s.sessions_active, "max_sessions": self.config.max_sessions,
                 "sessions_total": s.sessions_total, "updates": s.updates, "translations": s.translations,
@@ -388,11 +376,16 @@ class MTServer:
                 "uptime_s": round(time.time() - s.started, 1)}
 
     def _process_request(self, connection, request):
-        if request.path.split("?", 1)[0] == "/health":
+        path, _, query = request.path.partition("?")
+        if path == "/health":
             response = connection.respond(HTTPStatus.OK, json.dumps(self.health()) + "\n")
             del response.headers["Content-Type"]
             response.headers["Content-Type"] = "application/json"
             return response
+        if self.config.token is not None:
+            given = parse_qs(query).get("token", [""])[0]
+            if not hmac.compare_digest(given.encode(), self.config.token.encode()):
+                return connection.respond(HTTPStatus.UNAUTHORIZED, "a token is required: connect with ?token=...\n")
         return None
 
     async def _send(self, ws, message: dict[str, Any]) -> None:
@@ -428,9 +421,18 @@ class MTServer:
                     return
 
         try:
-            async for raw in ws:
+            while True:
+                timeout = self.config.init_timeout_s if session is None else self.config.idle_timeout_s
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), timeout)
+                except TimeoutError:  # a slot held without init, or a session gone silent: free it
+                    what = "no init" if session is None else "no frame"
+                    await self._send(ws, error("timeout", f"{what} in {timeout:g} s: the connection is closed"))
+                    await ws.close(1008, "timeout")
+                    return
                 try:
                     msg = parse_message(raw)
+                    self.config.check(msg)
                     if isinstance(msg, Init):
                         if session is not None:
                             raise ProtocolError("the session is already initialised (one init per connection)")
@@ -468,10 +470,10 @@ class MTServer:
             self.stats.sessions_active -= 1
 
     @staticmethod
-    def _handle(session: Session, upd: Update) -> dict[str, Any] | None:
+    def _handle(session: Session, upd: Update) -> Generator[Forward, Any, dict[str, Any] | None]:
         t0 = time.perf_counter()
         try:
-            reply = session.handle(upd)
+            reply = yield from session.handle_steps(upd)
             log.debug("seq %s: %d words%s -> %s in %.2f s", upd.seq, len(upd.words), " (final)" if upd.is_final else "",
                       "stale" if reply is None else repr(reply.get("committed_delta", reply.get("code"))),
                       time.perf_counter() - t0)
@@ -490,8 +492,14 @@ class MTServer:
         from websockets.asyncio.server import serve
 
         cfg = self.config
+        if cfg.token is None and not _loopback(cfg.host):
+            log.warning("listening on %s without a token: anyone who can reach this address can use the server "
+                        "(set --token, or keep it on 127.0.0.1 behind a proxy that authenticates)", cfg.host)
+        # Browsers always send Origin: only pages from this machine (and --allow-origin) may connect; clients that
+        # send none (WhisperLiveKit's Python client) are not browsers and are let in.
+        origins = [None, LOCAL_ORIGIN, *cfg.allow_origins]
         async with serve(self.handler, cfg.host, cfg.port, max_size=cfg.max_frame_bytes,
-                         process_request=self._process_request) as server:
+                         process_request=self._process_request, origins=origins, close_timeout=1) as server:
             host, port = next(iter(server.sockets)).getsockname()[:2]
             self.url = f"ws://{host}:{port}"
             log.info("serving AlignAtt MT (%s) at %s", ", ".join(self.engine.directions), self.url)

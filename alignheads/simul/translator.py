@@ -24,8 +24,7 @@ import math
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Generator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
@@ -79,6 +78,7 @@ class TranslatorConfig:
     context_limit: int | None = None  # tokens; None = the model's max_position_embeddings
     memo_size: int = 0  # >0: remember drafts per prompt (sweeps over policy parameters share them)
     guess: bool = True  # verify the previous draft's unsent tokens in the prefill forward (same output, fewer steps)
+    prefill_chunk: int | None = None  # feed a prompt in forwards of at most this many tokens (a server interleaves)
 
 
 
@@ -161,6 +161,45 @@ class Draft:
     timings: dict[str, float] = field(default_factory=dict)
     compute_s: float = 0.0
     memo_hit: bool = False
+
+
+@dataclass
+class Forward:
+    """One forward a draft needs: feed `tokens` into `translator`'s KV cache (recording into `capture`); it is
+    answered with the decoder's last hidden states of the last `keep` of them."""
+
+    translator: SimultaneousTranslator
+    tokens: list[int]
+    keep: int
+    capture: AttentionCapture | None = None
+
+
+@torch.inference_mode()
+def run_forward(fw: Forward) -> torch.Tensor:
+    """Run one `Forward` on its own (under the model's lock: capture records through the model's modules)."""
+    tr = fw.translator
+    with tr.lm.lock:
+        if fw.capture is not None:
+            fw.capture.attach()
+        try:
+            out = tr.lm.decoder(input_ids=torch.tensor([fw.tokens], device=tr.lm.device), cache=tr._cache,
+                                use_cache=True)
+        finally:
+            if fw.capture is not None:
+                fw.capture.detach()
+    return out.last_hidden_state[0, -fw.keep:]
+
+
+def drive(steps: Generator[Forward, torch.Tensor, Any]) -> Any:
+    """Run a step generator (`update_steps`) to its end, one forward at a time; return what it returns."""
+    hidden = None
+    try:
+        while True:
+            with torch.inference_mode():
+                request = steps.send(hidden)  # (the first send(None) starts it)
+            hidden = run_forward(request)
+    except StopIteration as done:
+        return done.value
 
 
 class SimultaneousTranslator:
@@ -253,6 +292,12 @@ class SimultaneousTranslator:
     def update(self, words: Sequence[SourceWord], now: float, final: bool = False) -> Update:
         """Take the current source (every word received, with end times on the stream clock) and emit what the
         policy allows; with `final` the source is complete and the sentence is translated to the end."""
+        return drive(self.update_steps(words, now, final))
+
+    def update_steps(self, words: Sequence[SourceWord], now: float,
+                     final: bool = False) -> Generator[Forward, torch.Tensor, Update]:
+        """`update` as steps: yields every forward the update needs (`Forward`), to be answered with the decoder's
+        hidden states (`drive` runs them one by one; a server batches the draft steps of several sessions)."""
         t_start = time.perf_counter()
         words = self._check_words(words, now)
         if self.finished:
@@ -270,10 +315,10 @@ class SimultaneousTranslator:
         prompt = render(self.layout, self.lm.tokenizer, [w.text for w in words], prefix=self.target)
         if final:
             must = math.ceil(self.config.final_min_ratio * len(words)) - self._n_units
-            draft = self._draft(prompt, self._final_cap(prompt), attention=False, end_if_cap="length_cap",
-                                min_units=max(0, must))
+            draft = yield from self._draft(prompt, self._final_cap(prompt), attention=False, end_if_cap="length_cap",
+                                           min_units=max(0, must))
         else:
-            draft = self._draft(prompt, self.config.alignatt.max_draft, attention=self._policy.needs_heads)
+            draft = yield from self._draft(prompt, self.config.alignatt.max_draft, attention=self._policy.needs_heads)
         self._last_key = key  # only once the draft succeeded: a failed update is retried, not skipped
         t_decide = time.perf_counter()
         trace = self._decide(prompt, draft, n_acc, len(words), final)
@@ -298,7 +343,7 @@ class SimultaneousTranslator:
         empty prefix), for coverage checks; the sentence being translated and `stats` are left alone."""
         stats = dict(self.stats)
         prompt = render(self.layout, self.lm.tokenizer, list(words))
-        draft = self._draft(prompt, self._final_cap(prompt), attention=False, end_if_cap="length_cap")
+        draft = drive(self._draft(prompt, self._final_cap(prompt), attention=False, end_if_cap="length_cap"))
         self.stats = stats
         return (self.lm.tokenizer.decode(draft.ids) + draft.tail).strip()
 
@@ -334,7 +379,7 @@ class SimultaneousTranslator:
 
     # ------------------------------------------------------------------ drafting
     def _draft(self, prompt: RenderedPrompt, max_tokens: int, attention: bool, end_if_cap: str = "max_draft",
-               min_units: int = 0) -> Draft:
+               min_units: int = 0) -> Generator[Forward, torch.Tensor, Draft]:
         P = len(prompt)
         if P + max_tokens + 1 > self.context_limit:
             raise TranslatorError(
@@ -351,17 +396,15 @@ class SimultaneousTranslator:
                 self.stats["memo_hits"] += 1
                 return Draft(hit.ids, hit.end, hit.tail, hit.attention, hit.prompt_tokens, hit.prompt_tokens,
                              dict(hit.timings), hit.compute_s, memo_hit=True)
-        with self.lm.lock:
-            draft = self._generate(prompt, max_tokens, attention, end_if_cap, self._guess, min_units)
+        draft = yield from self._generate(prompt, max_tokens, attention, end_if_cap, self._guess, min_units)
         if self._memo is not None:
             self._memo[key] = draft
             while len(self._memo) > max(1, self.config.memo_size):
                 self._memo.popitem(last=False)
         return draft
 
-    @torch.inference_mode()
     def _generate(self, prompt: RenderedPrompt, max_tokens: int, attention: bool, end_if_cap: str,
-                  guess: Sequence[int] = (), min_units: int = 0) -> Draft:
+                  guess: Sequence[int] = (), min_units: int = 0) -> Generator[Forward, torch.Tensor, Draft]:
         """Greedy draft of up to `max_tokens` after `prompt`, the heads' q/k captured when `attention`.
 
         `guess` (token ids the draft probably starts with: the last draft's unsent tokens) is fed with the prompt
@@ -387,20 +430,22 @@ class SimultaneousTranslator:
         need_own = attention and any(h.query == "own" for h in self.heads)
         need_emit = attention and any(h.query == "emit" for h in self.heads)
         capture = AttentionCapture(model, self._layers, q_from=P - 1 if need_emit else P) if attention else None
-        device = self.lm.device
         guess = [g for g in guess[:max_tokens] if g not in self._stop_ids]
         out_ids: list[int] = []
         end, tail = None, ""
         timings: dict[str, float] = {}
         forwards = 0
 
-        def forward(new: list[int], keep: int) -> torch.Tensor:
-            """Feed `new` tokens; the decoder's last hidden states of the last `keep` of them."""
+        def forward(new: list[int], keep: int) -> Generator[Forward, torch.Tensor, torch.Tensor]:
+            """Feed `new` tokens (in chunks of `prefill_chunk`); the decoder's last hidden states of the last `keep`."""
             nonlocal forwards
-            forwards += 1
-            out = self.lm.decoder(input_ids=torch.tensor([new], device=device), cache=self._cache, use_cache=True)
-            self._cache_ids.extend(new)
-            return out.last_hidden_state[0, -keep:]
+            chunk = self.config.prefill_chunk or len(new)
+            for start in range(0, len(new), chunk):
+                part = new[start:start + chunk]
+                forwards += 1
+                hidden = yield Forward(self, part, keep if start + chunk >= len(new) else 1, capture)
+                self._cache_ids.extend(part)
+            return hidden
 
         def stop(nxt: int) -> bool:
             nonlocal end, tail
@@ -417,35 +462,37 @@ class SimultaneousTranslator:
                 return self.lm.greedy.argmax(row[None], banned=self._enders())[0]
             return nxt
 
-        with capture if capture is not None else nullcontext():
-            hidden = forward(list(ids[reused:]) + guess, len(guess) + 1)  # row i predicts position P + i
-            if not bool(torch.isfinite(hidden).all()):  # broken weights: never emit their argmax
-                raise TranslatorError(f"{self.lm.facts.model_id} computes NaN/inf hidden states; "
-                                      f"{broken_weights_hint(self.lm)}")
-            timings["prefill"] = time.perf_counter() - t0
-            for i, nxt in enumerate(self.lm.greedy.argmax(hidden)):
-                if stop(nxt := choose(hidden[i], nxt)):
-                    break
+        if capture is not None:
+            capture.reset()  # recorded into across this draft's forwards (Forward.capture)
+        hidden = yield from forward(list(ids[reused:]) + guess, len(guess) + 1)  # row i predicts position P + i
+        prefill_forwards = forwards
+        if not bool(torch.isfinite(hidden).all()):  # broken weights: never emit their argmax
+            raise TranslatorError(f"{self.lm.facts.model_id} computes NaN/inf hidden states; "
+                                  f"{broken_weights_hint(self.lm)}")
+        timings["prefill"] = time.perf_counter() - t0
+        for i, nxt in enumerate(self.lm.greedy.argmax(hidden)):
+            if stop(nxt := choose(hidden[i], nxt)):
+                break
+            out_ids.append(nxt)
+            if i >= len(guess) or nxt != guess[i] or len(out_ids) == max_tokens:
+                break
+        accepted = common_prefix(out_ids, guess)  # guessed tokens the model chose itself: their keys are right
+        fed = P + accepted
+        if len(self._cache_ids) > fed:  # rejected guessed tokens: cut them out of the cache and the capture
+            rollback(self._cache, fed)
+            del self._cache_ids[fed:]
+            if capture is not None:
+                capture.truncate(fed)
+        while end is None and out_ids and len(self._cache_ids) < P + len(out_ids):  # the last token is unfed
+            if len(out_ids) == max_tokens and not need_own:
+                break  # its own row is not needed: do not feed it
+            hidden = yield from forward([out_ids[-1]], 1)
+            if len(out_ids) == max_tokens:
+                break
+            if not stop(nxt := choose(hidden[-1], self.lm.greedy.argmax(hidden)[0])):
                 out_ids.append(nxt)
-                if i >= len(guess) or nxt != guess[i] or len(out_ids) == max_tokens:
-                    break
-            accepted = common_prefix(out_ids, guess)  # guessed tokens the model chose itself: their keys are right
-            fed = P + accepted
-            if len(self._cache_ids) > fed:  # rejected guessed tokens: cut them out of the cache and the capture
-                rollback(self._cache, fed)
-                del self._cache_ids[fed:]
-                if capture is not None:
-                    capture.truncate(fed)
-            while end is None and out_ids and len(self._cache_ids) < P + len(out_ids):  # the last token is unfed
-                if len(out_ids) == max_tokens and not need_own:
-                    break  # its own row is not needed: do not feed it
-                hidden = forward([out_ids[-1]], 1)
-                if len(out_ids) == max_tokens:
-                    break
-                if not stop(nxt := choose(hidden[-1], self.lm.greedy.argmax(hidden)[0])):
-                    out_ids.append(nxt)
-            timings["draft"] = time.perf_counter() - t0 - timings["prefill"]
-            timings["draft_forwards"] = forwards - 1  # forwards after the prefill
+        timings["draft"] = time.perf_counter() - t0 - timings["prefill"]
+        timings["draft_forwards"] = forwards - prefill_forwards  # forwards after the prefill
         att = None
         if attention:
             t1 = time.perf_counter()

@@ -8,6 +8,7 @@ import threading
 import time
 import urllib.request
 from contextlib import contextmanager
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,8 +18,9 @@ from websockets.sync.client import connect
 
 from alignheads.base.errors import AlignheadsError
 from alignheads.heads.headset import HeadEntry, HeadSet
+from alignheads.serve.engine import Engine
 from alignheads.serve.protocol import Init, ProtocolError, Update, WireWord, parse_message
-from alignheads.serve.server import Engine, MTServer, ServeConfig, ServerThread, load_headsets, session_config
+from alignheads.serve.server import MTServer, ServeConfig, ServerThread, load_headsets, session_config
 from alignheads.serve.server import source_words as to_source_words
 from alignheads.speech.pipeline import PRESETS
 
@@ -42,7 +44,7 @@ def heads_files(tiny3, tmp_path_factory):
 @pytest.fixture(scope="module")
 def engine(tiny3, heads_files):
     eng = Engine(tiny3, load_headsets(heads_files, tiny3), threads=1)
-    eng.warmup("server")
+    eng.warmup(session_config("server", {}))
     yield eng
     eng.close()
 
@@ -65,8 +67,14 @@ def serving(engine, **kw):
 @contextmanager
 def engine_paused(engine):
     """Hold the engine's worker, so updates queue up (coalescing and ordering become deterministic)."""
-    gate = threading.Event()
-    engine.submit(gate.wait)
+    started, gate = threading.Event(), threading.Event()
+
+    def hold():
+        started.set()
+        gate.wait()
+
+    engine.submit(hold)
+    assert started.wait(30), "the engine did not take the gate"
     try:
         yield
     finally:
@@ -210,7 +218,7 @@ def test_malformed_frames_are_answered_and_the_session_kept(server):
 
 
 def test_processing_failed_drops_the_update_and_keeps_the_session(engine):
-    with serving(engine, max_utterance_words=0) as (srv, url), Client(url) as c:
+    with serving(engine, max_utterance_words=0, max_update_words=1000) as (srv, url), Client(url) as c:
         c.init()
         long = ["Übersetzungsqualität"] * 800  # far beyond the tiny model's 2048-token context
         c.update(1, len(long), words=long)
@@ -240,6 +248,121 @@ def test_oversized_frame_closes_with_1009(engine):
         with pytest.raises(ConnectionClosed) as e:
             c.recv()
         assert e.value.rcvd.code == 1009
+
+
+# --- bounds, timeouts and who may connect ------------------------------------------------------------
+@pytest.mark.parametrize("final", [False, True])
+def test_an_update_over_the_word_bound_is_refused_before_the_tokenizer(engine, final):
+    """Guards the bound on committed + tail words (partial and final): the frame is answered `bad_protocol`
+    naming the limit and never reaches the engine (no job, so no tokenisation); the session stays usable."""
+    with serving(engine, max_update_words=10) as (srv, url), Client(url) as c:
+        c.init()
+        jobs = engine.jobs
+        c.update(1, 8 if not final else 12, final=final, tail=0 if final else 4, words=WORDS * 2)
+        r = c.recv()
+        assert (r["code"], r["seq"]) == ("bad_protocol", 1) and "max_update_words (10)" in r["message"]
+        assert engine.jobs == jobs and srv.stats.updates == 0
+        assert health(url)["limits"]["max_update_words"] == 10
+        assert_session_usable(c, 2)
+
+
+def test_an_accepted_prefix_over_the_bound_refuses_the_init(engine):
+    """Guards the bound on init.accepted_target_prefix: refused before any tokenisation, the connection closed."""
+    with serving(engine, max_prefix_words=5) as (_, url), Client(url) as c:
+        jobs = engine.jobs
+        r = c.init(accepted_target_prefix="ein zwei drei vier fünf sechs")
+        assert r["code"] == "bad_protocol" and "max_prefix_words (5)" in r["message"] and engine.jobs == jobs
+        with pytest.raises(ConnectionClosed):
+            c.recv()
+
+
+@pytest.mark.parametrize("frame", [
+    {"type": "update", "seq": 10**30, "utterance_id": 0, "words": [], "clock_ms": 0},
+    {"type": "update", "seq": 1, "utterance_id": 0, "words": [["\ud800", 0, 1]], "clock_ms": 1},
+])
+def test_huge_seq_and_lone_surrogates_are_bad_protocol(server, frame):
+    """Guards two frames that once failed late: a seq past 2**53 (echoed once, then every update ignored) and a
+    lone surrogate (a TypeError from the tokenizer)."""
+    _, url = server
+    with Client(url) as c:
+        c.init()
+        c.send(json.dumps(frame))  # json.dumps writes the lone surrogate as the escape \\ud800
+        r = c.recv()
+        assert r["code"] == "bad_protocol" and ("seq" in r["message"] or "surrogate" in r["message"])
+        assert_session_usable(c, 2)
+
+
+def test_a_connection_without_init_is_closed_and_its_slot_freed(engine):
+    """Guards the init timeout: an idle socket cannot hold a session slot."""
+    with serving(engine, max_sessions=1, init_timeout_s=0.3) as (srv, url), Client(url) as idle:
+        r = idle.recv()
+        assert (r["code"], "no init" in r["message"]) == ("timeout", True)
+        with pytest.raises(ConnectionClosed) as e:
+            idle.recv()
+        assert e.value.rcvd.code == 1008
+        wait_for(lambda: srv.stats.sessions_active == 0)
+        with Client(url) as c:
+            assert c.init()["type"] == "init_ok"
+
+
+def test_a_silent_session_is_closed(engine):
+    """Guards the idle timeout of an initialised session."""
+    with serving(engine, idle_timeout_s=0.3) as (_, url), Client(url) as c:
+        c.init()
+        assert c.recv()["code"] == "timeout"
+
+
+@pytest.mark.parametrize("origin, allowed", [
+    (None, True), ("http://localhost:8000", True), ("http://127.0.0.1", True), ("https://app.example", True),
+    ("https://evil.example", False), ("http://localhost.evil.example", False), ("null", False)])
+def test_browser_origins_are_checked(engine, origin, allowed):
+    """Guards against cross-site WebSocket hijacking: a page from another origin cannot connect; local pages,
+    --allow-origin ones and clients that send no Origin (not browsers) can."""
+    from websockets.exceptions import InvalidStatus
+
+    with serving(engine, allow_origins=("https://app.example",)) as (_, url):
+        if allowed:
+            with Client(url, origin=origin) as c:
+                assert c.init()["type"] == "init_ok"
+        else:
+            with pytest.raises(InvalidStatus) as e:
+                Client(url, origin=origin)
+            assert e.value.response.status_code == 403
+
+
+def test_a_token_is_required_when_set(engine):
+    """Guards the shared token: without it (or with a wrong one) 401; with it, a session."""
+    from websockets.exceptions import InvalidStatus
+
+    with serving(engine, token="s3cret") as (_, url):
+        for bad in (url, url + "?token=guess", url + "?token="):
+            with pytest.raises(InvalidStatus) as e:
+                Client(bad)
+            assert e.value.response.status_code == 401
+        with Client(url + "?token=s3cret") as c:
+            assert c.init()["type"] == "init_ok"
+
+
+def test_health_answers_other_methods(server):
+    """Guards /health for a body-less POST or HEAD (monitoring tools use them): an HTTP answer, not a drop."""
+    _, url = server
+    http = url.replace("ws://", "http://") + "/health"
+    for method in ("POST", "HEAD"):
+        with urllib.request.urlopen(urllib.request.Request(http, method=method), timeout=10) as r:
+            assert r.status == 200
+
+
+def test_backwards_word_times_are_clamped_with_one_warning(server, caplog):
+    """Guards the warning for a client whose word end times go backwards (clamped, said once per session)."""
+    _, url = server
+    with caplog.at_level("WARNING", logger="alignheads.serve.server"), Client(url) as c:
+        c.init()
+        for seq in (1, 2):
+            c.send({"type": "update", "seq": seq, "utterance_id": 0, "clock_ms": 2000,
+                    "words": [["one", 0, 900], ["two", 900, 400], ["three", 1000, 1500]]})
+            assert c.recv()["type"] == "translation"
+    warnings = [r for r in caplog.records if "go backwards" in r.getMessage()]
+    assert len(warnings) == 1 and "1 word end times" in warnings[0].getMessage()
 
 
 # --- updates ------------------------------------------------------------------------------------------
@@ -444,11 +567,11 @@ def test_reconnect_continues_from_the_accepted_prefix(server):
 # --- pure parts ---------------------------------------------------------------------------------------
 def test_source_words_times_and_owners():
     words = (WireWord("Hello", 0, 400), WireWord("new world", None, None), WireWord("again", 900, 300))
-    out, owner = to_source_words(words, (WireWord("tail"),), 1000.0)
+    out, owner, clamped = to_source_words(words, (WireWord("tail"),), 1000.0)
     assert [w.text for w in out] == ["Hello", "new", "world", "again", "tail"]
     assert [w.end_time for w in out[:4]] == [0.4, 0.4, 0.4, 0.4]  # missing / decreasing ends take the previous
     assert 1.0 < out[4].end_time < 1.0001  # just after the clock: never accessible
-    assert owner == [0, 1, 1, 2, 3]
+    assert owner == [0, 1, 1, 2, 3] and clamped == 1
 
 
 def test_load_headsets_directions(tiny3, heads_files, tmp_path):
@@ -545,3 +668,125 @@ def test_serve_cli(heads_files, tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_a_maximal_frame_does_not_stall_another_session(engine):
+    """Guards the stall found in round 3: one client's final at the word bound is worked on a step at a time, so a
+    short partial sent after it by another client is answered before it."""
+    long_words = (WORDS * 40)[:400]
+    with serving(engine, max_update_words=400) as (_, url), Client(url) as attacker, Client(url) as other:
+        attacker.init(), other.init()
+        order = []
+
+        def read(c, name):
+            c.recv(timeout=120)
+            order.append(name)
+
+        attacker.update(1, 400, final=True, words=long_words)
+        wait_for(lambda: len(engine._active) == 1)  # the maximal final is being worked on
+        threads = [threading.Thread(target=read, args=(attacker, "maximal"))]
+        threads[0].start()
+        other.update(1, 3)
+        read(other, "short")
+        threads[0].join(120)
+        assert order == ["short", "maximal"]
+
+
+@pytest.mark.slow
+def test_sigterm_closes_the_sessions_and_ends_the_server(heads_files):
+    """Guards shutdown: SIGTERM with a session open and its updates in flight ends the process promptly (clients
+    closed with 1001), not when the engine's work is done."""
+    import signal
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "alignheads", "serve", "--model", "tiny-gemma3", "--threads", "1", "--heads",
+           heads_files[0], "--port", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = next(ln for ln in proc.stdout if ln.startswith("listening on ")).split()[2]
+        with Client(url) as c:
+            c.init()
+            for seq in range(1, 30):
+                c.update(seq, 1 + seq % len(WORDS))
+            proc.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosed) as e:
+                while True:
+                    c.recv()
+            assert e.value.rcvd is not None and e.value.rcvd.code == 1001
+        assert proc.wait(20) in (0, 143)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# --- the batched scheduler ----------------------------------------------------------------------
+def _session(engine, tgt="de", **config):
+    from alignheads.serve.server import Session
+
+    init = parse_message(json.dumps({"type": "init", "protocol_version": 1, "source_lang": "en", "target_lang": tgt}))
+    return engine.submit(Session, engine, init, ServeConfig(**config)).result()
+
+
+def _update(seq, n, final=False, utt=0, words=WORDS):
+    return parse_message(json.dumps({"type": "update", "seq": seq, "utterance_id": utt, "clock_ms": 300.0 * n,
+                                     "is_final": final,
+                                     "words": [[w, 300.0 * i, 300.0 * i + 250] for i, w in enumerate(words[:n])]}))
+
+
+def test_sessions_drafting_together_get_what_they_get_alone(tiny3, heads_files):
+    """Three sessions (two directions, different prompt lengths) whose updates run at the same time share their
+    draft steps in batched forwards, and each gets exactly the text it gets when served alone."""
+    from alignheads.serve.server import MTServer
+
+    plan = [("de", [(1, 3), (2, 6), (3, 9, True)]), ("zh", [(1, 2), (2, 5), (3, 7, True)]),
+            ("de", [(1, 8), (2, 11), (3, 12, True)])]
+
+    def serve(batch: bool) -> tuple[list, int]:
+        eng = Engine(tiny3, load_headsets(heads_files, tiny3), threads=1, batch=batch)
+        sessions = [_session(eng, tgt) for tgt, _ in plan]
+        texts = [[] for _ in plan]
+        for step in range(3):
+            futures = [eng.submit(MTServer._handle, s, _update(*updates[step])) for s, (_, updates) in
+                       zip(sessions, plan, strict=True)]
+            for i, f in enumerate(futures):
+                texts[i].append(f.result(timeout=60)["committed_text"])
+        rows = eng.batched_rows
+        eng.close()
+        return texts, rows
+
+    (together, rows), (alone, none) = serve(True), serve(False)
+    assert rows > 0 and none == 0
+    assert together == alone
+
+
+def test_a_long_final_does_not_hold_up_another_session(engine):
+    """A 256-token final advances a step at a time beside the others: a short partial submitted after it is
+    answered first."""
+    from alignheads.serve.server import MTServer
+
+    long_words = (WORDS * 6)[:60]
+    slow, quick = _session(engine), _session(engine)
+    slow.translator.config = replace(slow.translator.config, final_max_tokens=256, final_min_ratio=3.0)
+    done = []
+    a = engine.submit(MTServer._handle, slow, _update(1, 60, final=True, words=long_words))
+    b = engine.submit(MTServer._handle, quick, _update(1, 3))
+    a.add_done_callback(lambda _: done.append("long"))
+    b.add_done_callback(lambda _: done.append("short"))
+    a.result(timeout=120), b.result(timeout=120)
+    assert done == ["short", "long"]
+
+
+def test_closing_the_engine_abandons_a_running_job_within_two_seconds(tiny3, heads_files):
+    """SIGTERM while the engine drafts: the scheduler stops within a tick, the job is abandoned (cancelled)."""
+    from alignheads.model.prompts import render
+
+    eng = Engine(tiny3, load_headsets(heads_files, tiny3), threads=1)
+    tr = _session(eng).translator
+    tr.context_limit = 100_000
+    prompt = render(tr.layout, tiny3.tokenizer, WORDS)
+    job = eng.submit(tr._generate, prompt, 5000, False, "max_draft", (), 10**6)  # never stops by itself
+    time.sleep(1.0)
+    assert not job.done() and eng.forwards > 10
+    eng.close(timeout=2.0)
+    assert not eng._thread.is_alive() and job.cancelled()

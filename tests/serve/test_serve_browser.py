@@ -33,7 +33,8 @@ pytestmark = [
 
 def test_whisperlivekit_web_page_shows_alignheads_translation(embedded, tmp_path):
     from alignheads.heads.headset import HeadEntry, HeadSet
-    from alignheads.serve.server import Engine, MTServer, ServeConfig, ServerThread
+    from alignheads.serve.engine import Engine
+    from alignheads.serve.server import MTServer, ServeConfig, ServerThread, session_config
     from alignheads.speech.asr import prepare_whisper
 
     whisper_dir = prepare_whisper(deep=False)  # the embedded whisper-base, assembled into the cache once
@@ -41,7 +42,7 @@ def test_whisperlivekit_web_page_shows_alignheads_translation(embedded, tmp_path
     hs = HeadSet([HeadEntry(11, 2, query="emit"), HeadEntry(3, 3), HeadEntry(6, 0)], f.model_id, "en", "de",
                  f.num_layers, f.num_heads)
     engine = Engine(embedded, {"en-de": hs}, threads=1)
-    engine.warmup("server")  # WhisperLiveKit's client gives each call 15 s (120 s for the first)
+    engine.warmup(session_config("server", {}))  # WhisperLiveKit's client gives each call 15 s (120 s for the first)
     mt = MTServer(engine, ServeConfig(port=0))
     port = free_port()
     wlk_cmd = [sys.executable, "-m", "whisperlivekit.basic_server", "--host", "127.0.0.1", "--port", str(port),

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from alignheads.heads.headset import HeadEntry, HeadSet
-from alignheads.serve.server import Engine, MTServer, ServeConfig, ServerThread, session_config
+from alignheads.serve.engine import Engine
+from alignheads.serve.server import MTServer, ServeConfig, ServerThread, session_config
 from alignheads.simul.translator import SimultaneousTranslator, SourceWord
 from alignheads.speech.asr import Word
 from alignheads.speech.talks import TALKS_DIR, talk_sentences
@@ -147,14 +148,14 @@ def test_whisperlivekit_client_gets_a_final_slower_than_its_timeout(tiny_engine,
     """The client gives a call a fixed time (15 s), then reconnects and resends the pending final. A final that
     takes longer than that must still arrive: the retry is answered from the engine's recent finals."""
     monkeypatch.setattr(wlk, "_CALL_TIMEOUT_SECONDS", 1.0)  # a 1 s budget instead of 15 s ...
-    update = SimultaneousTranslator.update
+    update_steps = SimultaneousTranslator.update_steps
 
     def slow_final(self, words, now, final=False):  # ... and every final pass takes 1.5 s longer
         if final:
             time.sleep(1.5)
-        return update(self, words, now, final)
+        return (yield from update_steps(self, words, now, final))
 
-    monkeypatch.setattr(SimultaneousTranslator, "update", slow_final)
+    monkeypatch.setattr(SimultaneousTranslator, "update_steps", slow_final)
     sents = sentences(5)[4:]  # a sentence no other test closes: its final is not among the engine's recent ones
     srv = MTServer(tiny_engine, ServeConfig(port=0))
     with ServerThread(srv) as url:

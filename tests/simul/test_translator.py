@@ -15,6 +15,7 @@ from alignheads.simul.translator import (
     SourceWord,
     TranslatorConfig,
     TranslatorError,
+    drive,
     policy_trace_frame,
 )
 from tests.scripted import policy_heads
@@ -292,14 +293,14 @@ def test_a_guess_accepted_fully_partly_or_not_at_all_drafts_the_same(name, heads
     chosen = (HEADS3 if name == "tiny3" else HEADS4) if heads == "own+emit" else emit_only
     tr = SimultaneousTranslator(lm, chosen, "en", "de", config=cfg(reuse_cache=False))
     prompt = render(tr.layout, lm.tokenizer, [w.text for w in words(7)])
-    plain = tr._generate(prompt, 6, True, "max_draft")
+    plain = drive(tr._generate(prompt, 6, True, "max_draft"))
     assert len(plain.ids) == 6
     wrong = next(i for i in range(5, 500) if i not in plain.ids and i not in tr._stop_ids)
     cases = {"all": (plain.ids, 6), "all but the cap": (plain.ids[:5], 5), "part": (plain.ids[:2] + [wrong], 2),
              "none": ([wrong] + plain.ids[1:4], 0)}
     for case, (guess, accepted) in cases.items():
         before = tr.stats["guess_accepted"]
-        got = tr._generate(prompt, 6, True, "max_draft", guess=guess)
+        got = drive(tr._generate(prompt, 6, True, "max_draft", guess=guess))
         assert tr.stats["guess_accepted"] - before == accepted, case
         assert (got.ids, got.end) == (plain.ids, plain.end), case
         np.testing.assert_allclose(got.attention, plain.attention, atol=1e-5, rtol=0, err_msg=case)
