@@ -383,7 +383,7 @@ def cmd_serve(args) -> int:
                          args.top_k, args.max_frame_bytes, args.max_update_words, args.max_prefix_words,
                          args.init_timeout, args.idle_timeout, tuple(args.allow_origin), args.token or None)
     lm = opt.load(args)
-    engine = Engine(lm, load_headsets(args.heads, lm), threads=args.threads)
+    engine = Engine(lm, load_headsets(args.heads, lm), threads=args.threads, batch=not args.no_batch)
     t0 = time.perf_counter()
     engine.warmup(session_config(config.preset, {}, config.top_k))
     print(f"model {lm.facts.model_id}, directions {', '.join(engine.directions)}, warm-up "
@@ -610,8 +610,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="AlignAtt MT server (protocol v1) for WhisperLiveKit's alignatt backend",
                        description="Serve simultaneous translation over WebSocket (AlignAtt MT protocol v1), the "
                        "sidecar WhisperLiveKit's `--translation-backend alignatt --alignatt-url ws://HOST:PORT` "
-                       "calls. Binds to localhost: put a TLS + authentication reverse proxy in front before exposing "
-                       "it. GET /health answers JSON.")
+                       "calls. Binds to localhost; browsers are let in from local pages only; for other machines set "
+                       "--token and put a TLS reverse proxy in front. GET /health answers JSON.")
     s.add_argument("--heads", action="append", required=True, metavar="FILE|published",
                    help="head-set JSON (one direction each; repeat for more) or 'published' (the package's head "
                    "sets for --model); the directions served are those of the head sets")
@@ -645,6 +645,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "send no Origin (not browsers) are always allowed")
     g.add_argument("--token", default=os.environ.get("ALIGNHEADS_SERVE_TOKEN"),
                    help="require ?token=TOKEN in the WebSocket URL (default: $ALIGNHEADS_SERVE_TOKEN; none)")
+    s.add_argument("--no-batch", action="store_true",
+                   help="run each session's draft steps in a forward of its own (the comparison arm of bench_serve)")
     s.add_argument("-v", "--verbose", action="store_true", help="log every update (seq, words, delta, time)")
     s.set_defaults(func=cmd_serve)
 

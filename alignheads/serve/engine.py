@@ -4,8 +4,10 @@ A job is a call submitted from any thread (`submit`); a job whose call returns a
 `update_steps`, a session's `handle_steps`) is advanced one forward at a time. Each tick the scheduler lets every
 active job ask for its next forward, runs the one-token draft steps of all of them as *one* batched forward
 (`model.batching.batched_step`: sessions share the cost of reading the weights), and runs at most one prompt chunk
-(prompts are fed in chunks of `prefill_chunk` tokens, round-robin), so a long prompt or a 256-token final of one
-session costs the others one chunk per tick, never a whole job: nobody starves, and a suspended job is resumed,
+(prompts are fed in chunks of `prefill_chunk` tokens, round-robin). Short jobs go first: a job that has had more
+than `heavy_s` of the model's time (a maximal final, a long prompt) runs only in ticks where no lighter job waits,
+and otherwise one forward of its own whenever it has waited `max_wait_s` — so one session's huge update costs the
+others at most one forward per `max_wait_s`, never a whole job, and is never starved: a suspended job is resumed,
 never dropped. A plain call (session set-up, a test's gate) runs to its end when its turn comes.
 
 `close()` stops the scheduler within a tick: jobs still running are abandoned (their futures cancelled); the thread
@@ -35,6 +37,8 @@ from ..simul.translator import Forward, SimultaneousTranslator, SourceWord, Tran
 from ..speech.pipeline import build_translator
 
 PREFILL_CHUNK = 64  # prompt tokens per forward: the most one session's prompt delays the others per tick
+HEAVY_S = 0.5  # model seconds after which a job yields to lighter ones (a partial update takes ~0.1-0.3 s)
+MAX_WAIT_S = 0.5  # the longest a heavy job waits for its next forward while lighter jobs keep the model busy
 
 
 @dataclass
@@ -45,18 +49,21 @@ class _Job:
     steps: Generator | None = None
     request: Forward | None = None
     reply: torch.Tensor | None = None
-    waiting_since: float = 0.0  # when its current prompt chunk started waiting (round-robin of chunks)
+    waiting_since: float = 0.0  # when its current request started waiting (round-robin of chunks, aging)
+    service_s: float = 0.0  # model time spent on it (a batched forward's time shared among its rows)
 
 
 class Engine:
     """One model in memory and the scheduler thread every model call runs on (see the module docstring)."""
 
     def __init__(self, lm: LoadedModel, headsets: dict[str, HeadSet], threads: int | None = None,
-                 batch: bool = True, prefill_chunk: int | None = PREFILL_CHUNK):
+                 batch: bool = True, prefill_chunk: int | None = PREFILL_CHUNK, heavy_s: float = HEAVY_S,
+                 max_wait_s: float = MAX_WAIT_S):
         if not headsets:
             raise AlignheadsError("the server needs at least one head set (--heads)")
         self.lm, self.headsets = lm, headsets
         self.batch, self.prefill_chunk = batch, prefill_chunk
+        self.heavy_s, self.max_wait_s = heavy_s, max_wait_s
         self.busy_s = self.cpu_s = 0.0
         self.jobs = 0
         self.forwards = self.batched_rows = 0  # forwards run, and draft steps that shared one
@@ -169,12 +176,25 @@ class Engine:
             self._finish(job, error=e)
 
     def _tick(self) -> None:
-        """Every active job asks for a forward; the draft steps run together, and one prompt chunk alone."""
+        """Every active job asks for a forward; the light jobs' draft steps run together and one prompt chunk alone;
+        heavy jobs run when no light job waits, or one forward when they have waited `max_wait_s`."""
         for job in [j for j in self._active if j.request is None]:
             self._advance(job)
         waiting = [j for j in self._active if j.request is not None]
-        steps = [j for j in waiting if len(j.request.tokens) == 1 and j.request.keep == 1]
-        chunks = [j for j in waiting if j not in steps]
+        light = [j for j in waiting if j.service_s < self.heavy_s]
+        if not light:
+            self._run_round(waiting)
+            return
+        now = time.perf_counter()
+        due = [j for j in waiting if j.service_s >= self.heavy_s and now - j.waiting_since >= self.max_wait_s]
+        if due:  # alone: a long job's cache never pads the light jobs' batch
+            self._run_alone(min(due, key=lambda j: j.waiting_since))
+        self._run_round(light)
+
+    def _run_round(self, jobs: list[_Job]) -> None:
+        """One prompt chunk (the longest waiting) alone, then every one-token draft step in one batched forward."""
+        steps = [j for j in jobs if len(j.request.tokens) == 1 and j.request.keep == 1]
+        chunks = [j for j in jobs if j not in steps]
         if chunks:
             self._run_alone(min(chunks, key=lambda j: j.waiting_since))
         if len(steps) > 1 and self.batch:
@@ -184,9 +204,11 @@ class Engine:
                 self._run_alone(job)
 
     def _run_alone(self, job: _Job) -> None:
+        t0 = time.perf_counter()
         try:
             job.reply = run_forward(job.request)
             self.forwards += 1
+            job.service_s += time.perf_counter() - t0
         except BaseException as e:  # noqa: BLE001
             job.steps.close()
             self._active.remove(job)
@@ -195,6 +217,7 @@ class Engine:
 
     def _run_batched(self, jobs: list[_Job]) -> None:
         requests = [j.request for j in jobs]
+        t0 = time.perf_counter()
         try:
             with self.lm.lock:
                 hidden = batched_step(self.lm, [Step(r.translator._cache, len(r.translator._cache_ids), r.tokens[0],
@@ -205,8 +228,10 @@ class Engine:
             return
         self.forwards += 1
         self.batched_rows += len(jobs)
+        share = (time.perf_counter() - t0) / len(jobs)
         for b, job in enumerate(jobs):
             job.reply, job.request = hidden[b:b + 1], None
+            job.service_s += share
 
     def _finish(self, job: _Job, result: Any = None, error: BaseException | None = None) -> None:
         self.jobs += 1

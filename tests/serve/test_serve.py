@@ -790,3 +790,37 @@ def test_closing_the_engine_abandons_a_running_job_within_two_seconds(tiny3, hea
     assert not job.done() and eng.forwards > 10
     eng.close(timeout=2.0)
     assert not eng._thread.is_alive() and job.cancelled()
+
+
+def test_a_heavy_job_yields_to_light_ones_and_still_advances(tiny3, heads_files):
+    """Guards the attacker case of issue 23: a job that has had `heavy_s` of the model gets no forward while a
+    lighter job waits (short of `max_wait_s`), and keeps advancing once none waits."""
+    from alignheads.model.prompts import render
+
+    eng = Engine(tiny3, load_headsets(heads_files, tiny3), threads=1, heavy_s=0.2, max_wait_s=60.0)
+    forwards: list[float] = []
+
+    def counted(steps):
+        reply = None
+        while True:
+            try:
+                request = steps.send(reply)
+            except StopIteration as done:
+                return done.value
+            reply = yield request
+            forwards.append(time.perf_counter())
+
+    try:
+        tr, light = _session(eng).translator, _session(eng)
+        tr.context_limit = 100_000
+        prompt = render(tr.layout, tiny3.tokenizer, WORDS)
+        heavy = eng.submit(lambda: counted(tr._generate(prompt, 5000, False, "max_draft", (), 10**6)))
+        wait_for(lambda: eng._active and eng._active[0].service_s >= 0.2)
+        before = len(forwards)
+        eng.submit(MTServer._handle, light, _update(1, 3)).result(timeout=60)
+        assert len(forwards) - before <= 1  # at most the forward in flight when the light job came
+        after = len(forwards)
+        wait_for(lambda: len(forwards) > after + 5)
+        assert not heavy.done()
+    finally:
+        eng.close()
