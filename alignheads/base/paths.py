@@ -8,3 +8,5 @@ REPO = Path(__file__).resolve().parents[2]
 GOLD_DIR = REPO / "data" / "gold"  # the hand-aligned en-de / en-it / en-zh dev and test sets
 TALKS_DIR = REPO / "data" / "talks"  # the shipped talks: audio, transcripts, sentence times
 RESULTS_DIR = REPO / "benchmarks" / "results"  # benchmark JSON the figures and README are made from
+GOLD_DIRECTIONS = ("en-de", "en-it", "en-zh")  # the directions GOLD_DIR holds
+POLICY_RESULTS = RESULTS_DIR / "policies.json"  # benchmarks/bench_policies.py's summary

@@ -436,9 +436,9 @@ def cmd_demo(args) -> int:
 # --- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
+    from ..base.paths import GOLD_DIR, GOLD_DIRECTIONS, POLICY_RESULTS
     from ..corpus.silver import METHODS
-    from ..lab.figures import DATA_DIR, DIRECTIONS, POLICY_RESULTS
-    from ..speech.pipeline import DEFAULT_HOLDBACK
+    from ..speech.presets import DEFAULT_HOLDBACK
 
     p = argparse.ArgumentParser(
         prog="alignheads",
@@ -591,8 +591,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default="embedded", help="model spec (default: embedded; google/gemma-4-E4B-it on GPU)")
     s.add_argument("--threads", type=opt.positive_int,
                    help="torch CPU threads (1 is much faster on a busy 2-core machine)")
-    s.add_argument("--directions", default=",".join(DIRECTIONS), help="comma-separated, e.g. en-de,en-zh")
-    s.add_argument("--data-dir", default=str(DATA_DIR), help="folder with <src>-<tgt>.<split>.tsv")
+    s.add_argument("--directions", default=",".join(GOLD_DIRECTIONS), help="comma-separated, e.g. en-de,en-zh")
+    s.add_argument("--data-dir", default=str(GOLD_DIR), help="folder with <src>-<tgt>.<split>.tsv")
     s.add_argument("--limit", type=opt.positive_int, help="pairs per corpus")
     s.add_argument("--k", type=opt.positive_int, default=8,
                    help="top-k heads in heatmaps, shared kernel, head set (default 8)")
@@ -603,8 +603,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "('' for none; default: benchmarks/results/policies.json)")
     s.set_defaults(func=cmd_figures)
 
-    from ..serve.server import ServeConfig
-    from ..speech.pipeline import PRESETS
+    from ..serve.config import ServeConfig
+    from ..speech.presets import PRESETS
 
     d = ServeConfig()
     s = sub.add_parser("serve", help="AlignAtt MT server (protocol v1) for WhisperLiveKit's alignatt backend",

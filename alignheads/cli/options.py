@@ -14,8 +14,7 @@ from pathlib import Path
 
 from ..base.errors import AlignheadsError
 from ..corpus.formats import FORMATS
-from ..simul.policy import POLICIES, AlignAttConfig
-from ..simul.translator import TranslatorConfig
+from ..simul.config import POLICY_NAMES, AlignAttConfig, TranslatorConfig
 
 
 # --- argument types: a value out of range is a usage error (exit 2) before anything loads -----------------
@@ -89,12 +88,12 @@ def add_heads_args(p: argparse.ArgumentParser, *, required: bool = False) -> Non
 
 def add_policy_args(p: argparse.ArgumentParser, *, alignatt_only: bool = False, holdback: float = 0.0) -> None:
     """Policy flags; each defaults to the preset's (or TranslatorConfig's) value unless given."""
-    from ..speech.pipeline import PRESETS
+    from ..speech.presets import PRESETS
 
     a = AlignAttConfig()
     g = p.add_argument_group("policy")
     if not alignatt_only:
-        g.add_argument("--policy", choices=list(POLICIES), default="alignatt")
+        g.add_argument("--policy", choices=list(POLICY_NAMES), default="alignatt")
         g.add_argument("--preset", choices=list(PRESETS), help="named translator settings (flags given override it)")
     g.add_argument("--border", type=int, help=f"AlignAtt border b: stop when a draft token attends source word >= "
                    f"N_accessible + b (default {a.border}; the paper's 1 is --preset paper)")

@@ -45,7 +45,7 @@ from .. import __version__
 from ..base.errors import AlignheadsError
 from ..base.fileio import write_json
 from ..base.languages import parse_direction
-from ..base.paths import GOLD_DIR, RESULTS_DIR
+from ..base.paths import GOLD_DIR, GOLD_DIRECTIONS, POLICY_RESULTS
 from ..corpus.formats import read_corpus
 from ..corpus.pairs import Corpus
 from ..heads.calibrate import calibrate
@@ -59,9 +59,8 @@ from ..model.prompts import PromptLayout
 from . import viz
 from .analysis import attention_figure, example_pair_index, split_tables
 
-DIRECTIONS = ("en-de", "en-it", "en-zh")
+DIRECTIONS = GOLD_DIRECTIONS
 DATA_DIR = GOLD_DIR
-POLICY_RESULTS = RESULTS_DIR / "policies.json"
 QL_GRID: dict[str, list] = {"alignatt": [1, 0, -1, -2], "wait-k": [1, 3, 5], "cut-last": [0, 2, 4]}
 QL_GRID_FAST: dict[str, list] = {"alignatt": [1, -1], "wait-k": [1, 3], "cut-last": [0, 2]}
 

@@ -40,7 +40,8 @@ import numpy as np
 from ..base.errors import AlignheadsError
 from ..base.metrics import diagonal_words
 from ..base.sentences import sentence_end
-from ..heads.combine import Combination, combine_heads
+from ..heads.combine import combine_heads
+from .config import AlignAttConfig
 
 # Stop reasons (the keys alignheads.lab.viz.policy_trace knows are future_source, rewind, end_of_draft, sentence_end,
 # final).
@@ -50,30 +51,6 @@ END_OF_DRAFT = "end_of_draft"
 SENTENCE_END = "sentence_end"  # the policy took all it could commit: the draft's sentence end is held back
 FINAL = "final"
 LEARNED_BORDER = "learned_border"  # the learned border held a drafted word back
-
-
-@dataclass(frozen=True)
-class AlignAttConfig:
-    """AlignAtt parameters: the paper's, except the border (−2; the paper's 1 is `--preset paper`). `border` may be
-    ≤ 0; see the module docstring for its exact meaning and for why the default is −2."""
-
-    border: int = -2
-    rewind: int = 8  # words; 0 = off
-    z_score: bool = True
-    median_width: int = 7  # odd; 1 or 0 = off
-    max_draft: int = 16  # draft tokens per update
-
-    def __post_init__(self):
-        if self.rewind < 0:
-            raise AlignheadsError(f"rewind must be >= 0 (0 = off), got {self.rewind}")
-        self.combination  # noqa: B018 (validates median_width)
-        if self.max_draft < 1:
-            raise AlignheadsError(f"max_draft must be >= 1, got {self.max_draft}")
-
-    @property
-    def combination(self) -> Combination:
-        """How the draft's head attention is combined before the argmax (z-score, then median filter)."""
-        return Combination(z_score=self.z_score, median_width=self.median_width)
 
 
 def alignatt_positions(attn: np.ndarray, cfg: AlignAttConfig | None = None,

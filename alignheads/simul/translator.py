@@ -39,7 +39,8 @@ from ..model.capture import AttentionCapture
 from ..model.kvcache import common_prefix, rollback
 from ..model.loader import LoadedModel, broken_weights_hint
 from ..model.prompts import PromptLayout, RenderedPrompt, render
-from .policy import END_OF_DRAFT, FINAL, POLICIES, SENTENCE_END, AlignAttConfig, Cut, DraftView, hold_sentence_end
+from .config import TranslatorConfig
+from .policy import END_OF_DRAFT, FINAL, POLICIES, SENTENCE_END, Cut, DraftView, hold_sentence_end
 
 NO_SOURCE = "no_source"
 NO_NEW_SOURCE = "no_new_source"
@@ -56,30 +57,6 @@ class SourceWord:
 
     text: str
     end_time: float
-
-
-@dataclass
-class TranslatorConfig:
-    """Translator settings; the draft length `alignatt.max_draft` applies to every policy."""
-
-    alignatt: AlignAttConfig = field(default_factory=AlignAttConfig)
-    wait_k: int = 3  # wait-k: source words before the first target unit
-    border_threshold: float = 0.5  # learned border: a drafted word goes out while P(ready) >= this
-    cut_last: int = 2  # cut-last-x: draft words withheld
-    la_n: int = 2  # local agreement: consecutive drafts that must agree
-    holdback: float = 0.0  # seconds a word must be old before it counts as accessible
-    top_k: int | None = None  # heads taken from a HeadSet (its order); None = all of them
-    final_max_tokens: int = 256  # length cap of the final (policy-free) translation
-    # A final pass may not stop (stop token, newline) before the sentence has this many target units per source
-    # word (continuing from a committed prefix that ends in ")" or a list, the model may stop at once); 0: off.
-    final_min_ratio: float = 0.5
-    reuse_cache: bool = True
-    stop_at_newline: bool = True  # a newline ends a draft (completion layouts go on with the next example)
-    context_limit: int | None = None  # tokens; None = the model's max_position_embeddings
-    memo_size: int = 0  # >0: remember drafts per prompt (sweeps over policy parameters share them)
-    guess: bool = True  # verify the previous draft's unsent tokens in the prefill forward (same output, fewer steps)
-    prefill_chunk: int | None = None  # feed a prompt in forwards of at most this many tokens (a server interleaves)
-
 
 
 @dataclass
