@@ -10,3 +10,4 @@ TALKS_DIR = REPO / "data" / "talks"  # the shipped talks: audio, transcripts, se
 RESULTS_DIR = REPO / "benchmarks" / "results"  # benchmark JSON the figures and README are made from
 GOLD_DIRECTIONS = ("en-de", "en-it", "en-zh")  # the directions GOLD_DIR holds
 POLICY_RESULTS = RESULTS_DIR / "policies.json"  # benchmarks/bench_policies.py's summary
+READINESS_RESULTS = RESULTS_DIR / "readiness.json"  # benchmarks/bench_readiness.py's summary

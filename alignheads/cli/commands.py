@@ -357,7 +357,8 @@ def cmd_figures(args) -> int:
     opt.setup_threads(args)
     directions = tuple(d for d in args.directions.split(",") if d)
     kw = {"model": args.model, "directions": directions or DIRECTIONS, "data_dir": Path(args.data_dir), "k": args.k,
-          "threshold": args.threshold, "results": Path(args.results) if args.results else None}
+          "threshold": args.threshold, "results": Path(args.results) if args.results else None,
+          "readiness": Path(args.readiness) if args.readiness else None}
     kw.update({"limit": args.limit} if args.limit is not None else {})
     cfg = FigureConfig.fast(**kw) if args.fast else FigureConfig(**kw)
     manifest = make_figures(cfg, args.out, command="alignheads " + " ".join(args.argv))
@@ -436,7 +437,7 @@ def cmd_demo(args) -> int:
 # --- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
-    from ..base.paths import GOLD_DIR, GOLD_DIRECTIONS, POLICY_RESULTS
+    from ..base.paths import GOLD_DIR, GOLD_DIRECTIONS, POLICY_RESULTS, READINESS_RESULTS
     from ..corpus.silver import METHODS
     from ..speech.presets import DEFAULT_HOLDBACK
 
@@ -601,6 +602,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--results", default=str(POLICY_RESULTS),
                    help="bench_policies summary the quality-latency and policy-trace figures are drawn from "
                    "('' for none; default: benchmarks/results/policies.json)")
+    s.add_argument("--readiness", default=str(READINESS_RESULTS),
+                   help="bench_readiness summary the readiness maps are drawn from ('' for none; default: "
+                   "benchmarks/results/readiness.json, skipped when absent)")
     s.set_defaults(func=cmd_figures)
 
     from ..serve.config import ServeConfig

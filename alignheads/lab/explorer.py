@@ -5,7 +5,9 @@ on a sentence pair against the gold links, build a head set while its ensemble A
 word-level attention on every scored pair), so an interaction computes no attention: it changes the state and
 redraws. Figures are built once (the score map per score and query kind, the attention maps per pair) and
 updated in place: the selection marks are blitted onto the score map's saved background, the attention maps
-get new image data. `explorer.widget()` wraps it in ipywidgets (clicking the map needs ipyevents); displaying
+get new image data. A run scored in the prefix condition too (`score --condition prefix`, `calibrate_border`) adds
+the prefix view: each head's readiness AUC on source prefixes as the score map (`set_metric("readiness_auc")`).
+`explorer.widget()` wraps it in ipywidgets (clicking the map needs ipyevents); displaying
 the explorer shows that widget, or a PNG snapshot where widgets do not run (a notebook on a code host).
 """
 
@@ -36,7 +38,7 @@ from ..model.loader import LoadedModel
 from ..model.prompts import PromptLayout
 from . import viz
 
-METRICS = {"ts": "TS", "aer": "AER", "source_acc": "source acc"}
+METRICS = {"ts": "TS", "aer": "AER", "source_acc": "source acc", "readiness_auc": "readiness (prefix)"}
 _SELECTED, _MEMBER = "black", "#e8112d"
 
 
@@ -117,10 +119,17 @@ class HeadExplorer:
             self.set_query(self.head.query)
         return self.head
 
+    @property
+    def metrics(self) -> dict[str, str]:
+        """The scores this run can show (readiness only when it was scored in the prefix condition)."""
+        return {k: v for k, v in METRICS.items() if k in self.scores.heads and self.scores.heads[k].notna().any()}
+
     def set_metric(self, metric: str) -> None:
-        """Show `metric` (ts | aer | source_acc) on the score map."""
-        if metric not in METRICS:
-            raise AlignheadsError(f"score must be one of {list(METRICS)}, not {metric!r}")
+        """Show `metric` (ts | aer | source_acc | readiness_auc, the prefix view) on the score map."""
+        if metric not in self.metrics:
+            raise AlignheadsError(f"score must be one of {list(self.metrics)}, not {metric!r}"
+                                  + (" (readiness needs a run scored with --condition prefix)"
+                                     if metric == "readiness_auc" else ""))
         self.metric = metric
 
     def set_query(self, query: str) -> None:
@@ -353,7 +362,7 @@ class ExplorerWidget:
         ex = self.ex = explorer
         self._quiet = False
         small = {"button_width": "96px"}
-        self.metric = w.ToggleButtons(options=[(label, key) for key, label in METRICS.items()], value=ex.metric,
+        self.metric = w.ToggleButtons(options=[(label, key) for key, label in ex.metrics.items()], value=ex.metric,
                                       description="score", style=small)
         self.query = w.ToggleButtons(options=list(ex.scores.queries), value=ex.query, description="query",
                                      style=small)

@@ -21,7 +21,9 @@ Per direction (en-de, en-it, en-zh) heads are calibrated on the `dev` split and 
   same view of the model run here (its heads in every direction's top-k outlined);
 - `aligners.png`: diagonal / all-head mean / top-k by TS / greedy ensemble / learned weights / SimAlign,
   fitted on the calibration split, AER on the held-out split;
-- `head_depth.png`: where the heads sit, this model's ranking beside the published Gemma-4 one by relative depth.
+- `head_depth.png`: where the heads sit, this model's ranking beside the published Gemma-4 one by relative depth;
+- `readiness_<dir>.png`: from `benchmarks/bench_readiness.py`'s summary (`benchmarks/results/readiness.json`), every
+  head's readiness AUC in the prefix condition on held-apart pairs, the ablation's AUCs in the title.
 
 `manifest.json` beside them records the model, data hashes, settings, selected heads and the
 numbers behind the ablation and quality-latency plots. Notebook 05 calls the same functions;
@@ -45,7 +47,7 @@ from .. import __version__
 from ..base.errors import AlignheadsError
 from ..base.fileio import write_json
 from ..base.languages import parse_direction
-from ..base.paths import GOLD_DIR, GOLD_DIRECTIONS, POLICY_RESULTS
+from ..base.paths import GOLD_DIR, GOLD_DIRECTIONS, POLICY_RESULTS, READINESS_RESULTS
 from ..corpus.formats import read_corpus
 from ..corpus.pairs import Corpus
 from ..heads.calibrate import calibrate
@@ -82,6 +84,7 @@ class FigureConfig:
     seed: int = 0
     example_pair: str | None = None  # id of the pair the attention figures show (default: picked by length)
     results: Path | None = POLICY_RESULTS  # bench_policies' summary; None: no quality-latency / trace figures
+    readiness: Path | None = READINESS_RESULTS  # bench_readiness' summary; None (or absent): no readiness maps
     progress: bool = True
 
     @classmethod
@@ -281,6 +284,19 @@ def load_policy_results(path: str | Path = POLICY_RESULTS) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def readiness_figure(part: Mapping[str, Any], direction: str) -> Figure:
+    """Every head's readiness AUC on the held-apart pairs (one direction of `bench_readiness`' summary), with the
+    ablation's answer in the title."""
+    rows = [{"query": q, "layer": layer, "head": head, "readiness_auc": auc}
+            for q, matrix in part["auc_matrix_evaluation"].items()
+            for layer, row in enumerate(matrix) for head, auc in enumerate(row)]
+    ab = part["ablation"]
+    return viz.head_heatmap(pd.DataFrame(rows), "readiness_auc", top_k=4, lower_is_better=False,
+                            title=f"{direction}: readiness AUC per head, prefix condition, held-apart pairs "
+                                  f"(heads + position {ab['heads+position']['auc']:.3f}, "
+                                  f"position {ab['position']['auc']:.3f})")
+
+
 def benchmark_curves(results: Mapping[str, Any], dataset: str) -> pd.DataFrame:
     """One dataset's quality-latency rows (policy, param, bleu, chrf, laal_cu, stop_share, ...)."""
     if dataset not in results["datasets"]:
@@ -415,6 +431,9 @@ def make_figures(cfg: FigureConfig, out: str | Path = "figures", lm: LoadedModel
         trace, decisions = policy_trace_figures(*traced_sentence(results, name, Path(cfg.results).parent), name)
         save(f"policy_trace_{name}.png", trace)
         save(f"alignatt_decisions_{name}.png", decisions)
+    if cfg.readiness and Path(cfg.readiness).is_file():
+        for name, part in json.loads(Path(cfg.readiness).read_text(encoding="utf-8"))["directions"].items():
+            save(f"readiness_{name}.png", readiness_figure(part, name))
     manifest = {
         "tool": {"name": "alignheads", "version": __version__},
         "command": command,

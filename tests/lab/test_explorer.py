@@ -161,3 +161,30 @@ def test_widget_redraws_on_every_control(ex, tmp_path):
     assert ex.pair == 3
     w.metric.value = "aer"
     assert ex.metric == "aer"
+
+
+def test_the_prefix_view_shows_readiness_only_when_scored(scored, tiny4, tmp_path):
+    """Guards the explorer's prefix view (issue 21): a run scored in the prefix condition offers each head's
+    readiness AUC as the score map; a whole-source run refuses it with the flag that would add it."""
+    from copy import copy
+
+    from alignheads.corpus.pairs import Corpus
+    from alignheads.heads.calibrate import calibrate_border
+    from alignheads.heads.headset import HeadEntry, HeadSet
+
+    scores, corpus = scored
+    plain = HeadExplorer(scores, corpus, tiny4, export_dir=tmp_path)
+    assert "readiness_auc" not in plain.metrics
+    with pytest.raises(AlignheadsError, match="--condition prefix"):
+        plain.set_metric("readiness_auc")
+    prefixed = copy(scores)
+    f = tiny4.facts
+    headset = HeadSet([HeadEntry(1, 0)], f.model_id, "en", "de", f.num_layers, f.num_heads)
+    two = Corpus(list(corpus)[:2], corpus.src_lang, corpus.tgt_lang, name="two")
+    calibrate_border(tiny4, two, headset, scores=prefixed, k=2, progress=False)
+    ex = HeadExplorer(prefixed, corpus, tiny4, export_dir=tmp_path)
+    ex.set_metric("readiness_auc")
+    row = prefixed.heads.query("query == @ex.query").sort_values("readiness_auc").iloc[-1]
+    ex.select(int(row["layer"]), int(row["head"]))
+    assert _png(ex.heatmap_png()).size[0] > 0
+    assert ex.metrics["readiness_auc"] == "readiness (prefix)"

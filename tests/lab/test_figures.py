@@ -25,6 +25,7 @@ from alignheads.speech import talks
 from alignheads.speech.audio import SAMPLE_RATE
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+READINESS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "readiness.json"
 TALKS = Path(__file__).resolve().parents[2] / "data" / "talks"
 
 
@@ -61,7 +62,8 @@ def test_cli_writes_every_figure_and_a_manifest(tmp_path, tiny4):
     threads = torch.get_num_threads()
     try:  # the random tiny model has no head with TS > 0.1, hence threshold 0
         rc = cli_main(["figures", "--model", "tiny-gemma4", "--fast", "--out", str(out), "--directions", "en-de,en-zh",
-                       "--limit", "3", "--results", str(results), "--threshold", "0", "--threads", "1"])
+                       "--limit", "3", "--results", str(results), "--threshold", "0", "--threads", "1",
+                       "--readiness", str(READINESS)])
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(threads)
@@ -69,6 +71,7 @@ def test_cli_writes_every_figure_and_a_manifest(tmp_path, tiny4):
     expected = {f"{kind}_{d}.png" for kind in ("ts_heatmap", "stability", "attention") for d in ("en-de", "en-zh")}
     expected |= {"shared_kernel.png", "headset_ablation.png", "quality_latency_en-de.png", "policy_trace_en-de.png",
                  "alignatt_decisions_en-de.png", "paper_heads.png", "head_depth.png", "aligners.png"}
+    expected |= {f"readiness_{d}.png" for d in json.loads(READINESS.read_text())["directions"]}
     assert {p.name for p in out.glob("*.png")} == expected
     assert all(p.read_bytes()[:8] == PNG_MAGIC for p in out.glob("*.png"))
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
