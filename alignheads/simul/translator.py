@@ -192,7 +192,7 @@ class SimultaneousTranslator:
         config: TranslatorConfig | None = None,
         *,
         layout: PromptLayout | None = None,
-        memo: OrderedDict | None = None,  # drafts by prompt, shared only by translators of one model, heads, config
+        memo: OrderedDict | None = None,  # drafts by prompt and heads, shared only by translators of one model
     ):
         if policy not in POLICIES:
             raise TranslatorError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
@@ -234,7 +234,7 @@ class SimultaneousTranslator:
         self._stop_ids = {i for i in ids if i is not None}
         cfg_limit = getattr(lm.model.config.get_text_config(), "max_position_embeddings", None)
         self.context_limit = self.config.context_limit or cfg_limit or 2**31
-        # A memo shared by translators of one sweep (same model, layout and heads) is passed in; else own.
+        # A memo shared by translators of one sweep (same model and layout) is passed in; else own.
         self._memo = memo if memo is not None else (OrderedDict() if self.config.memo_size else None)
         self._cache = None
         self._cache_ids: list[int] = []
@@ -365,7 +365,9 @@ class SimultaneousTranslator:
                 f"{self.context_limit} tokens; end the sentence (final=True) sooner or raise "
                 "TranslatorConfig.context_limit if the model allows more"
             )
-        key = (tuple(prompt.input_ids), max_tokens, end_if_cap, min_units)
+        # The captured heads are in the key: one memo may serve translators that read different heads (a sweep over
+        # AlignAtt and the learned border), and a draft's attention holds the rows of its own heads only.
+        key = (tuple(prompt.input_ids), max_tokens, end_if_cap, min_units, tuple(self.heads))
         if self._memo is not None and key in self._memo:
             hit: Draft = self._memo[key]
             if hit.attention is not None or not attention:

@@ -354,3 +354,20 @@ def test_two_threads_drafting_on_one_model_take_turns(tiny3):
     for t in threads:
         t.join()
     assert together[0] == together[1] == alone
+
+
+def test_a_shared_memo_never_hands_one_head_set_the_attention_of_another(tiny3):
+    """Guards the memo key (issue 21's sweep): translators reading different heads share one memo (as bench_policies'
+    AlignAtt and learned-border settings do); a draft remembered for one head set is not reused by the other."""
+    from collections import OrderedDict
+
+    memo = OrderedDict()
+    config = cfg(memo_size=100)
+    first = SimultaneousTranslator(tiny3, HEADS3, "en", "de", config=config, memo=memo)
+    other = SimultaneousTranslator(tiny3, HEADS3[:1], "en", "de", config=config, memo=memo)
+    same = SimultaneousTranslator(tiny3, HEADS3, "en", "de", config=config, memo=memo)
+    first.update(words(4), 1.6)
+    b = other.update(words(4), 1.6).decision_trace
+    c = same.update(words(4), 1.6).decision_trace
+    assert not b.memo_hit and b.attention.shape[0] == 1
+    assert c.memo_hit and c.attention.shape[0] == 3
