@@ -51,7 +51,7 @@ notebooks: prepare
 figures: prepare
 	$(BIN)/alignheads figures --threads 1
 
-# The README's speed, cascade, server and explorer numbers, one benchmark after the other (about 45 minutes on a
+# The README's speed, cascade, server and explorer numbers, one benchmark after the other (about an hour on a
 # quiet 2-core machine). bench_policies.py, bench_a4l.py and the hour-long soak: see benchmarks/README.md.
 bench: prepare
 	$(BIN)/python benchmarks/bench_capture.py
@@ -59,8 +59,9 @@ bench: prepare
 	$(BIN)/python benchmarks/heads_report.py --threads 1
 	$(BIN)/python benchmarks/bench_translator.py --threads 1 --capture-threads 1 2 --skip-sweep
 	$(BIN)/python benchmarks/bench_explorer.py
+	$(BIN)/python benchmarks/bench_decode.py --stage kernels
 	$(BIN)/python benchmarks/bench_cascade.py --minutes 0
-	$(BIN)/python benchmarks/bench_serve.py
+	$(BIN)/python benchmarks/bench_serve.py --threads 2
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache
