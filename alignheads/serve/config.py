@@ -18,7 +18,7 @@ class ServeConfig:
     port: int = 8765  # 0: any free port
     max_sessions: int = 4
     max_utterance_words: int = 120  # a partial update with more committed words is finalised (forced_final); 0: off
-    preset: str = "server"  # a name in alignheads.speech.pipeline.PRESETS
+    preset: str = "server"  # a name in alignheads.speech.presets.PRESETS
     top_k: int | None = None  # heads of each head set used (its first k; None: all)
     max_frame_bytes: int = 1 << 20  # larger frames close the connection with 1009
     # Bounds checked before any tokenisation (bad_protocol naming the limit); well above what a client that honours

@@ -39,7 +39,8 @@ from ..base.languages import get_language
 from ..heads.headset import A4L_ANY_LANGUAGE, HeadSet, filename_direction, load_headset
 from ..model.loader import LoadedModel
 from ..simul.translator import NO_NEW_SOURCE, Forward, SourceWord, TranslatorConfig, drive
-from ..speech.pipeline import PRESETS, configure_translator, resolve_heads
+from ..speech.pipeline import configure_translator, resolve_heads
+from ..speech.presets import PRESETS
 from .config import ServeConfig
 from .engine import Engine
 from .protocol import Init, ProtocolError, Update, WireWord, error, init_ok, parse_message, show_value, translation

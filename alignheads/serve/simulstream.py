@@ -10,7 +10,7 @@ YAML for `simulstream_inference --speech-processor-config alignheads.yaml ...`:
     asr: whisper                   # or qwen
     holdback: 0.25                 # seconds of ASR tail shown but not yet accessible
     border: -2                     # any translator setting: the `alignheads translate` flag names (wait_k, ...)
-    preset: paper                  # optional: named settings (alignheads.speech.pipeline.PRESETS), overridden here
+    preset: paper                  # optional: named settings (alignheads.speech.presets.PRESETS), overridden here
     source_lang: en
     target_lang: de
 
