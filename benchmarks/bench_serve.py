@@ -269,7 +269,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0, help="stream time each session replays")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the server's model worker")
     ap.add_argument("--dtype", default="auto", help="the server's --dtype (default auto)")
-    ap.add_argument("--preset", default="server", help="a name in alignheads.speech.pipeline.PRESETS "
+    ap.add_argument("--preset", default="server", help="a name in alignheads.speech.presets.PRESETS "
                     "(server, server_fast, paper)")
     ap.add_argument("--tail", type=int, default=2, help="heard words sent as the unstable tail")
     ap.add_argument("--drain", type=float, default=30.0, help="seconds to wait for the last answers")
