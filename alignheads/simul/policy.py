@@ -312,6 +312,12 @@ class LocalAgreementPolicy(_UnitPolicy):
         if config.la_n < 2:
             raise AlignheadsError(f"local agreement needs n >= 2 drafts, got {config.la_n}")
         history = state.setdefault("history", [])  # earlier drafts' units after what was emitted, newest last
+        # Agreement is between drafts of successive *inputs*: an update that shows no new source word (a held-back word
+        # became accessible, or what was agreed was just emitted) drafts the same input again, and counting that draft
+        # would make LA-n agree with itself.
+        if history and view.n_shown == state.get("shown"):
+            return 0
+        state["shown"] = view.n_shown
         need = config.la_n - 1  # earlier drafts that must agree with this one
         keep = min(local_agreement(h, units) for h in history) if len(history) >= need else 0
         older = history[-(need - 1):] if need > 1 else []  # what the next draft compares with, besides this one

@@ -207,9 +207,10 @@ def test_local_agreement_of_n_drafts():
 
     def run(n, drafts):
         state, out = {}, []
-        for text in drafts:
+        for k, text in enumerate(drafts):
             ends = [0] + [i + 1 for i, c in enumerate(text) if c != " " and (i + 1 == len(text) or text[i + 1] == " ")]
-            view = DraftView(text, ends, complete=True, spaced=True, n_accessible=5, n_emitted=len(out))
+            view = DraftView(text, ends, complete=True, spaced=True, n_accessible=5, n_emitted=len(out),
+                             n_shown=k + 1)
             cut = POLICIES["local-agreement"].decide(view, TranslatorConfig(la_n=n), state)
             out += text[: cut.chars].split()
         return out
@@ -218,3 +219,18 @@ def test_local_agreement_of_n_drafts():
     assert run(2, drafts) == ["a", "b"]  # the 2nd agrees with the 1st on "a b"
     assert run(3, drafts) == ["a"]  # only "a" is in all three
     assert run(4, drafts) == []
+
+
+def test_local_agreement_counts_a_redraft_of_the_same_input_once():
+    """Guards LA-n on a stream with hold-back: an update that shows no new source word (only makes a shown word
+    accessible) redrafts the same prompt; it must not count as a second draft agreeing with the first."""
+    from alignheads.simul.policy import POLICIES, DraftView
+    from alignheads.simul.translator import TranslatorConfig
+
+    state, out = {}, []
+    for text, shown in [(" a b c", 3), (" a b c", 3), (" a b d", 4)]:
+        ends = [0] + [i + 1 for i, c in enumerate(text) if c != " " and (i + 1 == len(text) or text[i + 1] == " ")]
+        view = DraftView(text, ends, complete=True, spaced=True, n_accessible=5, n_emitted=len(out), n_shown=shown)
+        cut = POLICIES["local-agreement"].decide(view, TranslatorConfig(la_n=2), state)
+        out.append(text[: cut.chars].split())
+    assert out == [[], [], ["a", "b"]]  # the repeat agreed with nothing; the next input's draft agrees on "a b"
