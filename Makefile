@@ -37,8 +37,8 @@ lint: venv
 test: venv lint
 	$(BIN)/python -m pytest -q
 
-test-fast: venv lint   # unit + tiny-model tiers, no real weights, subprocesses, notebooks or browser
-	$(BIN)/python -m pytest -q -m "not slow and not notebook and not browser"
+test-fast: venv lint   # unit + tiny-model tiers, no real weights, subprocesses, notebooks or browser; one worker a core
+	$(BIN)/python -m pytest -q -n auto -m "not slow and not notebook and not browser"
 
 # Breaks the code on purpose, one small patch at a time, and checks that the guarding test fails (tests/mutants/run.py).
 mutants: venv
