@@ -104,7 +104,7 @@ def paired_difference(models: dict, pairs, queries, a: str, b: str, n_boot: int 
     """AUC(a) − AUC(b) on the same cells, with a paired bootstrap over pairs (95 % interval, two-sided p)."""
     from sklearn.metrics import roc_auc_score
 
-    from alignheads.heads.border import cell_table
+    from alignheads.heads.border import cell_table, pair_resamples
 
     probs, y, owner = {}, None, None
     for name in (a, b):
@@ -113,14 +113,8 @@ def paired_difference(models: dict, pairs, queries, a: str, b: str, n_boot: int 
             pairs, models["heads+position"].heads, queries)
         probs[name] = m.p_ready(m.design(margins, peaks, pos[:, 0], pos[:, 1], pos[:, 2]))
         owner = pos[:, 3].astype(int)
-    groups = [np.flatnonzero(owner == i) for i in np.unique(owner)]
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(n_boot):
-        idx = np.concatenate([groups[k] for k in rng.integers(0, len(groups), len(groups))])
-        if len(set(y[idx].tolist())) == 2:
-            diffs.append(roc_auc_score(y[idx], probs[a][idx]) - roc_auc_score(y[idx], probs[b][idx]))
-    diffs = np.array(diffs)
+    diffs = np.array([roc_auc_score(y[idx], probs[a][idx]) - roc_auc_score(y[idx], probs[b][idx])
+                      for idx in pair_resamples(owner, y, n_boot, seed)])
     delta = roc_auc_score(y, probs[a]) - roc_auc_score(y, probs[b])
     return {"delta": float(delta), "ci95": np.percentile(diffs, [2.5, 97.5]).tolist(),
             "p_value": float(min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean())))}

@@ -143,13 +143,18 @@ def border_auc(model: BorderModel, pairs: Sequence[PrefixPair], queries: Sequenc
     margins, peaks, pos, y = cell_table(pairs, model.heads, queries)
     p = model.p_ready(model.design(margins, peaks, pos[:, 0], pos[:, 1], pos[:, 2]))
     owner = pos[:, 3].astype(int)
+    boots = [roc_auc_score(y[idx], p[idx]) for idx in pair_resamples(owner, y, n_boot, seed)]
+    lo, hi = np.percentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan)
+    return {"auc": float(roc_auc_score(y, p)), "ci95": [float(lo), float(hi)], "cells": int(len(y)),
+            "pairs": len(np.unique(owner))}
+
+
+def pair_resamples(owner: np.ndarray, y: np.ndarray, n_boot: int, seed: int = 0):
+    """Cell indices of `n_boot` bootstrap resamples over pairs (`owner`: each cell's pair); resamples with one class
+    only are skipped (no AUC)."""
     groups = [np.flatnonzero(owner == i) for i in np.unique(owner)]
     rng = np.random.default_rng(seed)
-    boots = []
     for _ in range(n_boot):
         idx = np.concatenate([groups[k] for k in rng.integers(0, len(groups), len(groups))])
         if len(set(y[idx].tolist())) == 2:
-            boots.append(roc_auc_score(y[idx], p[idx]))
-    lo, hi = np.percentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan)
-    return {"auc": float(roc_auc_score(y, p)), "ci95": [float(lo), float(hi)], "cells": int(len(y)),
-            "pairs": len(groups)}
+            yield idx
