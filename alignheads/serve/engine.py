@@ -2,13 +2,14 @@
 
 A job is a call submitted from any thread (`submit`); a job whose call returns a step generator (a translator's
 `update_steps`, a session's `handle_steps`) is advanced one forward at a time. Each tick the scheduler lets every
-active job ask for its next forward, runs the one-token draft steps of all of them as *one* batched forward
-(`model.batching.batched_step`: sessions share the cost of reading the weights), and runs at most one prompt chunk
-(prompts are fed in chunks of `prefill_chunk` tokens, round-robin). Short jobs go first: a job that has had more
-than `heavy_s` of the model's time (a maximal final, a long prompt) runs only in ticks where no lighter job waits,
-and otherwise one forward of its own whenever it has waited `max_wait_s` — so one session's huge update costs the
-others at most one forward per `max_wait_s`, never a whole job, and is never starved: a suspended job is resumed,
-never dropped. A plain call (session set-up, a test's gate) runs to its end when its turn comes.
+active job ask for its next forward and runs the prompt chunks of all of them (prompts are fed in chunks of
+`prefill_chunk` tokens) as *one* batched forward and their one-token draft steps as another
+(`model.batching.batched_forward`: sessions share the cost of reading the weights; chunks whose padding would
+cost more than their own tokens wait for the next tick, the longest-waiting first). Short jobs go first: a job that
+has had more than `heavy_s` of the model's time (a maximal final, a long prompt) runs only in ticks where no lighter
+job waits, and otherwise one forward of its own whenever it has waited `max_wait_s` — so one session's huge update
+costs the others at most one forward per `max_wait_s`, never a whole job, and is never starved: a suspended job is
+resumed, never dropped. A plain call (session set-up, a test's gate) runs to its end when its turn comes.
 
 `close()` stops the scheduler within a tick: jobs still running are abandoned (their futures cancelled); the thread
 is a daemon, so the interpreter never waits for a job.
@@ -31,7 +32,7 @@ import torch
 from ..base.errors import AlignheadsError
 from ..base.languages import parse_direction
 from ..heads.headset import HeadSet
-from ..model.batching import Step, batched_step
+from ..model.batching import Step, batched_forward
 from ..model.loader import LoadedModel
 from ..simul.translator import Forward, SimultaneousTranslator, SourceWord, TranslatorConfig, run_forward
 from ..speech.pipeline import build_translator
@@ -66,7 +67,7 @@ class Engine:
         self.heavy_s, self.max_wait_s = heavy_s, max_wait_s
         self.busy_s = self.cpu_s = 0.0
         self.jobs = 0
-        self.forwards = self.batched_rows = 0  # forwards run, and draft steps that shared one
+        self.forwards = self.batched_rows = self.batched_chunks = 0  # forwards; rows that shared one; prompt chunks
         # Recent final translations. A client whose call timed out (WhisperLiveKit waits 15 s) reconnects and sends
         # the same final again (with the prefix it had been shown, perhaps older than what this server committed);
         # on a slow CPU every attempt would time out again. The first attempt still finishes here, and the retry is
@@ -192,16 +193,23 @@ class Engine:
         self._run_round(light)
 
     def _run_round(self, jobs: list[_Job]) -> None:
-        """One prompt chunk (the longest waiting) alone, then every one-token draft step in one batched forward."""
+        """The prompt chunks in one batched forward (the longest-waiting one, and the others while padding costs
+        less than their tokens), then every one-token draft step in another."""
         steps = [j for j in jobs if len(j.request.tokens) == 1 and j.request.keep == 1]
-        chunks = [j for j in jobs if j not in steps]
-        if chunks:
-            self._run_alone(min(chunks, key=lambda j: j.waiting_since))
-        if len(steps) > 1 and self.batch:
-            self._run_batched(steps)
-        else:
-            for job in steps:
-                self._run_alone(job)
+        chunks = sorted((j for j in jobs if j not in steps), key=lambda j: j.waiting_since)
+        if not self.batch:
+            chunks = chunks[:1]  # unbatched: one chunk a tick, round-robin, as before batching
+        group: list[_Job] = []
+        for job in chunks:
+            sizes = [len(j.request.tokens) for j in (*group, job)]
+            if not group or len(sizes) * max(sizes) <= 2 * sum(sizes):
+                group.append(job)
+        for batch in (group, steps):
+            if len(batch) > 1 and self.batch:
+                self._run_batched(batch)
+            else:
+                for job in batch:
+                    self._run_alone(job)
 
     def _run_alone(self, job: _Job) -> None:
         t0 = time.perf_counter()
@@ -220,18 +228,19 @@ class Engine:
         t0 = time.perf_counter()
         try:
             with self.lm.lock:
-                hidden = batched_step(self.lm, [Step(r.translator._cache, len(r.translator._cache_ids), r.tokens[0],
-                                                     r.capture) for r in requests])
+                hidden = batched_forward(self.lm, [Step(r.translator._cache, len(r.translator._cache_ids), r.tokens,
+                                                        r.keep, r.capture) for r in requests])
         except BaseException:  # noqa: BLE001 - one by one, so that only the failing job fails
             for job in jobs:
                 self._run_alone(job)
             return
         self.forwards += 1
         self.batched_rows += len(jobs)
-        share = (time.perf_counter() - t0) / len(jobs)
-        for b, job in enumerate(jobs):
-            job.reply, job.request = hidden[b:b + 1], None
-            job.service_s += share
+        self.batched_chunks += sum(len(r.tokens) > 1 for r in requests)
+        elapsed, fed = time.perf_counter() - t0, sum(len(r.tokens) for r in requests)
+        for job, rows in zip(jobs, hidden, strict=True):
+            job.service_s += elapsed * len(job.request.tokens) / fed  # each row's share of the forward
+            job.reply, job.request = rows, None
 
     def _finish(self, job: _Job, result: Any = None, error: BaseException | None = None) -> None:
         self.jobs += 1

@@ -736,7 +736,8 @@ def _update(seq, n, final=False, utt=0, words=WORDS):
 
 def test_sessions_drafting_together_get_what_they_get_alone(tiny3, heads_files):
     """Three sessions (two directions, different prompt lengths) whose updates run at the same time share their
-    draft steps in batched forwards, and each gets exactly the text it gets when served alone."""
+    draft steps and their prompt chunks in batched forwards, and each gets exactly the text it gets when served
+    alone."""
     from alignheads.serve.server import MTServer
 
     plan = [("de", [(1, 3), (2, 6), (3, 9, True)]), ("zh", [(1, 2), (2, 5), (3, 7, True)]),
@@ -751,12 +752,12 @@ def test_sessions_drafting_together_get_what_they_get_alone(tiny3, heads_files):
                        zip(sessions, plan, strict=True)]
             for i, f in enumerate(futures):
                 texts[i].append(f.result(timeout=60)["committed_text"])
-        rows = eng.batched_rows
+        rows = (eng.batched_rows, eng.batched_chunks)
         eng.close()
         return texts, rows
 
     (together, rows), (alone, none) = serve(True), serve(False)
-    assert rows > 0 and none == 0
+    assert rows[0] > rows[1] > 0 and none == (0, 0)
     assert together == alone
 
 
