@@ -48,8 +48,7 @@ class TranslatorConfig:
     top_k: int | None = None  # heads taken from a HeadSet (its order); None = all of them
     final_max_tokens: int = 256  # length cap of the final (policy-free) translation
     # A final pass may not stop (stop token, newline) before the sentence has this many target units per source
-    # word, nor before it has added this many per word not yet accessible when text was last committed
-    # (continuing from a committed prefix that ends in ")", a list or a guess, the model may stop at once); 0: off.
+    # word (continuing from a committed prefix that ends in ")" or a list, the model may stop at once); 0: off.
     final_min_ratio: float = 0.5
     reuse_cache: bool = True
     stop_at_newline: bool = True  # a newline ends a draft (completion layouts go on with the next example)

@@ -40,7 +40,6 @@ from ..model.kvcache import common_prefix, rollback
 from ..model.loader import LoadedModel, broken_weights_hint
 from ..model.prompts import PromptLayout, RenderedPrompt, render
 from .config import TranslatorConfig
-from .coverage import is_word
 from .policy import END_OF_DRAFT, FINAL, POLICIES, SENTENCE_END, Cut, DraftView, hold_sentence_end
 
 NO_SOURCE = "no_source"
@@ -253,7 +252,6 @@ class SimultaneousTranslator:
         self._last_key: tuple | None = None
         self._state: dict = {}  # the policy's per-sentence memory
         self._n_units = 0
-        self._covered: int | None = 0  # accessible source words when text was last added (None: unknown, resumed)
         self._guess: list[int] = []  # the last draft's tokens after what was emitted: the next draft's likely start
 
     def resume(self, accepted: str) -> None:
@@ -262,7 +260,6 @@ class SimultaneousTranslator:
         self.reset()
         self.target = accepted.strip()
         self._n_units = len(target_units(self.target, self.tgt_lang))
-        self._covered = None
 
     @property
     def heads_label(self) -> list[str]:
@@ -294,8 +291,9 @@ class SimultaneousTranslator:
             return self._empty(words, now, n_acc, NO_NEW_SOURCE, final, t_start)
         prompt = render(self.layout, self.lm.tokenizer, [w.text for w in words], prefix=self.target)
         if final:
+            must = math.ceil(self.config.final_min_ratio * len(words)) - self._n_units
             draft = yield from self._draft(prompt, self._final_cap(prompt), attention=False, end_if_cap="length_cap",
-                                           min_units=self._final_min_units(words))
+                                           min_units=max(0, must))
         else:
             draft = yield from self._draft(prompt, self.config.alignatt.max_draft, attention=self._policy.needs_heads)
         self._last_key = key  # only once the draft succeeded: a failed update is retried, not skipped
@@ -308,8 +306,6 @@ class SimultaneousTranslator:
         self._guess = self._unsent(draft, trace) if self.config.guess and not final else []
         before = self._n_units
         self.target += new_text
-        if new_text.strip():
-            self._covered = n_acc
         units = target_units(self.target, self.tgt_lang)
         emitted = units[before:]
         self._n_units = len(units)
@@ -318,16 +314,6 @@ class SimultaneousTranslator:
         upd = Update(new_text, emitted, trace, now, len(words), n_acc, final, compute, before)
         self.history.append(upd)
         return upd
-
-    def _final_min_units(self, words: Sequence[SourceWord]) -> int:
-        """Target units the final pass must add before it may stop: `final_min_ratio` per source word overall, and
-        per word not accessible when text was last added (rounded down: one word a guess already translated asks
-        nothing), since a committed prefix may read as complete."""
-        ratio = self.config.final_min_ratio
-        must = math.ceil(ratio * len(words)) - self._n_units
-        if self._covered is not None:
-            must = max(must, int(ratio * sum(is_word(w.text) for w in words[self._covered:])))
-        return max(0, must)
 
     def offline(self, words: Sequence[str]) -> str:
         """The same model's translation of the whole sentence `words` without a policy (the final pass from an
