@@ -256,8 +256,10 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="quality: first N sentences of each set")
     ap.add_argument("--llama", default=str(ROOT / ".venv-llama" / "bin" / "python"),
                     help="a Python with llama-cpp-python (kernels stage; skipped when absent)")
+    ap.add_argument("--name", default="decode", help="results/<name>.json (one file per machine: the stages of a run "
+                    "are merged into it, the quality stage set by set)")
     args = ap.parse_args()
-    path = RESULTS_DIR / "decode.json"
+    path = RESULTS_DIR / f"{args.name}.json"
     payload = json.loads(path.read_text()) if path.is_file() else {}
     payload = {k: v for k, v in payload.items() if k in ("kernels", "quality")}
     if args.stage in ("kernels", "all"):
@@ -267,14 +269,15 @@ def main() -> None:
                      for a, by in k["arms"].items() for t, r in by.items()], "ms per draft forward / prefill token")
         print("llama.cpp:", k["llama_cpp"], "| screen timings (ms):", k["screen"])
     if args.stage in ("quality", "all"):
-        payload["quality"] = q = stage_quality(args)
+        q = stage_quality(args)
+        payload["quality"] = {**payload.get("quality", {}), **q}
         print_table([{"set": s, "arm": a, **{m: (round(v, 3) if isinstance(v, float) else v) for m, v in r.items()
                                              if m in ("bleu", "chrf", "laal_cu", "ms_per_draft_token",
                                                       "draft_forwards", "guess_accepted")},
                       "identical": round(r["vs_float32"]["identical_updates"], 3) if "vs_float32" in r else None}
                      for s, arms in q.items() for a, r in arms.items()], "quality against float32")
     payload["target_ms_per_draft_token"] = TARGET_MS_PER_TOKEN
-    print("wrote", write_result("decode", payload))
+    print("wrote", write_result(args.name, payload))
 
 
 if __name__ == "__main__":
