@@ -650,7 +650,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--token", default=os.environ.get("ALIGNHEADS_SERVE_TOKEN"),
                    help="require ?token=TOKEN in the WebSocket URL (default: $ALIGNHEADS_SERVE_TOKEN; none)")
     s.add_argument("--no-batch", action="store_true",
-                   help="run each session's draft steps in a forward of its own (the comparison arm of bench_serve)")
+                   help="run each draft step and prompt chunk in a forward of its own (bench_serve's comparison arm)")
     s.add_argument("-v", "--verbose", action="store_true", help="log every update (seq, words, delta, time)")
     s.set_defaults(func=cmd_serve)
 
