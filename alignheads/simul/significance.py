@@ -105,7 +105,9 @@ def compare_at_latency(
     sampled = [np.array([score(s[k]) for k in idxs]) for s in stats]
     diffs = sampled[0] - ((1 - w) * sampled[1] + w * sampled[2])
     absolute = np.abs(diffs)
-    p = float(_compute_p_value(absolute - absolute.mean(), abs(sys_score - base)))
+    # sacrebleu gives a system compared with itself p = 1/(n+1) ("a zero difference is not chance"); identical
+    # outputs are no evidence of a difference, so they get p = 1
+    p = float(_compute_p_value(absolute - absolute.mean(), abs(sys_score - base))) if absolute.any() else 1.0
     ordered = np.sort(diffs)  # 95% percentile interval, the bounds sacrebleu's estimate_ci uses
     low, high = ordered[n_samples // 40], ordered[n_samples - n_samples // 40 - 1]
     return MatchedComparison(metric, float(latency), sys_score, base, sys_score - base, float(low), float(high), p,

@@ -70,3 +70,12 @@ def test_every_resample_scores_both_bracketing_settings():
     assert res.ci_high == pytest.approx(diffs[samples - samples // 40 - 1], abs=1e-3)
     same = compare_at_latency(hi, 3.0, [(2.0, lo), (3.0, hi)], REFS, "de", "bleu", n_samples=samples, seed=3)
     assert same.weight == 1.0 and same.delta == 0.0 and same.ci_low == same.ci_high == 0.0
+
+
+@pytest.mark.parametrize("metric", ["bleu", "chrf"])
+def test_identical_outputs_are_not_a_significant_difference(metric):
+    """Guards the exact arms of bench_decode: sacrebleu's bootstrap gives a system against itself p = 1/(n+1),
+    which would read as significant; identical outputs get p = 1 and Δ = 0."""
+    system = noisy(1, 0.15)
+    res = compare_at_latency(system, 2.0, [(2.0, list(system))], REFS, "de", metric)
+    assert res.delta == 0 and res.p_value == 1.0 and not res.significant
