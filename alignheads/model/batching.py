@@ -71,7 +71,7 @@ def batched_forward(lm, steps: Sequence[Step]) -> list[torch.Tensor]:
         keys, values = [], []
         for s in steps:
             own = s.cache.layers[i] if s.length else ref.layers[i]
-            k, v = (own.keys, own.values) if s.length else (own.keys[:, :, :0], own.values[:, :, :0])
+            k, v = own.keys[:, :, :s.length], own.values[:, :, :s.length]
             pad = longest - k.shape[-2]
             keys.append(torch.nn.functional.pad(k, (0, 0, pad, 0)))
             values.append(torch.nn.functional.pad(v, (0, 0, pad, 0)))
