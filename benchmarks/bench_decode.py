@@ -148,7 +148,7 @@ def simulate_arm(arm: str, name: str, lm, limit: int | None) -> dict:
     from alignheads.corpus.formats import read_corpus
     from alignheads.simul.simulate import SimulationConfig, simulate
 
-    path = CACHE / f"{name}_{arm}.json"
+    path = CACHE / (f"{name}_{arm}.json" if limit is None else f"{name}_first{limit}_{arm}.json")
     if path.is_file():
         return json.loads(path.read_text())
     corpus = read_corpus(SETS[name])
@@ -228,8 +228,8 @@ def stage_quality(args) -> dict:
             rec = simulate_arm(arm, name, lm, args.limit)
             model_s = sum(u["model_s"] for u in rec["updates"])
             row = out.setdefault(name, {}).setdefault(arm, {})
-            row.update({"dtype": rec["dtype"], **rec["scores"], "model_s": model_s,
-                        "draft_tokens": rec["stats"]["draft_tokens"],
+            row.update({"dtype": rec["dtype"], "sentences": len(rec["predictions"]), **rec["scores"],
+                        "model_s": model_s, "draft_tokens": rec["stats"]["draft_tokens"],
                         "ms_per_draft_token": 1000 * model_s / max(1, rec["stats"]["draft_tokens"]),
                         "draft_forwards": rec["stats"]["draft_forwards"],
                         "guess_accepted": rec["stats"].get("guess_accepted", 0),
@@ -260,8 +260,7 @@ def main() -> None:
                     "are merged into it, the quality stage set by set)")
     args = ap.parse_args()
     path = RESULTS_DIR / f"{args.name}.json"
-    payload = json.loads(path.read_text()) if path.is_file() else {}
-    payload = {k: v for k, v in payload.items() if k in ("kernels", "quality")}
+    payload = {}
     if args.stage in ("kernels", "all"):
         payload["kernels"] = k = stage_kernels(args)
         print_table([{"arm": a, "threads": t, **{m: round(v, 2) if isinstance(v, float) else v
@@ -269,13 +268,16 @@ def main() -> None:
                      for a, by in k["arms"].items() for t, r in by.items()], "ms per draft forward / prefill token")
         print("llama.cpp:", k["llama_cpp"], "| screen timings (ms):", k["screen"])
     if args.stage in ("quality", "all"):
-        q = stage_quality(args)
-        payload["quality"] = {**payload.get("quality", {}), **q}
+        payload["quality"] = q = stage_quality(args)
         print_table([{"set": s, "arm": a, **{m: (round(v, 3) if isinstance(v, float) else v) for m, v in r.items()
                                              if m in ("bleu", "chrf", "laal_cu", "ms_per_draft_token",
                                                       "draft_forwards", "guess_accepted")},
                       "identical": round(r["vs_float32"]["identical_updates"], 3) if "vs_float32" in r else None}
                      for s, arms in q.items() for a, r in arms.items()], "quality against float32")
+    # Read what is there only now: runs of the quality stage on different sets at the same time merge, not clobber.
+    before = json.loads(path.read_text()) if path.is_file() else {}
+    quality = {**before.get("quality", {}), **payload.get("quality", {})}
+    payload = {k: v for k, v in before.items() if k == "kernels"} | payload | ({"quality": quality} if quality else {})
     payload["target_ms_per_draft_token"] = TARGET_MS_PER_TOKEN
     print("wrote", write_result(args.name, payload))
 
