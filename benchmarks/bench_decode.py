@@ -276,8 +276,10 @@ def main() -> None:
                      for s, arms in q.items() for a, r in arms.items()], "quality against float32")
     # Read what is there only now: runs of the quality stage on different sets at the same time merge, not clobber.
     before = json.loads(path.read_text()) if path.is_file() else {}
-    quality = {**before.get("quality", {}), **payload.get("quality", {})}
-    payload = {k: v for k, v in before.items() if k == "kernels"} | payload | ({"quality": quality} if quality else {})
+    merged = {k: before[k] for k in ("kernels", "quality") if k in before} | payload
+    if "quality" in payload:
+        merged["quality"] = before.get("quality", {}) | payload["quality"]
+    payload = merged
     payload["target_ms_per_draft_token"] = TARGET_MS_PER_TOKEN
     print("wrote", write_result(args.name, payload))
 
