@@ -72,8 +72,10 @@ def stage_kernels(args) -> dict:
 
     pairs = read_corpus(GOLD / "en-de.test.tsv").pairs[: args.prompts]
     heads = headset("en-de")
-    models = {d: load_model("embedded", dtype=d) for d in ("float32", "auto", "int8", "bfloat16")}
-    results: dict = {"arms": {}, "llama_cpp": {}, "screen": models["auto"].greedy.timings}
+    models = {d: load_model("embedded", dtype=d) for d in ("float32", "auto", "int8", "bfloat16")
+              if d == "float32" or d in args.arms}
+    screen = models["auto"].greedy.timings if "auto" in models else None
+    results: dict = {"arms": {}, "llama_cpp": {}, "screen": screen}
     for threads in args.threads:
         pin_threads(threads)
         translators = {d: SimultaneousTranslator(lm, heads, "en", "de", config=TranslatorConfig(reuse_cache=False))
@@ -221,6 +223,8 @@ def stage_quality(args) -> dict:
     reference = load_model("embedded")
     out: dict = {}
     for arm, (dtype, _) in ARMS.items():
+        if arm != "float32" and arm not in args.arms:
+            continue
         lm = reference if dtype is None else load_model("embedded", dtype=dtype)
         for name in args.sets:
             if name.startswith("xlwa") and not SETS[name].is_file():
@@ -253,6 +257,8 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=32, help="kernels: draft tokens per prompt")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--sets", nargs="+", default=list(SETS))
+    ap.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS),
+                    help="arms to run (float32, the reference, always runs)")
     ap.add_argument("--limit", type=int, default=None, help="quality: first N sentences of each set")
     ap.add_argument("--llama", default=str(ROOT / ".venv-llama" / "bin" / "python"),
                     help="a Python with llama-cpp-python (kernels stage; skipped when absent)")
