@@ -280,12 +280,13 @@ def main() -> None:
                                                       "draft_forwards", "guess_accepted")},
                       "identical": round(r["vs_float32"]["identical_updates"], 3) if "vs_float32" in r else None}
                      for s, arms in q.items() for a, r in arms.items()], "quality against float32")
-    # Read what is there only now: runs of the quality stage on different sets at the same time merge, not clobber.
+    # Read what is there only now: quality runs of other sets or arms at the same time merge, arm by arm.
     before = json.loads(path.read_text()) if path.is_file() else {}
-    merged = {k: before[k] for k in ("kernels", "quality") if k in before} | payload
-    if "quality" in payload:
-        merged["quality"] = before.get("quality", {}) | payload["quality"]
-    payload = merged
+    merged = {k: before[k] for k in ("kernels", "quality") if k in before}
+    for name, arms in payload.pop("quality", {}).items():
+        quality = merged.setdefault("quality", {})
+        quality[name] = quality.get(name, {}) | arms
+    payload = merged | payload
     payload["target_ms_per_draft_token"] = TARGET_MS_PER_TOKEN
     print("wrote", write_result(args.name, payload))
 
