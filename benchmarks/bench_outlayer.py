@@ -3,7 +3,7 @@
 The embedded model's 262 144 x 640 output layer is about half of a float32 draft step. `auto` screens it with an
 int8 (or bf16) copy fed the hidden state split into two bf16 rows, then takes the exact float32 logits of the tokens
 the screen's proven error bound cannot rule out (`alignheads/model/outlayer.py`). This times, one thread, the layer
-in float32 (one row), PyTorch's int8 weight-only kernel and bf16 on the screen's two rows, and FBGEMM's dynamic int8
+in float32 (one row), the int8 and bf16 screens as `auto` runs them (`ScreenedArgmax`), and FBGEMM's dynamic int8
 linear (the fastest int8 kernel on CPUs without AVX-512). FBGEMM quantises the activation itself with one scale per
 call, so its error bound grows with the hidden state's range: the script counts, on real draft hidden states (the
 first en-de test sentences, whole source), how many tokens such a bound would leave to recompute exactly.
@@ -69,19 +69,18 @@ def main() -> None:
     import torch.nn.functional as F
 
     from alignheads.model.loader import load_model
+    from alignheads.model.outlayer import ScreenedArgmax
 
     pin_threads(1)
     lm = load_model("embedded", dtype="float32")
-    w = lm.model.get_output_embeddings().weight.detach()
+    layer = lm.model.get_output_embeddings()
+    w = layer.weight.detach()
     x = torch.randn(1, w.shape[1], generator=torch.Generator().manual_seed(0))
-    x2 = torch.cat([x, x * 2.0 ** -8]).to(torch.bfloat16)  # the screen's [hi; lo] rows
-    scale = w.abs().amax(1).clamp_min(1e-30) / 127
-    q = torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8)
-    wb = w.to(torch.bfloat16)
+    int8, bf16 = ScreenedArgmax(layer, "int8"), ScreenedArgmax(layer, "bf16")  # the screens `auto` chooses from
+    scale = int8.scale.float()
     kernels = {"float32, 1 row": lambda: F.linear(x, w),
-               "int8 weight-only (_weight_int8pack_mm), 2 rows":
-                   lambda: torch.ops.aten._weight_int8pack_mm(x2, q, scale.to(torch.bfloat16)),
-               "bf16, 2 rows": lambda: F.linear(x2, wb)}
+               "int8 weight-only (_weight_int8pack_mm), 2 rows": lambda: int8._screen(x),
+               "bf16, 2 rows": lambda: bf16._screen(x)}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PyTorch marks quantised tensors deprecated; still the FBGEMM entry point
@@ -95,7 +94,7 @@ def main() -> None:
     print_table(rows, "the output layer, one thread")
 
     hidden = draft_hidden_states(lm, args.prompts, args.tokens)
-    w_hat = q.float() * scale[:, None]
+    w_hat = int8.q.float() * scale[:, None]
     w_l1, w_err = w_hat.abs().sum(1), (w - w_hat).abs().amax(1)
     candidates = []
     for h in hidden:  # |z - z_hat| <= act_scale / 2 * |w_hat|_1 + max|w - w_hat| * |h|_1, per vocabulary row
