@@ -23,6 +23,8 @@ Resumable: each (dataset, setting) and each oracle run is cached as JSON under
 `benchmarks/results/policies/<dataset>/` with a key of everything it depends on; a rerun computes only
 what is missing or stale. `--summary-only` rebuilds `benchmarks/results/policies.json` from the cache.
 `make figures` draws figures/quality_latency_<dataset>.png and the policy-trace figures from these files.
+`--calibration dev+authors --oracle-only` is a trial, kept apart under `results/trials/calib_dev+authors/`: the
+shipped sets' heads and border calibrated on their dev set plus the authors' pairs of the same direction.
 
 Run: `nohup python benchmarks/bench_policies.py --threads 1 > bench_policies.log &` (hours on 2 busy cores).
 """
@@ -74,6 +76,11 @@ DATASETS = {
     "en-de": Dataset("en-de", GOLD / "en-de.test.tsv", (GOLD / "en-de.dev.tsv",)),
     "en-zh": Dataset("en-zh", GOLD / "en-zh.test.tsv", (GOLD / "en-zh.dev.tsv",)),
 }
+# --calibration dev+authors (a trial, never the reported comparison): the shipped sets' heads and border are
+# calibrated on the shipped dev set plus the authors' pairs of the same direction; results under TRIAL_DIR.
+AUTHORS = {name: SHARED / "a4l" / "word_alignments" / f"word_alignments_{name}.json"
+           for name in ("en-de", "en-it", "en-zh")}
+TRIAL_DIR = RESULTS_DIR / "trials" / "calib_dev+authors"
 
 # (policy, swept value, hold-back s) in two rounds, each run over every dataset before the next: the first gives
 # every curve two or more points, so an interrupted run can already be compared. AlignAtt with the hold-back is the
@@ -213,9 +220,9 @@ def summarize(names: list[str], settings: list, heads_log: dict, limits: dict, c
         sources = [list(p.src_words) for p in corpus]
         records = [refresh_coverage(r, sources) for s in settings
                    if (r := read_json(cache / name / f"{setting_label(*s)}.json"))]
-        if not records:
-            continue
         oracle = read_json(cache / name / "oracle.json")
+        if not records and not oracle:
+            continue
         part = dataset_summary(records, corpus.tgt_lang, cache / name, summary_dir, oracle)
         out["datasets"][name] = part
         print_table([{k: v for k, v in r.items() if k != "dataset"} for r in part["curves"]],
@@ -254,10 +261,18 @@ def main() -> None:
     ap.add_argument("--no-oracle", action="store_true")
     ap.add_argument("--label", default="", help="how the machine was (e.g. 'quiet', 'loaded'), kept with the timings")
     ap.add_argument("--summary-only", action="store_true", help="rebuild policies.json from the cache")
+    ap.add_argument("--oracle-only", action="store_true", help="heads, border and oracle; no simulations")
+    ap.add_argument("--calibration", choices=["dev", "dev+authors"], default="dev",
+                    help="dev+authors: a trial calibrating the shipped sets on their dev set and the authors' pairs "
+                         f"(cache and summary under {os.path.relpath(TRIAL_DIR, ROOT)})")
     args = ap.parse_args()
     rounds, cache = ROUNDS, CACHE
     global LABEL
     LABEL = args.label
+    if args.calibration == "dev+authors":
+        cache = TRIAL_DIR
+        for name, path in AUTHORS.items():
+            DATASETS[name] = Dataset(name, DATASETS[name].eval, (*DATASETS[name].calib, path))
     if args.quick:
         args.limit, args.no_oracle, rounds = args.limit or 3, True, QUICK_ROUNDS
         cache = Path(tempfile.gettempdir()) / "bench_policies_quick"  # never mixed with the real results
@@ -293,15 +308,17 @@ def main() -> None:
             for name in names:
                 run_oracle(lm, DATASETS[name], corpora[name], heads[name], limits[name], cache)
         memos = {name: OrderedDict() for name in names}  # drafts shared by the settings of one dataset
-        for round_ in rounds:  # setting by setting across datasets, so an interrupted run compares like with like
+        # setting by setting across datasets, so an interrupted run compares like with like
+        for round_ in [] if args.oracle_only else rounds:
             for setting in round_:
                 for name in names:
                     run_setting(lm, DATASETS[name], corpora[name], heads[name], setting, memos[name], limits[name],
                                 cache)
-    summary = summarize(names, settings, heads_log, limits, cache, cache if args.quick else RESULTS_DIR)
+    own_dir = cache != CACHE  # a quick run or a trial: never mixed with the reported results
+    summary = summarize(names, settings, heads_log, limits, cache, cache if own_dir else RESULTS_DIR)
     summary["threads"] = threads
-    if args.quick:
-        print(f"quick run: cache and summary under {cache}")
+    if own_dir:
+        print(f"cache and summary under {cache}")
         write_result("summary", summary, cache)
     else:
         write_result("policies", summary)
