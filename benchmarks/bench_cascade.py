@@ -17,7 +17,7 @@ where the time goes, the code before issue 20 against the current one in the sam
    chunk, its growth from minute 1 to the end, units emitted and units lost (units the live callback
    received that are not in the written instances.log, in order: must be 0), sentences without output.
 
-    python benchmarks/bench_cascade.py [--threads 1] [--minutes 10] [--skip-talks] [--heads FILE]
+    python benchmarks/bench_cascade.py [--threads 1] [--minutes 10] [--skip-talks] [--heads FILE] [--name cascade]
 """
 
 from __future__ import annotations
@@ -270,6 +270,7 @@ def main() -> None:
     ap.add_argument("--chunks", default="850,1500", help="chunk sizes in ms for part 1")
     ap.add_argument("--skip-talks", action="store_true", help="run only the soak")
     ap.add_argument("--heads", help="head-set JSON (default: calibrate on the shipped en-de dev set)")
+    ap.add_argument("--name", default="cascade", help="results/<name>.json for the talks (one file per machine)")
     args = ap.parse_args()
     pin_threads(args.threads)
     models = {dtype: load_model("embedded", dtype=dtype) for dtype, *_ in ARMS.values()}
@@ -296,7 +297,7 @@ def main() -> None:
                 print(f"target RTF at {s['chunk_ms']} ms <= {targets[s['chunk_ms']]}: {s['rtf_ca']} "
                       f"({'met' if ok else 'MISSED'}; summed {s['rtf_sum']}); speed-up {s['speedup_vs_before']}x "
                       f"(MT {s['mt_speedup_vs_before']}x); WER {s['asr_wer']} ({s['wer_change_points']:+} points)")
-        path = write_result("cascade", {"talks": rows, "summary": summary, "constructed": robust,
+        path = write_result(args.name, {"talks": rows, "summary": summary, "constructed": robust,
                                         "machine_after": machine_info()})
         print(f"wrote {path}")
     if args.minutes > 0:

@@ -17,7 +17,7 @@ def _layer(vocab: int = 2048, dim: int = 96, bias: bool = False, seed: int = 0) 
     return layer.requires_grad_(False)
 
 
-@pytest.mark.parametrize("screen", ["int8", "bf16"])
+@pytest.mark.parametrize("screen", ["int8", "bf16", "fbgemm"])
 @pytest.mark.parametrize("bias", [False, True])
 def test_the_screened_argmax_is_the_float32_argmax(screen, bias):
     """On thousands of rows — random and built to have a close runner-up — the screen never changes the token."""
@@ -35,6 +35,27 @@ def test_the_screened_argmax_is_the_float32_argmax(screen, bias):
     assert head.stats.rows == 6000 and head.stats.candidates >= 6000
 
 
+@pytest.mark.parametrize("screen", ["int8", "bf16", "fbgemm"])
+def test_a_screen_whose_weights_are_exact_rests_on_its_activation_bound(screen):
+    """Weights on every screen's grid (int8 levels times a power of two): no compression error, so only the bound's
+    activation and rounding terms keep exact the rows whose best two logits are 5e-3 apart (above float32's own
+    accumulation error, below what the screens' activations move)."""
+    torch.manual_seed(1)
+    layer = torch.nn.Linear(96, 2048, bias=False).requires_grad_(False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randint(-127, 128, (2048, 96)) * 2.0 ** -5)
+        layer.weight[:, 0] = 127 * 2.0 ** -5  # every row's largest weight is 127 levels: the scale is 2^-5
+    x = torch.randn(3000, 96)
+    z = layer(x)
+    top2 = z.topk(2).indices
+    d = layer.weight[top2[:, 0]] - layer.weight[top2[:, 1]]
+    gap = z.gather(1, top2[:, :1]) - z.gather(1, top2[:, 1:])
+    close = x - ((gap - 5e-3) / (d * d).sum(1, keepdim=True)) * d
+    head = ScreenedArgmax(layer, screen)
+    assert float(head.bounds.err_max.max()) == 0.0
+    assert head.argmax(close) == PlainArgmax(layer).argmax(close) and head.stats.fallbacks == 0
+
+
 def test_a_near_tie_falls_back_to_the_whole_float32_layer():
     """Two rows equal to 1e-6: float32 summation order could decide, so the plain layer decides."""
     layer = _layer()
@@ -43,6 +64,21 @@ def test_a_near_tie_falls_back_to_the_whole_float32_layer():
     x = layer.weight[3:4] * 10  # the best two are rows 3 and 7, a hair apart
     head = ScreenedArgmax(layer, "int8")
     assert head.argmax(x) == PlainArgmax(layer).argmax(x) and head.stats.fallbacks == 1
+
+
+def test_a_gap_within_float32_accumulation_error_falls_back_to_the_whole_layer():
+    """Logits near 1500 whose best two are 3e-4 apart: float32's summation order decides, so the whole layer does
+    (row by row, as drafting calls it), not the candidates' own float32 products."""
+    layer = _layer(vocab=512)
+    x = torch.randn(200, 96) * 40
+    z = layer(x)
+    top2 = z.topk(2).indices
+    d = layer.weight[top2[:, 0]] - layer.weight[top2[:, 1]]
+    gap = z.gather(1, top2[:, :1]) - z.gather(1, top2[:, 1:])
+    close = x - ((gap - 3e-4) / (d * d).sum(1, keepdim=True)) * d
+    head = ScreenedArgmax(layer, "int8")
+    assert head.argmax(close) == [PlainArgmax(layer).argmax(row[None])[0] for row in close]
+    assert head.stats.fallbacks == len(close)
 
 
 def test_auto_times_the_choices_and_keeps_the_fastest():
