@@ -17,18 +17,22 @@ def _layer(vocab: int = 2048, dim: int = 96, bias: bool = False, seed: int = 0) 
     return layer.requires_grad_(False)
 
 
+def _close(layer: torch.nn.Linear, x: torch.Tensor, gap: float) -> torch.Tensor:
+    """`x` moved, row by row, so that its best two logits under `layer` lie `gap` apart."""
+    z = layer(x)
+    top2 = z.topk(2).indices
+    d = layer.weight[top2[:, 0]] - layer.weight[top2[:, 1]]
+    now = z.gather(1, top2[:, :1]) - z.gather(1, top2[:, 1:])
+    return x - ((now - gap) / (d * d).sum(1, keepdim=True)) * d
+
+
 @pytest.mark.parametrize("screen", ["int8", "bf16", "fbgemm"])
 @pytest.mark.parametrize("bias", [False, True])
 def test_the_screened_argmax_is_the_float32_argmax(screen, bias):
     """On thousands of rows — random and built to have a close runner-up — the screen never changes the token."""
     layer = _layer(bias=bias)
     x = torch.randn(3000, 96) * 2
-    z = layer(x)
-    top2 = z.topk(2).indices
-    close = x.clone()  # rows whose best two logits differ by ~1e-3: only the bound keeps them exact
-    d = layer.weight[top2[:, 0]] - layer.weight[top2[:, 1]]
-    gap = z.gather(1, top2[:, :1]) - z.gather(1, top2[:, 1:])
-    close -= ((gap - 1e-3) / (d * d).sum(1, keepdim=True)) * d
+    close = _close(layer, x, 1e-3)  # best two logits ~1e-3 apart: only the bound keeps them exact
     head = ScreenedArgmax(layer, screen)
     for rows in (x, close):
         assert head.argmax(rows) == PlainArgmax(layer).argmax(rows)
@@ -45,12 +49,7 @@ def test_a_screen_whose_weights_are_exact_rests_on_its_activation_bound(screen):
     with torch.no_grad():
         layer.weight.copy_(torch.randint(-127, 128, (2048, 96)) * 2.0 ** -5)
         layer.weight[:, 0] = 127 * 2.0 ** -5  # every row's largest weight is 127 levels: the scale is 2^-5
-    x = torch.randn(3000, 96)
-    z = layer(x)
-    top2 = z.topk(2).indices
-    d = layer.weight[top2[:, 0]] - layer.weight[top2[:, 1]]
-    gap = z.gather(1, top2[:, :1]) - z.gather(1, top2[:, 1:])
-    close = x - ((gap - 5e-3) / (d * d).sum(1, keepdim=True)) * d
+    close = _close(layer, torch.randn(3000, 96), 5e-3)
     head = ScreenedArgmax(layer, screen)
     assert float(head.bounds.err_max.max()) == 0.0
     assert head.argmax(close) == PlainArgmax(layer).argmax(close) and head.stats.fallbacks == 0
@@ -70,12 +69,7 @@ def test_a_gap_within_float32_accumulation_error_falls_back_to_the_whole_layer()
     """Logits near 1500 whose best two are 3e-4 apart: float32's summation order decides, so the whole layer does
     (row by row, as drafting calls it), not the candidates' own float32 products."""
     layer = _layer(vocab=512)
-    x = torch.randn(200, 96) * 40
-    z = layer(x)
-    top2 = z.topk(2).indices
-    d = layer.weight[top2[:, 0]] - layer.weight[top2[:, 1]]
-    gap = z.gather(1, top2[:, :1]) - z.gather(1, top2[:, 1:])
-    close = x - ((gap - 3e-4) / (d * d).sum(1, keepdim=True)) * d
+    close = _close(layer, torch.randn(200, 96) * 40, 3e-4)
     head = ScreenedArgmax(layer, "int8")
     assert head.argmax(close) == [PlainArgmax(layer).argmax(row[None])[0] for row in close]
     assert head.stats.fallbacks == len(close)
