@@ -54,9 +54,11 @@ def tiny_model(tokenizer=None, seed: int = 0, name: str = "tiny-sp") -> LoadedMo
     return LoadedModel(model, tok, model_facts(model, tok, name), name)
 
 
-def scripted_model(script: str = " Il modello.", ending: str = "eos", tokenizer=None) -> LoadedModel:
+def scripted_model(script: str = " Il modello.", ending: str = "eos", tokenizer=None,
+                   runner_up: tuple[str, str] | None = None) -> LoadedModel:
     """Tiny Gemma-3 that greedily drafts `script` from any context, then ends as `ending` says:
-    "eos" (end-of-turn), "newline", or "run_on" (the script again)."""
+    "eos" (end-of-turn), "newline", or "run_on" (the script again). `runner_up` (after, token): from the script's
+    token `after` the single token `token` is the second choice (80 against 100), and `ending` follows it."""
     tok = tokenizer or tiny_tokenizer()
     model, _ = tiny_gemma3(seed=1, tokenizer=tok)
     with torch.no_grad():
@@ -70,6 +72,9 @@ def scripted_model(script: str = " Il modello.", ending: str = "eos", tokenizer=
                 "newline": tok("\n", add_special_tokens=False)["input_ids"][-1],
                 "run_on": chain[0]}[ending]
         succ = dict(zip(chain, [*chain[1:], stop], strict=True))
+        if runner_up is not None:
+            (after,), (second,) = (tok(t, add_special_tokens=False)["input_ids"] for t in runner_up)
+            succ[second] = stop
         vocab = torch.arange(len(tok))
         hidden = model.model(input_ids=vocab[None]).last_hidden_state[0]  # [V, d]: the state each token leaves
         inputs = list(succ)
@@ -79,12 +84,14 @@ def scripted_model(script: str = " Il modello.", ending: str = "eos", tokenizer=
         head.bias.zero_()
         for x, row in zip(inputs, rows, strict=True):
             head.weight[succ[x]] += row
+        if runner_up is not None:
+            head.weight[second] += 0.8 * rows[inputs.index(after)]
         head.bias[chain[0]] = 60.0  # from any other token: start the script
         model.lm_head = head
         expected = torch.tensor([succ.get(int(v), chain[0]) for v in vocab])
         if not torch.equal(head(hidden).argmax(-1), expected):
             raise AssertionError("the scripted table is not deterministic for this tokenizer")
-    name = f"scripted-{ending}"
+    name = f"scripted-{ending}" + ("" if runner_up is None else f"-{runner_up[1]}")
     return LoadedModel(model, tok, model_facts(model, tok, name), name)
 
 

@@ -34,6 +34,8 @@ _ACRONYM = re.compile(r"(?:[^\W\d_]\.){2,}")  # "U.S.", "e.g.", "d.h.", "a.m."
 # continues ("2.3", "U.S" are not ends), or a CJK full stop / question / exclamation mark anywhere.
 _DRAFT_END = re.compile(r"[.!?…]+[\"'”’»)\]}」』》】]*(?![0-9A-Za-z])|[。！？]")
 _GOES_ON = re.compile(r"\s+\S")  # whitespace, then more text
+# Closing -> opening bracket (quotes are left out: the same mark opens and closes, or differs by language).
+BRACKETS = dict(zip(")]}）】」』》", "([{（【「『《", strict=True))
 
 
 def is_abbreviation(word: str) -> bool:
@@ -84,6 +86,21 @@ def sentence_end(text: str) -> int | None:
             if after[0].islower() or is_abbreviation(after) or _stem(text[: m.end()].split()[-1]) in ABBREVIATIONS:
                 continue
         return m.start()
+    return None
+
+
+def unopened_closer(text: str, before: str = "") -> int | None:
+    """Offset of the first closing bracket in `text` that nothing opened, in `before` (the text it continues) or in
+    `text` itself (None when every closing bracket is matched): a draft that closes what it never opened ("in tre
+    lingue)") reads as finished when it is not."""
+    depth = dict.fromkeys(BRACKETS.values(), 0)
+    for at, c in enumerate(before + text):
+        if c in depth:
+            depth[c] += 1
+        elif c in BRACKETS and depth[BRACKETS[c]]:
+            depth[BRACKETS[c]] -= 1
+        elif c in BRACKETS and at >= len(before):
+            return at - len(before)
     return None
 
 

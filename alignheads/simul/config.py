@@ -50,6 +50,13 @@ class TranslatorConfig:
     # A final pass may not stop (stop token, newline) before the sentence has this many target units per source
     # word (continuing from a committed prefix that ends in ")" or a list, the model may stop at once); 0: off.
     final_min_ratio: float = 0.5
+    # Before the final pass, no update commits a closing bracket the sentence's text never opened ("in tre lingue)"
+    # reads as finished): the commit ends before it, as at a held sentence end; the final pass may write it.
+    hold_brackets: bool = True
+    # A final pass that would add nothing, though text was last committed before the last source word was
+    # accessible, drafts again without stop tokens until it writes a sentence-final mark (at most 8 tokens plus 3
+    # per word not accessible then); kept only if it writes one, so a model that cannot finish adds nothing.
+    finish_unheard: bool = True
     reuse_cache: bool = True
     stop_at_newline: bool = True  # a newline ends a draft (completion layouts go on with the next example)
     context_limit: int | None = None  # tokens; None = the model's max_position_embeddings

@@ -33,6 +33,7 @@ import torch
 
 from ..base.errors import AlignheadsError
 from ..base.languages import get_language, target_units
+from ..base.sentences import is_sentence_final, sentence_end, unopened_closer
 from ..heads.headset import HeadLike, HeadSet, as_heads
 from ..model.attention import pool_source_words, replay_rows
 from ..model.capture import AttentionCapture
@@ -40,6 +41,7 @@ from ..model.kvcache import common_prefix, rollback
 from ..model.loader import LoadedModel, broken_weights_hint
 from ..model.prompts import PromptLayout, RenderedPrompt, render
 from .config import TranslatorConfig
+from .coverage import word_span
 from .policy import END_OF_DRAFT, FINAL, POLICIES, SENTENCE_END, Cut, DraftView, hold_sentence_end
 
 NO_SOURCE = "no_source"
@@ -252,6 +254,7 @@ class SimultaneousTranslator:
         self._last_key: tuple | None = None
         self._state: dict = {}  # the policy's per-sentence memory
         self._n_units = 0
+        self._covered: int | None = 0  # accessible source words when text was last added (None: unknown, resumed)
         self._guess: list[int] = []  # the last draft's tokens after what was emitted: the next draft's likely start
 
     def resume(self, accepted: str) -> None:
@@ -260,6 +263,7 @@ class SimultaneousTranslator:
         self.reset()
         self.target = accepted.strip()
         self._n_units = len(target_units(self.target, self.tgt_lang))
+        self._covered = None
 
     @property
     def heads_label(self) -> list[str]:
@@ -291,9 +295,15 @@ class SimultaneousTranslator:
             return self._empty(words, now, n_acc, NO_NEW_SOURCE, final, t_start)
         prompt = render(self.layout, self.lm.tokenizer, [w.text for w in words], prefix=self.target)
         if final:
-            must = math.ceil(self.config.final_min_ratio * len(words)) - self._n_units
+            must = max(0, math.ceil(self.config.final_min_ratio * len(words)) - self._n_units)
             draft = yield from self._draft(prompt, self._final_cap(prompt), attention=False, end_if_cap="length_cap",
-                                           min_units=max(0, must))
+                                           min_units=must)
+            if self._stops_unheard(words, draft):
+                unheard = len(words) - self._covered
+                again = yield from self._draft(prompt, 8 + 3 * unheard, attention=False, end_if_cap="length_cap",
+                                               min_units=must, finish=True)
+                if sentence_end(self.lm.tokenizer.decode(again.ids)) is not None:
+                    draft = again
         else:
             draft = yield from self._draft(prompt, self.config.alignatt.max_draft, attention=self._policy.needs_heads)
         self._last_key = key  # only once the draft succeeded: a failed update is retried, not skipped
@@ -306,6 +316,8 @@ class SimultaneousTranslator:
         self._guess = self._unsent(draft, trace) if self.config.guess and not final else []
         before = self._n_units
         self.target += new_text
+        if new_text.strip():
+            self._covered = n_acc
         units = target_units(self.target, self.tgt_lang)
         emitted = units[before:]
         self._n_units = len(units)
@@ -314,6 +326,15 @@ class SimultaneousTranslator:
         upd = Update(new_text, emitted, trace, now, len(words), n_acc, final, compute, before)
         self.history.append(upd)
         return upd
+
+    def _stops_unheard(self, words: Sequence[SourceWord], draft: Draft) -> bool:
+        """True when a final draft adds nothing though the text was last committed before the sentence's last word
+        was accessible and the source ends with a sentence-final mark (`TranslatorConfig.finish_unheard`)."""
+        if not self.config.finish_unheard or self._covered is None:
+            return False
+        texts = [w.text for w in words]
+        return (not (self.lm.tokenizer.decode(draft.ids) + draft.tail).strip()
+                and self._covered < word_span(texts)[1] and is_sentence_final(texts[-1]))
 
     def offline(self, words: Sequence[str]) -> str:
         """The same model's translation of the whole sentence `words` without a policy (the final pass from an
@@ -356,7 +377,7 @@ class SimultaneousTranslator:
 
     # ------------------------------------------------------------------ drafting
     def _draft(self, prompt: RenderedPrompt, max_tokens: int, attention: bool, end_if_cap: str = "max_draft",
-               min_units: int = 0) -> Generator[Forward, torch.Tensor, Draft]:
+               min_units: int = 0, finish: bool = False) -> Generator[Forward, torch.Tensor, Draft]:
         P = len(prompt)
         if P + max_tokens + 1 > self.context_limit:
             raise TranslatorError(
@@ -367,7 +388,7 @@ class SimultaneousTranslator:
             )
         # The captured heads are in the key: one memo may serve translators that read different heads (a sweep over
         # AlignAtt and the learned border), and a draft's attention holds the rows of its own heads only.
-        key = (tuple(prompt.input_ids), max_tokens, end_if_cap, min_units, tuple(self.heads))
+        key = (tuple(prompt.input_ids), max_tokens, end_if_cap, min_units, finish, tuple(self.heads))
         if self._memo is not None and key in self._memo:
             hit: Draft = self._memo[key]
             if hit.attention is not None or not attention:
@@ -375,7 +396,7 @@ class SimultaneousTranslator:
                 self.stats["memo_hits"] += 1
                 return Draft(hit.ids, hit.end, hit.tail, hit.attention, hit.prompt_tokens, hit.prompt_tokens,
                              dict(hit.timings), hit.compute_s, memo_hit=True)
-        draft = yield from self._generate(prompt, max_tokens, attention, end_if_cap, self._guess, min_units)
+        draft = yield from self._generate(prompt, max_tokens, attention, end_if_cap, self._guess, min_units, finish)
         if self._memo is not None:
             self._memo[key] = draft
             while len(self._memo) > max(1, self.config.memo_size):
@@ -383,7 +404,8 @@ class SimultaneousTranslator:
         return draft
 
     def _generate(self, prompt: RenderedPrompt, max_tokens: int, attention: bool, end_if_cap: str,
-                  guess: Sequence[int] = (), min_units: int = 0) -> Generator[Forward, torch.Tensor, Draft]:
+                  guess: Sequence[int] = (), min_units: int = 0,
+                  finish: bool = False) -> Generator[Forward, torch.Tensor, Draft]:
         """Greedy draft of up to `max_tokens` after `prompt`, the heads' q/k captured when `attention`.
 
         `guess` (token ids the draft probably starts with: the last draft's unsent tokens) is fed with the prompt
@@ -435,10 +457,13 @@ class SimultaneousTranslator:
             return end is not None
 
         def choose(row: torch.Tensor, nxt: int) -> int:
-            """`nxt`, unless it would end a draft that must still grow to `min_units` target units."""
-            if min_units and (nxt in self._stop_ids or (self.config.stop_at_newline and "\n" in tok.decode([nxt]))) \
-                    and len(target_units(tok.decode(out_ids), self.tgt_lang)) < min_units:
-                return self.lm.greedy.argmax(row[None], banned=self._enders())[0]
+            """`nxt`, unless it would end a draft that must still grow to `min_units` target units or, with `finish`,
+            that has no sentence-final mark yet."""
+            if (min_units or finish) and (nxt in self._stop_ids
+                                          or (self.config.stop_at_newline and "\n" in tok.decode([nxt]))):
+                text = tok.decode(out_ids)
+                if len(target_units(text, self.tgt_lang)) < min_units or (finish and sentence_end(text) is None):
+                    return self.lm.greedy.argmax(row[None], banned=self._enders())[0]
             return nxt
 
         if capture is not None:
@@ -541,6 +566,8 @@ class SimultaneousTranslator:
                                                self._n_units, draft.attention, head_weights=self.head_weights,
                                                n_shown=n_src, border=self.border, border_index=self._border_index))
             cut = self._policy.decide(view, self.config, self._state)
+            if self.config.hold_brackets:
+                cut = self._hold_bracket(cut, text, ends)
             if view.held_end:
                 held = len(view.text)
                 if cut.chars >= held or cut.reason == END_OF_DRAFT:  # the sentence end, not the rule, stopped it
@@ -566,6 +593,16 @@ class SimultaneousTranslator:
                 status,
             ))
         return trace
+
+    def _hold_bracket(self, cut: Cut, text: str, ends: list[int]) -> Cut:
+        """`cut` without a closing bracket that nothing opened and all after it (see `TranslatorConfig.hold_brackets`):
+        the word before it is whole, the tokens that reach into it are not kept."""
+        at = unopened_closer(text[: cut.chars], self.target)
+        if at is None:
+            return cut
+        chars = len(text[:at].rstrip())
+        keep = max(t for t, e in enumerate(ends[: cut.keep_tokens + 1]) if e <= chars)
+        return Cut(keep, chars, SENTENCE_END)
 
     # ------------------------------------------------------------------ views
     def trace_frame(self, origin: float = 0.0):

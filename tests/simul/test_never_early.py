@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alignheads.base.sentences import sentence_end
+from alignheads.base.sentences import sentence_end, unopened_closer
 from alignheads.heads.headset import Head
 from alignheads.model.loader import LoadedModel
 from alignheads.simul.coverage import sentence_coverage
@@ -104,3 +104,64 @@ def test_a_final_pass_does_not_stop_before_its_source_is_covered(ending):
         if ratio:
             assert lengths[ratio] >= 11 or final.decision_trace.draft_end == "length_cap"
     assert lengths[0.0] == 3 and lengths[0.5] > lengths[0.0]
+
+
+@pytest.mark.parametrize("text, before, at", [
+    ("lingue ufficiali) e", "in poche ", 16), ("(EN, FR) e", "lingue ", None), (", FR) e", "lingue (EN", None),
+    ("] e", "(x", 0), ("a) b", "", 1), ("」", "「", None), ("x)", "a) ", 1),
+])
+def test_unopened_closer_finds_a_closing_bracket_nothing_opened(text, before, at):
+    assert unopened_closer(text, before) == at
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("hold", [True, False])
+def test_a_closing_bracket_nothing_opened_waits_for_the_final_pass(hold):
+    """Issue 21 item 6 (XL-WA sentence 95): a draft that closes a bracket it never opened ("lingue)") reads as a
+    finished sentence, and the final pass continuing from it stopped at once. Before the final pass such a bracket
+    is held back like a sentence end (`hold_brackets`); the final pass may write it."""
+    lm = scripted_model(" Il modello).", "eos")
+    tr = SimultaneousTranslator(lm, HEADS, "en", "it", "wait-k",
+                                TranslatorConfig(wait_k=2, final_max_tokens=16, final_min_ratio=0.0,
+                                                 hold_brackets=hold))
+    words = [SourceWord(w, 0.4 * (i + 1)) for i, w in enumerate(LONG)]
+    committed = "".join(tr.update(words[:n], 0.4 * n).new_text for n in range(1, len(LONG)))
+    assert committed == ("Il modello" if hold else "Il modello)")
+    tr.update(words, 0.4 * len(LONG), final=True)
+    assert tr.target == "Il modello)."
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("finish", [True, False])
+def test_a_final_pass_that_stops_at_once_finishes_the_sentence_it_committed_early(finish):
+    """Issue 21 item 6: text committed while 3 of 22 words were heard ("Il modello") reads as complete, and the
+    final pass stops at once: the sentence ended before its last word was accessible. With `finish_unheard` the
+    final pass drafts again without stop tokens until a sentence-final mark (the model's second choice here) and
+    keeps that; the committed text stays."""
+    lm = scripted_model(" Il modello", "eos", runner_up=("lo", "."))
+    tr = SimultaneousTranslator(lm, HEADS, "en", "it", "wait-k",
+                                TranslatorConfig(wait_k=2, final_max_tokens=16, final_min_ratio=0.0,
+                                                 finish_unheard=finish))
+    words = [SourceWord(w, 0.4 * (i + 1)) for i, w in enumerate(LONG)]
+    for n in range(1, len(LONG)):
+        tr.update(words[:n], 0.4 * n)
+    assert tr.target == "Il modello"
+    tr.update(words, 0.4 * len(LONG), final=True)
+    cov = sentence_coverage(0, LONG, tr.history, tr.target, "it")
+    assert (tr.target, cov.ended_early) == (("Il modello.", False) if finish else ("Il modello", True))
+
+
+@pytest.mark.model
+def test_a_forced_final_pass_that_writes_no_sentence_end_is_dropped():
+    """Issue 21 item 6: the second final pass is kept only if it finishes the sentence. A model that, denied its stop
+    token, only repeats itself ("Il modello Il modello ...") adds nothing: the early end stays flagged, no
+    rambling is appended."""
+    lm = scripted_model(" Il modello", "eos")
+    tr = SimultaneousTranslator(lm, HEADS, "en", "it", "wait-k",
+                                TranslatorConfig(wait_k=2, final_max_tokens=16, final_min_ratio=0.0))
+    words = [SourceWord(w, 0.4 * (i + 1)) for i, w in enumerate(LONG)]
+    for n in range(1, len(LONG)):
+        tr.update(words[:n], 0.4 * n)
+    final = tr.update(words, 0.4 * len(LONG), final=True)
+    assert tr.target == "Il modello" and not final.new_text
+    assert sentence_coverage(0, LONG, tr.history, tr.target, "it").ended_early
