@@ -55,7 +55,8 @@ class TranslatorConfig:
     hold_brackets: bool = True
     # A final pass that would add nothing, though text was last committed before the last source word was
     # accessible, drafts again without stop tokens until it writes a sentence-final mark (at most 8 tokens plus 3
-    # per word not accessible then); kept only if it writes one, so a model that cannot finish adds nothing.
+    # per word not accessible then), kept only if that brings the output closer (chrF) to the model's own
+    # translation of the whole sentence: a continuation that only ends the sentence or invents adds nothing.
     finish_unheard: bool = True
     reuse_cache: bool = True
     stop_at_newline: bool = True  # a newline ends a draft (completion layouts go on with the next example)

@@ -73,6 +73,13 @@ def coverage_flags(units: int, ratio: float, accessible_at_end: int | None, last
             if on]
 
 
+def moves_toward(target: str, continuation: str, offline: str) -> bool:
+    """True when appending `continuation` to `target` raises its chrF against `offline` (the same model's translation
+    of the whole sentence): the continuation translates something the target lacks."""
+    chrf = CHRF()
+    return chrf.sentence_score(target + continuation, [offline]).score > chrf.sentence_score(target, [offline]).score
+
+
 def sentence_coverage(
     index: int,
     source_tokens: Sequence[str],

@@ -107,6 +107,26 @@ def _trace(run: SentenceRun, coverage) -> dict[str, Any]:
             "updates": updates, "coverage": asdict(coverage)}
 
 
+def setting_config(policy: str, value: Any, holdback: float, base: TranslatorConfig | None = None) -> TranslatorConfig:
+    """The translator settings of one sweep setting: `base` (default TranslatorConfig()) with the policy's value, the
+    hold-back and a memo."""
+    config = replace(base or TranslatorConfig(), holdback=holdback, memo_size=20000)
+    return config if value is None else get_policy(policy).with_param(config, value)
+
+
+def setting_key(lm: LoadedModel, corpus: Corpus, heads: HeadSet | Sequence[HeadLike] | None, policy: str,
+                config: TranslatorConfig, sim: SimulationConfig) -> str:
+    """The cache key of a setting's record: corpus, heads, settings, model and `SCHEMA`."""
+    return digest({"schema": SCHEMA, "data": corpus.content_hash(), "limit": sim.limit,
+                   "policy": policy,
+                   # the guess verification drafts exactly what plain drafting does: records of either are reused
+                   "translator": {k: v for k, v in asdict(config).items() if k != "guess"},
+                   "sim": asdict(sim) | {"progress": None},
+                   "heads": None if heads is None else [str(h) for h in (
+                       heads.top() if isinstance(heads, HeadSet) else heads)],
+                   "model": lm.facts.model_id})
+
+
 def run_setting(lm: LoadedModel, corpus: Corpus, heads: HeadSet | Sequence[HeadLike] | None, policy: str,
                 value: Any, holdback: float, path: Path | None = None, *, dataset: str = "", pace: float = 0.4,
                 limit: int | None = None, memo: OrderedDict | None = None, traced: int = 6,
@@ -121,21 +141,10 @@ def run_setting(lm: LoadedModel, corpus: Corpus, heads: HeadSet | Sequence[HeadL
     its key — corpus, heads, settings, model and `SCHEMA` (raised when the code changes results) — is unchanged.
     `sim` (default: text stream at `pace`, latency in words, `limit` pairs) and `layout`, `word_times`,
     `out_dir` go to `simulate`."""
-    pol = get_policy(policy)
-    config = replace(base or TranslatorConfig(), holdback=holdback, memo_size=20000)
-    if value is not None:
-        config = pol.with_param(config, value)
+    config = setting_config(policy, value, holdback, base)
     sim = sim or SimulationConfig(pace=pace, unit="word", limit=limit, progress=False)
-    limit = sim.limit
-    heads = heads if pol.needs_heads else None
-    key = digest({"schema": SCHEMA, "data": corpus.content_hash(), "limit": limit,
-                  "policy": policy,
-                  # the guess verification drafts exactly what plain drafting does: records of either are reused
-                  "translator": {k: v for k, v in asdict(config).items() if k != "guess"},
-                  "sim": asdict(sim) | {"progress": None},
-                  "heads": None if heads is None else [str(h) for h in (
-                      heads.top() if isinstance(heads, HeadSet) else heads)],
-                  "model": lm.facts.model_id})
+    heads = heads if get_policy(policy).needs_heads else None
+    key = setting_key(lm, corpus, heads, policy, config, sim)
     cached = read_json(path) if path is not None else None
     if cached and cached.get("key") == key:
         return cached, False

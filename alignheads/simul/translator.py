@@ -41,7 +41,7 @@ from ..model.kvcache import common_prefix, rollback
 from ..model.loader import LoadedModel, broken_weights_hint
 from ..model.prompts import PromptLayout, RenderedPrompt, render
 from .config import TranslatorConfig
-from .coverage import word_span
+from .coverage import moves_toward, word_span
 from .policy import END_OF_DRAFT, FINAL, POLICIES, SENTENCE_END, Cut, DraftView, hold_sentence_end
 
 NO_SOURCE = "no_source"
@@ -299,11 +299,7 @@ class SimultaneousTranslator:
             draft = yield from self._draft(prompt, self._final_cap(prompt), attention=False, end_if_cap="length_cap",
                                            min_units=must)
             if self._stops_unheard(words, draft):
-                unheard = len(words) - self._covered
-                again = yield from self._draft(prompt, 8 + 3 * unheard, attention=False, end_if_cap="length_cap",
-                                               min_units=must, finish=True)
-                if sentence_end(self.lm.tokenizer.decode(again.ids)) is not None:
-                    draft = again
+                draft = (yield from self._finish(words, prompt, must)) or draft
         else:
             draft = yield from self._draft(prompt, self.config.alignatt.max_draft, attention=self._policy.needs_heads)
         self._last_key = key  # only once the draft succeeded: a failed update is retried, not skipped
@@ -335,6 +331,19 @@ class SimultaneousTranslator:
         texts = [w.text for w in words]
         return (not (self.lm.tokenizer.decode(draft.ids) + draft.tail).strip()
                 and self._covered < word_span(texts)[1] and is_sentence_final(texts[-1]))
+
+    def _finish(self, words: Sequence[SourceWord], prompt: RenderedPrompt,
+                must: int) -> Generator[Forward, torch.Tensor, Draft | None]:
+        """The final pass drafted again without stop tokens until a sentence-final mark (`finish_unheard`), or None
+        when that does not bring the translation closer to the model's own translation of the whole sentence (chrF):
+        a continuation that only ends the sentence ("1."), invents ("(Quelle: Google).") or repeats itself."""
+        tok = self.lm.tokenizer
+        again = yield from self._draft(prompt, 8 + 3 * (len(words) - self._covered), attention=False,
+                                       end_if_cap="length_cap", min_units=must, finish=True)
+        whole = render(self.layout, tok, [w.text for w in words])
+        ref = yield from self._draft(whole, self._final_cap(whole), attention=False, end_if_cap="length_cap")
+        offline = (tok.decode(ref.ids) + ref.tail).strip()
+        return again if moves_toward(self.target, tok.decode(again.ids) + again.tail, offline) else None
 
     def offline(self, words: Sequence[str]) -> str:
         """The same model's translation of the whole sentence `words` without a policy (the final pass from an

@@ -1,0 +1,141 @@
+"""Bring a cached setting record up to a translator change by re-simulating only the sentences it can alter.
+
+A change that can only alter some sentences — found from the record itself, e.g. the outputs that hold a closing
+bracket nothing opened — need not cost a full re-run of every setting. `splice_setting` simulates just those
+sentences twice: with `before` (the TranslatorConfig fields that restore the old behaviour), which must reproduce
+the record's outputs exactly (else `SpliceError`: the sentences are not independent of the rest of the run, or
+the machine drafts differently), and with the current code. The new outputs replace the old ones; BLEU and chrF
+are recomputed over the whole corpus; the latencies (means over sentences) and the update counts move by the
+difference of the two runs. Computation-aware latencies of the spliced sentences come from this machine; the
+record says which sentences were spliced, on what, and gets the current key.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import asdict, replace
+from typing import Any
+
+from ..base.errors import AlignheadsError
+from ..corpus.pairs import Corpus
+from ..heads.headset import HeadLike, HeadSet
+from ..model.loader import LoadedModel
+from .comparison import refresh_coverage
+from .evaluation import _quality, score_instances
+from .policy import get_policy
+from .simulate import SimulationConfig, simulate
+from .sweep import _trace, setting_config, setting_key
+from .translator import TranslatorConfig
+
+LATENCIES = [f"{m}_{k}" for k in ("cu", "ca") for m in ("al", "laal", "yaal")]
+DECISIONS = ("end_of_draft", "sentence_end", "stop_rule")
+
+
+class SpliceError(AlignheadsError):
+    """The old settings did not reproduce a record's outputs: the record cannot be spliced, only re-run."""
+
+
+def splice_setting(lm: LoadedModel, corpus: Corpus, heads: HeadSet | Sequence[HeadLike] | None, record: dict,
+                   indices: Sequence[int], before: dict[str, Any], *, base: TranslatorConfig | None = None,
+                   limit: int | None = None, memos: tuple[OrderedDict, OrderedDict] | None = None,
+                   label: str = "") -> dict:
+    """`record` (from `sweep.run_setting` on `corpus` with `base` and `limit`) under the current code, re-simulating
+    only `indices`. `before`: TranslatorConfig fields that give the code the record was made with; `memos`:
+    (before, now) draft memos shared across the settings of one corpus."""
+    policy, scores, n = record["policy"], record["scores"], len(record["predictions"])
+    config, sim, key = _setting(lm, corpus, heads, record, base, limit)
+    heads = heads if get_policy(policy).needs_heads else None
+    out = {**record, "key": key}
+    indices = sorted(set(indices))
+    out["spliced"] = {"sentences": indices, "before": before, "label": label, "model_dtype": lm.dtype}
+    if not indices:
+        return out
+    if indices[-1] >= n:
+        raise SpliceError(f"sentence {indices[-1]} is not in the record ({n} sentences)")
+    t0 = time.perf_counter()
+    sub = Corpus([corpus[i] for i in indices], corpus.src_lang, corpus.tgt_lang, corpus.name, corpus.sources)
+    memo_old, memo_new = memos or (OrderedDict(), OrderedDict())
+    sim = replace(sim, limit=None)
+    old = simulate(lm, sub, heads, policy, replace(config, **before), sim, memo=memo_old)
+    for k, i in enumerate(indices):
+        stored, got = record["coverage"][i], asdict(old.coverage[k])
+        if (old.instances[k].prediction, got["accessible_at_end"], got["target_units"]) != (
+                record["predictions"][i], stored["accessible_at_end"], stored["target_units"]):
+            raise SpliceError(f"{record['dataset']} {policy} {record['param']}: sentence {i} re-simulated with "
+                              f"{before} gives {old.instances[k].prediction!r}, the record has "
+                              f"{record['predictions'][i]!r}")
+    new = simulate(lm, sub, heads, policy, config, sim, memo=memo_new)
+    if any(not r.instance.delays for r in (*old.runs, *new.runs)):
+        raise SpliceError("a spliced sentence has no output: the latency means do not move by a difference")
+
+    predictions, coverage, traces = list(record["predictions"]), list(record["coverage"]), list(record["traces"])
+    for k, i in enumerate(indices):
+        predictions[i] = new.instances[k].prediction
+        cov = replace(new.coverage[k], index=i)
+        coverage[i] = {f: v for f, v in asdict(cov).items() if f not in ("source", "target")}
+        if i < len(traces):
+            traces[i] = {**_trace(new.runs[k], cov), "index": i}
+    s = {**scores, **_quality(predictions, record["references"], scores["bleu_tokenize"])}
+    stale = []
+    before_vals, after_vals = _per_sentence(old, corpus.tgt_lang), _per_sentence(new, corpus.tgt_lang)
+    for m in LATENCIES:
+        if s.get(m) is None:
+            continue
+        was, now = [v[m] for v in before_vals], [v[m] for v in after_vals]
+        if m.startswith("yaal"):  # leaves out sentences with nothing emitted before the source ended: how many the
+            if was != now:  # record does not say, so its mean cannot move by a difference
+                s[m] = None
+                stale.append(m)
+        else:  # AL and LAAL: plain means over the sentences with output
+            s[m] += (sum(now) - sum(was)) / (n - scores["n_empty"])
+    s["n_empty"] = sum(not p.strip() for p in predictions)
+    st = dict(s["stats"])
+    for f, v in new.stats.items():
+        if f in st and f != "prefill_saved" and isinstance(v, (int, float)):
+            st[f] += v - old.stats[f]
+    st["prefill_saved"] = st["reused_tokens"] / st["prompt_tokens"] if st["prompt_tokens"] else None
+    s["stats"] = st
+    s["decisions"] = _moved_shares(s["decisions"], old.scores["decisions"], new.scores["decisions"])
+    out.update(scores=s, predictions=predictions, coverage=coverage, traces=traces)
+    out = refresh_coverage(out, [list(p.src_words) for p in corpus])
+    chrfs = [e["chrf_offline"] for e in out["coverage"] if e.get("chrf_offline") is not None]
+    out["scores"]["coverage"]["mean_chrf_offline"] = round(sum(chrfs) / len(chrfs), 2) if chrfs else None
+    out["spliced"].update(not_recomputed=stale, seconds=round(time.perf_counter() - t0, 1))
+    return out
+
+
+def is_current(lm: LoadedModel, corpus: Corpus, heads: HeadSet | Sequence[HeadLike] | None, record: dict,
+               base: TranslatorConfig | None = None, limit: int | None = None) -> bool:
+    """True when `record` was made (or spliced) under the current code and settings: its key is current."""
+    return record["key"] == _setting(lm, corpus, heads, record, base, limit)[2]
+
+
+def _setting(lm, corpus, heads, record, base, limit) -> tuple[TranslatorConfig, SimulationConfig, str]:
+    """The record's translator settings, simulation settings and current key."""
+    policy = record["policy"]
+    config = setting_config(policy, record["param"], record["holdback"], base)
+    sim = SimulationConfig(pace=record["scores"]["pace_s"], unit="word", limit=limit, progress=False)
+    heads = heads if get_policy(policy).needs_heads else None
+    return config, sim, setting_key(lm, corpus, heads, policy, config, sim)
+
+
+def _per_sentence(result, tgt_lang: str) -> list[dict[str, float | None]]:
+    """Each sentence's latencies, scored alone (None where the scorer leaves the sentence out)."""
+    out = []
+    for ins in result.instances:
+        one = score_instances([ins], tgt_lang)
+        out.append({m: None if one[m] is None or math.isnan(one[m]) else one[m] for m in LATENCIES})
+    return out
+
+
+def _moved_shares(shares: dict, old: dict, new: dict) -> dict:
+    """Decision shares (`simulate.decision_shares`) with the old run's counts replaced by the new run's."""
+    def counts(d: dict) -> dict[str, int]:
+        return {k: round((d[k] or 0.0) * d["updates"]) for k in DECISIONS}
+
+    total = {k: v + counts(new)[k] - counts(old)[k] for k, v in counts(shares).items()}
+    updates = shares["updates"] + new["updates"] - old["updates"]
+    return {"updates": updates, **{k: (v / updates if updates else None) for k, v in total.items()}}
