@@ -54,9 +54,9 @@ class TranslatorConfig:
     # reads as finished): the commit ends before it, as at a held sentence end; the final pass may write it.
     hold_brackets: bool = True
     # A final pass that would add nothing, though text was last committed before the last source word was
-    # accessible, drafts again without stop tokens until it writes a sentence-final mark (at most 8 tokens plus 3
-    # per word not accessible then), kept only if that brings the output closer (chrF) to the model's own
-    # translation of the whole sentence: a continuation that only ends the sentence or invents adds nothing.
+    # accessible and the source ends with a sentence-final mark, drafts again without stop tokens until it writes
+    # such a mark (at most 8 tokens plus 3 per word not accessible then), kept only if that brings the output closer
+    # (chrF) to the model's own translation of the whole sentence: one that only ends the sentence or invents is not.
     finish_unheard: bool = True
     reuse_cache: bool = True
     stop_at_newline: bool = True  # a newline ends a draft (completion layouts go on with the next example)

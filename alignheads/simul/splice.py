@@ -5,9 +5,11 @@ bracket nothing opened — need not cost a full re-run of every setting. `splice
 sentences twice: with `before` (the TranslatorConfig fields that restore the old behaviour), which must reproduce
 the record's outputs exactly (else `SpliceError`: the sentences are not independent of the rest of the run, or
 the machine drafts differently), and with the current code. The new outputs replace the old ones; BLEU and chrF
-are recomputed over the whole corpus; the latencies (means over sentences) and the update counts move by the
-difference of the two runs. Computation-aware latencies of the spliced sentences come from this machine; the
-record says which sentences were spliced, on what, and gets the current key.
+are recomputed over the whole corpus; AL, LAAL (means over the sentences with output) and the update counts move by
+the difference of the two runs. YAAL's mean leaves out sentences that emitted nothing before their source ended,
+and the record does not say how many: it is kept where the spliced sentences' YAAL is unchanged, else set to None.
+Computation-aware latencies of the spliced sentences come from this machine; the record says which sentences were
+spliced, on what, what could not be recomputed, and gets the current key.
 """
 
 from __future__ import annotations
