@@ -203,6 +203,19 @@ def score_instances(instances: Sequence[Instance], tgt_lang: str, *, use_omniste
     return scores
 
 
+LATENCIES = [f"{m}_{k}" for k in ("cu", "ca") for m in ("al", "laal", "yaal")]
+
+
+def sentence_latencies(instances: Sequence[Instance], tgt_lang: str) -> list[dict[str, float | None]]:
+    """Each instance's AL/LAAL/YAAL (CU and CA) scored alone, None where the scorer leaves it out (no output; YAAL:
+    nothing emitted before the source ended). `score_instances`' latencies are the means of the non-None values."""
+    out = []
+    for ins in instances:
+        one = score_instances([ins], tgt_lang)
+        out.append({m: None if one[m] is None or math.isnan(one[m]) else one[m] for m in LATENCIES})
+    return out
+
+
 def resegment_longform(
     instance: Instance,
     reference_sentences: Sequence[str],

@@ -5,16 +5,18 @@ bracket nothing opened — need not cost a full re-run of every setting. `splice
 sentences twice: with `before` (the TranslatorConfig fields that restore the old behaviour), which must reproduce
 the record's outputs exactly (else `SpliceError`: the sentences are not independent of the rest of the run, or
 the machine drafts differently), and with the current code. The new outputs replace the old ones; BLEU and chrF
-are recomputed over the whole corpus; AL, LAAL (means over the sentences with output) and the update counts move by
-the difference of the two runs. YAAL's mean leaves out sentences that emitted nothing before their source ended,
-and the record does not say how many: it is kept where the spliced sentences' YAAL is unchanged, else set to None.
+are recomputed over the whole corpus, and the latencies from the record's per-sentence ones (`sentence_latency`,
+kept since 2026-12-07) with the spliced sentences' replaced. In an older record AL and LAAL (plain means over the
+sentences with output) move by the difference of the two runs, and YAAL — whose mean leaves out sentences that
+emitted nothing before their source ended, which such a record does not identify — is kept where the spliced
+sentences' YAAL is unchanged, else set to None. The update counts move by the difference.
 Computation-aware latencies of the spliced sentences come from this machine; the record says which sentences were
 spliced, on what, what could not be recomputed, and gets the current key.
 """
 
 from __future__ import annotations
 
-import math
+import statistics
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -26,13 +28,12 @@ from ..corpus.pairs import Corpus
 from ..heads.headset import HeadLike, HeadSet
 from ..model.loader import LoadedModel
 from .comparison import refresh_coverage
-from .evaluation import _quality, score_instances
+from .evaluation import LATENCIES, _quality, sentence_latencies
 from .policy import get_policy
 from .simulate import SimulationConfig, simulate
 from .sweep import _trace, setting_config, setting_key
 from .translator import TranslatorConfig
 
-LATENCIES = [f"{m}_{k}" for k in ("cu", "ca") for m in ("al", "laal", "yaal")]
 DECISIONS = ("end_of_draft", "sentence_end", "stop_rule")
 
 
@@ -69,6 +70,11 @@ def splice_setting(lm: LoadedModel, corpus: Corpus, heads: HeadSet | Sequence[He
             raise SpliceError(f"{record['dataset']} {policy} {record['param']}: sentence {i} re-simulated with "
                               f"{before} gives {old.instances[k].prediction!r}, the record has "
                               f"{record['predictions'][i]!r}")
+    was_lat = sentence_latencies(old.instances, corpus.tgt_lang)
+    for k, i in enumerate(indices if "sentence_latency" in record else ()):
+        if any(record["sentence_latency"][i][m] != was_lat[k][m] for m in LATENCIES if m.endswith("_cu")):
+            raise SpliceError(f"{record['dataset']} {policy} {record['param']}: sentence {i} re-simulated with "
+                              f"{before} emits at other times than the record says")
     new = simulate(lm, sub, heads, policy, config, sim, memo=memo_new)
     if any(not r.instance.delays for r in (*old.runs, *new.runs)):
         raise SpliceError("a spliced sentence has no output: the latency means do not move by a difference")
@@ -82,17 +88,25 @@ def splice_setting(lm: LoadedModel, corpus: Corpus, heads: HeadSet | Sequence[He
             traces[i] = {**_trace(new.runs[k], cov), "index": i}
     s = {**scores, **_quality(predictions, record["references"], scores["bleu_tokenize"])}
     stale = []
-    before_vals, after_vals = _per_sentence(old, corpus.tgt_lang), _per_sentence(new, corpus.tgt_lang)
-    for m in LATENCIES:
-        if s.get(m) is None:
-            continue
-        was, now = [v[m] for v in before_vals], [v[m] for v in after_vals]
-        if m.startswith("yaal"):  # leaves out sentences with nothing emitted before the source ended: how many the
-            if was != now:  # record does not say, so its mean cannot move by a difference
+    now_lat = sentence_latencies(new.instances, corpus.tgt_lang)
+    if "sentence_latency" in record:  # every sentence's latencies: the means are recomputed exactly
+        lat = list(record["sentence_latency"])
+        for k, i in enumerate(indices):
+            lat[i] = now_lat[k]
+        out["sentence_latency"] = lat
+        for m in LATENCIES:
+            vals = [v[m] for v in lat if v[m] is not None]
+            s[m] = statistics.mean(vals) if vals else None
+    else:  # a record from before they were kept
+        for m in LATENCIES:
+            if s.get(m) is None:
+                continue
+            was, now = [v[m] for v in was_lat], [v[m] for v in now_lat]
+            if not m.startswith("yaal"):  # AL and LAAL: plain means over the sentences with output
+                s[m] += (sum(now) - sum(was)) / (n - scores["n_empty"])
+            elif was != now:  # YAAL leaves out sentences the record does not identify: its mean cannot move
                 s[m] = None
                 stale.append(m)
-        else:  # AL and LAAL: plain means over the sentences with output
-            s[m] += (sum(now) - sum(was)) / (n - scores["n_empty"])
     s["n_empty"] = sum(not p.strip() for p in predictions)
     st = dict(s["stats"])
     for f, v in new.stats.items():
@@ -122,15 +136,6 @@ def _setting(lm, corpus, heads, record, base, limit) -> tuple[TranslatorConfig, 
     sim = SimulationConfig(pace=record["scores"]["pace_s"], unit="word", limit=limit, progress=False)
     heads = heads if get_policy(policy).needs_heads else None
     return config, sim, setting_key(lm, corpus, heads, policy, config, sim)
-
-
-def _per_sentence(result, tgt_lang: str) -> list[dict[str, float | None]]:
-    """Each sentence's latencies, scored alone (None where the scorer leaves the sentence out)."""
-    out = []
-    for ins in result.instances:
-        one = score_instances([ins], tgt_lang)
-        out.append({m: None if one[m] is None or math.isnan(one[m]) else one[m] for m in LATENCIES})
-    return out
 
 
 def _moved_shares(shares: dict, old: dict, new: dict) -> dict:

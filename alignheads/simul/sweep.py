@@ -20,6 +20,7 @@ from ..corpus.pairs import Corpus
 from ..heads.headset import HeadLike, HeadSet
 from ..model.loader import LoadedModel
 from ..model.prompts import PromptLayout
+from .evaluation import sentence_latencies
 from .policy import POLICIES, get_policy
 from .significance import bracket
 from .simulate import SentenceRun, SimulationConfig, simulate
@@ -158,6 +159,7 @@ def run_setting(lm: LoadedModel, corpus: Corpus, heads: HeadSet | Sequence[HeadL
         "references": [i.reference for i in res.instances], "flagged": [c.index for c in res.coverage if c.flagged],
         "coverage": [{k: v for k, v in asdict(c).items() if k not in ("source", "target")} for c in res.coverage],
         "traces": [_trace(r, c) for r, c in list(zip(res.runs, res.coverage, strict=True))[:traced]],
+        "sentence_latency": sentence_latencies(res.instances, corpus.tgt_lang),  # lets `splice` rescore exactly
     }
     record = json.loads(json.dumps(record, default=json_default))
     if path is not None:

@@ -35,21 +35,24 @@ def replace_(config, **kw):
 
 
 @pytest.mark.model
-def test_a_spliced_record_equals_a_full_rerun(setup):
+@pytest.mark.parametrize("per_sentence", [True, False])
+def test_a_spliced_record_equals_a_full_rerun(setup, per_sentence):
     """Guards the splice arithmetic: sentences 0 and 2 (long enough to commit ")" before the final pass) re-simulated
-    and spliced give the full re-run's outputs, BLEU, chrF, AL and LAAL (CU), decision shares, coverage and key;
-    sentence 1 (two words: nothing is committed before the final pass) is left as it was."""
+    and spliced give the full re-run's outputs, BLEU, chrF, latencies (CU), decision shares, coverage and key;
+    sentence 1 (two words: nothing is committed before the final pass) is left as it was. A record without
+    per-sentence latencies (made before they were kept) gets AL and LAAL moved by the difference, and no YAAL: its
+    mean leaves out sentence 1 (nothing emitted before its source ended), which such a record cannot show."""
     lm, corpus, base, old, new = setup
     assert old["scores"]["laal_cu"] != new["scores"]["laal_cu"]  # " e" waits for the final pass behind ")"
-    got = splice_setting(lm, corpus, HEADS, old, [0, 2], BEFORE, base=base)
+    record = old if per_sentence else {k: v for k, v in old.items() if k != "sentence_latency"}
+    got = splice_setting(lm, corpus, HEADS, record, [0, 2], BEFORE, base=base)
     assert got["key"] == new["key"] and got["predictions"] == new["predictions"]
     assert got["coverage"] == new["coverage"] and got["flagged"] == new["flagged"]
     s, want = got["scores"], new["scores"]
-    for m in ("bleu", "chrf", "al_cu", "laal_cu"):
+    for m in ("bleu", "chrf", "al_cu", "laal_cu") + (("yaal_cu",) if per_sentence else ()):
         assert s[m] == pytest.approx(want[m], rel=1e-9), m
-    # YAAL leaves out sentence 1 (nothing emitted before its source ended) and the spliced sentences' YAAL moved:
-    # the record cannot say by how much its mean moves
-    assert s["yaal_cu"] is None and "yaal_cu" in got["spliced"]["not_recomputed"]
+    if not per_sentence:
+        assert s["yaal_cu"] is None and "yaal_cu" in got["spliced"]["not_recomputed"]
     assert s["decisions"] == pytest.approx(want["decisions"])
     assert s["coverage"] == want["coverage"]
     assert s["stats"]["draft_tokens"] == want["stats"]["draft_tokens"]
