@@ -140,7 +140,7 @@ MUTANTS = [
            "        t = first\n", "        t = 0\n",
            ("tests/model/test_prompts.py::test_rendering_is_linear_in_the_source_length",)),
     Mutant("final-pass-stops-early", "alignheads/simul/translator.py",
-           "            if min_units and (nxt in self._stop_ids", "            if False and (nxt in self._stop_ids",
+           "if len(target_units(text, self.tgt_lang)) < min_units or (finish", "if False or (finish",
            ("tests/simul/test_never_early.py::test_a_final_pass_does_not_stop_before_its_source_is_covered",)),
     Mutant("learned-border-emits-the-doubted-word", "alignheads/simul/policy.py",
            "                keep = stop = starts[int(waiting[0])]",
