@@ -18,8 +18,8 @@ hold-back, text stream at 0.4 s/word) on every shipped test set and the shared X
 `float32`: updates with identical output, BLEU / chrF with sacrebleu's paired bootstrap, LAAL, model seconds per
 draft token, and every divergence of an exact arm with the float32 logit margin where it happened.
 
-Run: `python benchmarks/bench_decode.py [--stage kernels|quality|all]`; writes benchmarks/results/decode.json
-(the quality stage caches each arm x set under benchmarks/results/decode/).
+Run: `python benchmarks/bench_decode.py [--stage kernels|quality|floor|all] [--compile]`; writes
+benchmarks/results/decode.json (the quality stage caches each arm x set under benchmarks/results/decode/).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -107,6 +108,71 @@ def stage_kernels(args) -> dict:
             results["llama_cpp"][threads] = llama_cpp(args.llama, [p.input_ids for p in prompts], args.tokens,
                                                       threads)
     return results
+
+
+def stage_floor(args) -> dict:
+    import torch
+    from transformers import DynamicCache
+
+    from alignheads.model.loader import load_model
+
+    pin_threads(args.threads[0])
+    model = load_model("embedded", dtype="float32").model
+    linears = [m for m in model.model.modules() if isinstance(m, torch.nn.Linear)]
+    context = torch.arange(1000, 1000 + args.context)[None]
+
+    def steps(decoder):
+        """Hidden states of `args.tokens` single-token forwards after a fresh `context`, and seconds per step."""
+        cache = DynamicCache(config=model.config)
+        cache.activate_past_recording()  # as the translator's cache (rollback stays possible)
+        decoder(input_ids=context, cache=cache, use_cache=True)
+        out, t = [], []
+        for i in range(args.tokens):
+            t0 = time.perf_counter()
+            h = decoder(input_ids=torch.tensor([[1234 + i]]), cache=cache, use_cache=True).last_hidden_state
+            t.append(time.perf_counter() - t0)
+            out.append(h.clone())
+        return out, t
+
+    per_step: dict[str, list[float]] = {}
+
+    def timed(name, decoder):
+        def run(parts):
+            _, t = steps(decoder)
+            per_step.setdefault(name, []).extend(t)
+        return run
+
+    def products(parts):
+        rows = {n: torch.randn(1, n) for n in {m.in_features for m in linears}}
+        for _ in range(args.tokens):
+            t0 = time.perf_counter()
+            for m in linears:
+                torch.nn.functional.linear(rows[m.in_features], m.weight)
+            per_step.setdefault("matrix products only", []).append(time.perf_counter() - t0)
+
+    arms = {"decoder step": timed("decoder step", model.model), "matrix products only": products}
+    with torch.inference_mode():
+        if args.compile:
+            t0 = time.perf_counter()
+            compiled = torch.compile(model.model, dynamic=True)
+            steps(compiled)  # compiles both graphs (the context, one token)
+            compile_s = time.perf_counter() - t0
+            arms["torch.compile step"] = timed("torch.compile step", compiled)
+        for run in arms.values():  # warm up untimed
+            run(None)
+        per_step.clear()
+        interleaved(arms, repeats=args.repeats, warmup=0, desc="floor")
+        ms = {a: 1000 * statistics.median(t) for a, t in per_step.items()}
+        result = {"ms": ms, "linears": len(linears), "context_tokens": args.context, "threads": args.threads[0],
+                  "non_matmul_ms": ms["decoder step"] - ms["matrix products only"]}
+        if args.compile:
+            eager, _ = steps(model.model)
+            fast, _ = steps(compiled)
+            result["compile"] = {"compile_s": compile_s, "bit_identical": all(map(torch.equal, eager, fast)),
+                                 "max_abs_diff": max(float((a - b).abs().max()) for a, b in zip(eager, fast,
+                                                                                                  strict=True)),
+                                 "max_abs_hidden": max(float(a.abs().max()) for a in eager)}
+    return result
 
 
 _LLAMA = """
@@ -251,11 +317,13 @@ def stage_quality(args) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--stage", choices=("kernels", "quality", "all"), default="kernels")
+    ap.add_argument("--stage", choices=("kernels", "quality", "floor", "all"), default="kernels")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--prompts", type=int, default=6, help="kernels: en-de test sentences (whole source)")
     ap.add_argument("--tokens", type=int, default=32, help="kernels: draft tokens per prompt")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--context", type=int, default=200, help="floor: tokens in the cache before the draft steps")
+    ap.add_argument("--compile", action="store_true", help="floor: also time the step under torch.compile")
     ap.add_argument("--sets", nargs="+", default=list(SETS))
     ap.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS),
                     help="arms to run (float32, the reference, always runs)")
@@ -273,6 +341,11 @@ def main() -> None:
                                                  for m, v in r.items()}}
                      for a, by in k["arms"].items() for t, r in by.items()], "ms per draft forward / prefill token")
         print("llama.cpp:", k["llama_cpp"], "| screen timings (ms):", k["screen"])
+    if args.stage in ("floor", "all"):
+        payload["floor"] = f = stage_floor(args)
+        print_table([{"arm": a, "ms": round(v, 2)} for a, v in f["ms"].items()],
+                    f"float32 draft forward, {f['threads']} thread(s), {f['context_tokens']} tokens cached")
+        print("torch.compile:", f.get("compile", "not run (--compile)"))
     if args.stage in ("quality", "all"):
         payload["quality"] = q = stage_quality(args)
         print_table([{"set": s, "arm": a, **{m: (round(v, 3) if isinstance(v, float) else v) for m, v in r.items()
@@ -282,7 +355,7 @@ def main() -> None:
                      for s, arms in q.items() for a, r in arms.items()], "quality against float32")
     # Read what is there only now: quality runs of other sets or arms at the same time merge, arm by arm.
     before = json.loads(path.read_text()) if path.is_file() else {}
-    merged = {k: before[k] for k in ("kernels", "quality") if k in before}
+    merged = {k: before[k] for k in ("kernels", "quality", "floor") if k in before}
     for name, arms in payload.pop("quality", {}).items():
         quality = merged.setdefault("quality", {})
         quality[name] = quality.get(name, {}) | arms
