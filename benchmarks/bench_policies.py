@@ -213,12 +213,13 @@ SPLICE_BEFORE = {"hold_brackets": False, "finish_unheard": False}
 
 def splice_candidates(record: dict, sources: list[list[str]]) -> list[int]:
     """The sentences SPLICE_BEFORE's rules can change: an output with a closing bracket nothing opened (no update
-    committed one otherwise) or an early end (only then does the final pass draft again)."""
+    committed one otherwise), an early end or no output at all (only then does the final pass draft again)."""
     from alignheads.base.sentences import unopened_closer
     from alignheads.simul.coverage import recount
 
     early = {e["index"] for e in recount(record["coverage"], sources[: len(record["coverage"])]) if e["ended_early"]}
-    return sorted(early | {i for i, p in enumerate(record["predictions"]) if unopened_closer(p) is not None})
+    return sorted(early | {i for i, p in enumerate(record["predictions"])
+                           if not p.strip() or unopened_closer(p) is not None})
 
 
 def splice_stale(lm, ds: Dataset, corpus, heads, settings, limit, cache: Path) -> None:

@@ -16,8 +16,10 @@ import re
 from collections.abc import Sequence
 
 MARKS = ".?!。？！"  # sentence-final marks of recognised words (the stabiliser's default)
-CLOSERS = "\"'”’»)]}」』》】"  # may follow the mark: `stop."`, `停。」`
-_OPENERS = "\"'“‘«([{「『《【"
+# Closing -> opening bracket (quotes are left out: the same mark opens and closes, or differs by language).
+BRACKETS = dict(zip(")]}）】」』》", "([{（【「『《", strict=True))
+CLOSERS = "\"'”’»" + "".join(BRACKETS)  # may follow the mark: `stop."`, `停。」`
+_OPENERS = "\"'“‘«" + "".join(BRACKETS.values())
 
 # Abbreviations (lower case, without the final full stop) that do not end a sentence in ordinary text; "etc.",
 # "usw." and "ecc." are left out because they often do.
@@ -32,10 +34,8 @@ _ACRONYM = re.compile(r"(?:[^\W\d_]\.){2,}")  # "U.S.", "e.g.", "d.h.", "a.m."
 
 # Draft text: a run of sentence-final marks (closing quotes/brackets may follow) that no letter or digit
 # continues ("2.3", "U.S" are not ends), or a CJK full stop / question / exclamation mark anywhere.
-_DRAFT_END = re.compile(r"[.!?…]+[\"'”’»)\]}」』》】]*(?![0-9A-Za-z])|[。！？]")
+_DRAFT_END = re.compile(rf"[.!?…]+[{re.escape(CLOSERS)}]*(?![0-9A-Za-z])|[。！？]")
 _GOES_ON = re.compile(r"\s+\S")  # whitespace, then more text
-# Closing -> opening bracket (quotes are left out: the same mark opens and closes, or differs by language).
-BRACKETS = dict(zip(")]}）】」』》", "([{（【「『《", strict=True))
 
 
 def is_abbreviation(word: str) -> bool:

@@ -39,13 +39,14 @@ def setting_label(policy: str, value: Any, holdback: float) -> str:
 def refresh_coverage(record: dict, sources: list[list[str]]) -> dict:
     """A cached record with its coverage flags recounted under the current rules (`coverage.recount`) from the
     evaluated sentences' source tokens, so results saved before a rule changed are summarised like new ones."""
-    from .coverage import recount
+    from .coverage import mean_chrf, recount
 
     entries = recount(record["coverage"], sources[: len(record["coverage"])])
     flagged = [e["index"] for e in entries if e["flags"]]
     cov = record["scores"]["coverage"]
     cov = {**cov, "n_flagged": len(flagged), "flagged": flagged,
-           "flag_counts": {f: sum(f in e["flags"] for e in entries) for f in cov["flag_counts"]}}
+           "flag_counts": {f: sum(f in e["flags"] for e in entries) for f in cov["flag_counts"]},
+           "mean_chrf_offline": mean_chrf([e.get("chrf_offline") for e in entries])}
     return {**record, "coverage": entries, "flagged": flagged, "scores": {**record["scores"], "coverage": cov}}
 
 

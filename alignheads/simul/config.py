@@ -53,10 +53,10 @@ class TranslatorConfig:
     # Before the final pass, no update commits a closing bracket the sentence's text never opened ("in tre lingue)"
     # reads as finished): the commit ends before it, as at a held sentence end; the final pass may write it.
     hold_brackets: bool = True
-    # A final pass that would add nothing, though text was last committed before the last source word was
-    # accessible and the source ends with a sentence-final mark, drafts again without stop tokens until it writes
-    # such a mark (at most 8 tokens plus 3 per word not accessible then), kept only if that brings the output closer
-    # (chrF) to the model's own translation of the whole sentence: one that only ends the sentence or invents is not.
+    # A final pass that would add nothing, though text was last committed (or none was) before the last source
+    # word was accessible and the source ends with a sentence-final mark, drafts again without stop tokens until it
+    # writes such a mark (at most 8 tokens plus 3 per word not accessible then), kept only if that brings the output
+    # closer (chrF) to the model's own translation of the whole sentence: one that only ends it or invents is not.
     finish_unheard: bool = True
     reuse_cache: bool = True
     stop_at_newline: bool = True  # a newline ends a draft (completion layouts go on with the next example)

@@ -109,16 +109,21 @@ def sentence_coverage(
                             target, offline)
 
 
+def mean_chrf(values: Sequence[float | None]) -> float | None:
+    """The mean chrF against the offline translations, over the sentences that have one (None: none has)."""
+    chrfs = [v for v in values if v is not None]
+    return round(sum(chrfs) / len(chrfs), 2) if chrfs else None
+
+
 def coverage_summary(sentences: Sequence[SentenceCoverage]) -> dict[str, Any]:
     """The coverage.json payload: counts of each flag, the flagged sentence indices, and every sentence."""
-    chrfs = [s.chrf_offline for s in sentences if s.chrf_offline is not None]
     return {
         "n_sentences": len(sentences),
         "n_flagged": sum(s.flagged for s in sentences),
         "flag_counts": {f: sum(f in s.flags for s in sentences) for f in (ENDED_EARLY, SHORT, EMPTY)},
         "flagged": [s.index for s in sentences if s.flagged],
         "min_ratio": MIN_RATIO,
-        "mean_chrf_offline": round(sum(chrfs) / len(chrfs), 2) if chrfs else None,
+        "mean_chrf_offline": mean_chrf([s.chrf_offline for s in sentences]),
         "sentences": [asdict(s) for s in sentences],
     }
 

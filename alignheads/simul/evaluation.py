@@ -172,7 +172,6 @@ def score_instances(instances: Sequence[Instance], tgt_lang: str, *, use_omniste
     if any(has_ca) and not all(has_ca):
         raise DataFormatError(None, None, "some instances have elapsed and some do not; give it for all or none")
 
-    sep = " " if language.spaced else ""
     scores: dict[str, Any] = {
         "n_instances": len(instances),
         "latency_unit": "word" if language.spaced else "char",
@@ -181,38 +180,46 @@ def score_instances(instances: Sequence[Instance], tgt_lang: str, *, use_omniste
     }
     scores.update(_quality([i.prediction for i in instances], [i.reference for i in instances],
                            language.sacrebleu_tokenize))
+    scores.update(_latencies(instances, tgt_lang, use_omnisteval))
+    return scores
+
+
+def _latencies(instances: Sequence[Instance], tgt_lang: str, use_omnisteval: bool) -> dict[str, Any]:
+    """AL/LAAL/YAAL ("_cu", "_ca") averaged over checked instances, by OmniSTEval or our own implementation."""
+    language = get_language(tgt_lang)
+    unit = "word" if language.spaced else "char"
     if use_omnisteval:
         from omnisteval import Instance as OmniInstance
 
         # OmniSTEval counts reference length by splitting on " " (words) or len(strip()) (chars); pass the
         # reference as its units joined so both count the same units as the delays.
+        sep = " " if language.spaced else ""
         omni = [
             OmniInstance(prediction=ins.prediction, reference=sep.join(target_units(ins.reference, tgt_lang)),
-                         latency_unit=scores["latency_unit"], index=ins.index, source_length=ins.source_length,
+                         latency_unit=unit, index=ins.index, source_length=ins.source_length,
                          emission_cu=ins.delays, emission_ca=ins.elapsed)
             for ins in instances
         ]
-        scores.update(_latency_omnisteval(omni, longform=False))
-    else:
-        segments = [
-            {"cu": ins.delays, "ca": ins.elapsed, "source_length": ins.source_length,
-             "target_length": len(target_units(ins.reference, tgt_lang)), "recording_end": math.inf}
-            for ins in instances
-        ]
-        scores.update(_latency_own(segments, longform=False))
-    return scores
+        return _latency_omnisteval(omni, longform=False)
+    segments = [
+        {"cu": ins.delays, "ca": ins.elapsed, "source_length": ins.source_length,
+         "target_length": len(target_units(ins.reference, tgt_lang)), "recording_end": math.inf}
+        for ins in instances
+    ]
+    return _latency_own(segments, longform=False)
 
 
 LATENCIES = [f"{m}_{k}" for k in ("cu", "ca") for m in ("al", "laal", "yaal")]
 
 
-def sentence_latencies(instances: Sequence[Instance], tgt_lang: str) -> list[dict[str, float | None]]:
-    """Each instance's AL/LAAL/YAAL (CU and CA) scored alone, None where the scorer leaves it out (no output; YAAL:
-    nothing emitted before the source ended). `score_instances`' latencies are the means of the non-None values."""
+def sentence_latencies(instances: Sequence[Instance], tgt_lang: str, *,
+                       use_omnisteval: bool = True) -> list[dict[str, float | None]]:
+    """Each instance's AL/LAAL/YAAL (CU and CA) scored alone by the same scorer as `score_instances`, None where it
+    leaves one out (no output; YAAL: nothing emitted before the source ended); its latencies are their means."""
     out = []
     for ins in instances:
-        one = score_instances([ins], tgt_lang)
-        out.append({m: None if one[m] is None or math.isnan(one[m]) else one[m] for m in LATENCIES})
+        one = _latencies([ins], tgt_lang, use_omnisteval)
+        out.append({m: None if one.get(m) is None or math.isnan(one[m]) else one[m] for m in LATENCIES})
     return out
 
 

@@ -31,7 +31,7 @@ from .comparison import refresh_coverage
 from .evaluation import LATENCIES, _quality, sentence_latencies
 from .policy import get_policy
 from .simulate import SimulationConfig, simulate
-from .sweep import _trace, setting_config, setting_key
+from .sweep import _trace, coverage_entry, setting_config, setting_key
 from .translator import TranslatorConfig
 
 DECISIONS = ("end_of_draft", "sentence_end", "stop_rule")
@@ -49,15 +49,14 @@ def splice_setting(lm: LoadedModel, corpus: Corpus, heads: HeadSet | Sequence[He
     only `indices`. `before`: TranslatorConfig fields that give the code the record was made with; `memos`:
     (before, now) draft memos shared across the settings of one corpus."""
     policy, scores, n = record["policy"], record["scores"], len(record["predictions"])
-    config, sim, key = _setting(lm, corpus, heads, record, base, limit)
-    heads = heads if get_policy(policy).needs_heads else None
+    config, sim, key, heads = _setting(lm, corpus, heads, record, base, limit)
     out = {**record, "key": key}
     indices = sorted(set(indices))
     out["spliced"] = {"sentences": indices, "before": before, "label": label, "model_dtype": lm.dtype}
     if not indices:
         return out
-    if indices[-1] >= n:
-        raise SpliceError(f"sentence {indices[-1]} is not in the record ({n} sentences)")
+    if indices[0] < 0 or indices[-1] >= n:
+        raise SpliceError(f"sentences {indices} are not all in the record (0 to {n - 1})")
     t0 = time.perf_counter()
     sub = Corpus([corpus[i] for i in indices], corpus.src_lang, corpus.tgt_lang, corpus.name, corpus.sources)
     memo_old, memo_new = memos or (OrderedDict(), OrderedDict())
@@ -70,26 +69,28 @@ def splice_setting(lm: LoadedModel, corpus: Corpus, heads: HeadSet | Sequence[He
             raise SpliceError(f"{record['dataset']} {policy} {record['param']}: sentence {i} re-simulated with "
                               f"{before} gives {old.instances[k].prediction!r}, the record has "
                               f"{record['predictions'][i]!r}")
-    was_lat = sentence_latencies(old.instances, corpus.tgt_lang)
-    for k, i in enumerate(indices if "sentence_latency" in record else ()):
-        if any(record["sentence_latency"][i][m] != was_lat[k][m] for m in LATENCIES if m.endswith("_cu")):
-            raise SpliceError(f"{record['dataset']} {policy} {record['param']}: sentence {i} re-simulated with "
-                              f"{before} emits at other times than the record says")
+    exact = "sentence_latency" in record  # every sentence's latencies are kept: the means are recomputed exactly
+    was_lat = sentence_latencies(old.instances, corpus.tgt_lang, use_omnisteval=sim.use_omnisteval)
+    if exact:
+        for k, i in enumerate(indices):
+            if any(record["sentence_latency"][i][m] != was_lat[k][m] for m in LATENCIES if m.endswith("_cu")):
+                raise SpliceError(f"{record['dataset']} {policy} {record['param']}: sentence {i} re-simulated with "
+                                  f"{before} emits at other times than the record says")
     new = simulate(lm, sub, heads, policy, config, sim, memo=memo_new)
-    if any(not r.instance.delays for r in (*old.runs, *new.runs)):
+    if not exact and any(not r.instance.delays for r in (*old.runs, *new.runs)):
         raise SpliceError("a spliced sentence has no output: the latency means do not move by a difference")
 
     predictions, coverage, traces = list(record["predictions"]), list(record["coverage"]), list(record["traces"])
     for k, i in enumerate(indices):
         predictions[i] = new.instances[k].prediction
         cov = replace(new.coverage[k], index=i)
-        coverage[i] = {f: v for f, v in asdict(cov).items() if f not in ("source", "target")}
+        coverage[i] = coverage_entry(cov)
         if i < len(traces):
             traces[i] = {**_trace(new.runs[k], cov), "index": i}
     s = {**scores, **_quality(predictions, record["references"], scores["bleu_tokenize"])}
     stale = []
-    now_lat = sentence_latencies(new.instances, corpus.tgt_lang)
-    if "sentence_latency" in record:  # every sentence's latencies: the means are recomputed exactly
+    now_lat = sentence_latencies(new.instances, corpus.tgt_lang, use_omnisteval=sim.use_omnisteval)
+    if exact:
         lat = list(record["sentence_latency"])
         for k, i in enumerate(indices):
             lat[i] = now_lat[k]
@@ -117,8 +118,6 @@ def splice_setting(lm: LoadedModel, corpus: Corpus, heads: HeadSet | Sequence[He
     s["decisions"] = _moved_shares(s["decisions"], old.scores["decisions"], new.scores["decisions"])
     out.update(scores=s, predictions=predictions, coverage=coverage, traces=traces)
     out = refresh_coverage(out, [list(p.src_words) for p in corpus])
-    chrfs = [e["chrf_offline"] for e in out["coverage"] if e.get("chrf_offline") is not None]
-    out["scores"]["coverage"]["mean_chrf_offline"] = round(sum(chrfs) / len(chrfs), 2) if chrfs else None
     out["spliced"].update(not_recomputed=stale, seconds=round(time.perf_counter() - t0, 1))
     return out
 
@@ -129,13 +128,13 @@ def is_current(lm: LoadedModel, corpus: Corpus, heads: HeadSet | Sequence[HeadLi
     return record["key"] == _setting(lm, corpus, heads, record, base, limit)[2]
 
 
-def _setting(lm, corpus, heads, record, base, limit) -> tuple[TranslatorConfig, SimulationConfig, str]:
-    """The record's translator settings, simulation settings and current key."""
+def _setting(lm, corpus, heads, record, base, limit) -> tuple[TranslatorConfig, SimulationConfig, str, Any]:
+    """The record's translator settings, simulation settings, current key and heads (None: the policy reads none)."""
     policy = record["policy"]
     config = setting_config(policy, record["param"], record["holdback"], base)
     sim = SimulationConfig(pace=record["scores"]["pace_s"], unit="word", limit=limit, progress=False)
     heads = heads if get_policy(policy).needs_heads else None
-    return config, sim, setting_key(lm, corpus, heads, policy, config, sim)
+    return config, sim, setting_key(lm, corpus, heads, policy, config, sim), heads
 
 
 def _moved_shares(shares: dict, old: dict, new: dict) -> dict:
@@ -143,6 +142,7 @@ def _moved_shares(shares: dict, old: dict, new: dict) -> dict:
     def counts(d: dict) -> dict[str, int]:
         return {k: round((d[k] or 0.0) * d["updates"]) for k in DECISIONS}
 
-    total = {k: v + counts(new)[k] - counts(old)[k] for k, v in counts(shares).items()}
+    now, was = counts(new), counts(old)
+    total = {k: v + now[k] - was[k] for k, v in counts(shares).items()}
     updates = shares["updates"] + new["updates"] - old["updates"]
     return {"updates": updates, **{k: (v / updates if updates else None) for k, v in total.items()}}

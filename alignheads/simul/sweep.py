@@ -20,6 +20,7 @@ from ..corpus.pairs import Corpus
 from ..heads.headset import HeadLike, HeadSet
 from ..model.loader import LoadedModel
 from ..model.prompts import PromptLayout
+from .coverage import SentenceCoverage
 from .evaluation import sentence_latencies
 from .policy import POLICIES, get_policy
 from .significance import bracket
@@ -157,14 +158,20 @@ def run_setting(lm: LoadedModel, corpus: Corpus, heads: HeadSet | Sequence[HeadL
         "curve": curve_name(policy, holdback), "label": label, "seconds": round(time.perf_counter() - t0, 1),
         "scores": res.scores, "predictions": [i.prediction for i in res.instances],
         "references": [i.reference for i in res.instances], "flagged": [c.index for c in res.coverage if c.flagged],
-        "coverage": [{k: v for k, v in asdict(c).items() if k not in ("source", "target")} for c in res.coverage],
+        "coverage": [coverage_entry(c) for c in res.coverage],
         "traces": [_trace(r, c) for r, c in list(zip(res.runs, res.coverage, strict=True))[:traced]],
-        "sentence_latency": sentence_latencies(res.instances, corpus.tgt_lang),  # lets `splice` rescore exactly
+        # lets `splice` rescore exactly
+        "sentence_latency": sentence_latencies(res.instances, corpus.tgt_lang, use_omnisteval=sim.use_omnisteval),
     }
     record = json.loads(json.dumps(record, default=json_default))
     if path is not None:
         write_json(path, record)
     return record, True
+
+
+def coverage_entry(c: SentenceCoverage) -> dict:
+    """A sentence's coverage as a record keeps it (its texts are in the record's predictions and the corpus)."""
+    return {k: v for k, v in asdict(c).items() if k not in ("source", "target")}
 
 
 def matched_latency(curves: pd.DataFrame, policy: str = "alignatt", baseline: str = "cut-last",

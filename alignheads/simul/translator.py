@@ -9,7 +9,9 @@ Never end early: before the source sentence is final (`final=False`), no policy 
 not the stop token (EOS / end-of-turn / newline) and not a sentence-final punctuation mark, nor anything
 drafted after one (`policy.hold_sentence_end`): a model that drafts a short complete sentence from the first
 words cannot close the target sentence while the speaker goes on. The update with `final=True` continues
-from the committed prefix without a policy and translates the whole sentence to its end.
+from the committed prefix without a policy and translates the whole sentence to its end. Nor is a closing
+bracket that nothing opened committed before then (`TranslatorConfig.hold_brackets`), and a final pass that
+would add nothing after text committed before the last word was heard drafts again (`finish_unheard`).
 
 Time: one clock. `SourceWord.end_time` and `now` are seconds on the same stream clock (never times
 relative to an utterance); a word is accessible when `end_time <= now - holdback`.
@@ -119,7 +121,7 @@ class Update:
     n_source: int
     n_accessible: int
     final: bool
-    compute_s: float  # wall time the update took (a remembered draft is charged what it first cost)
+    compute_s: float  # wall time the update took (each remembered draft is charged what it first cost)
     first_unit: int = 0  # index (in the sentence's output) of emitted_units[0]
 
     @property
@@ -240,6 +242,7 @@ class SimultaneousTranslator:
         self._memo = memo if memo is not None else (OrderedDict() if self.config.memo_size else None)
         self._cache = None
         self._cache_ids: list[int] = []
+        self._memo_s = 0.0  # seconds of the memo hits of the current update (their drafts' original cost)
         self.stats = {"updates": 0, "model_updates": 0, "prompt_tokens": 0, "reused_tokens": 0,
                       "draft_tokens": 0, "memo_hits": 0, "draft_forwards": 0, "guess_tokens": 0,
                       "guess_accepted": 0}
@@ -254,7 +257,8 @@ class SimultaneousTranslator:
         self._last_key: tuple | None = None
         self._state: dict = {}  # the policy's per-sentence memory
         self._n_units = 0
-        self._covered: int | None = 0  # accessible source words when text was last added (None: unknown, resumed)
+        # accessible source words when text was last added (0: none yet; None: unknown, resumed)
+        self._covered: int | None = 0
         self._guess: list[int] = []  # the last draft's tokens after what was emitted: the next draft's likely start
 
     def resume(self, accepted: str) -> None:
@@ -279,7 +283,7 @@ class SimultaneousTranslator:
                      final: bool = False) -> Generator[Forward, torch.Tensor, Update]:
         """`update` as steps: yields every forward the update needs (`Forward`), to be answered with the decoder's
         hidden states (`drive` runs them one by one; a server batches the draft steps of several sessions)."""
-        t_start = time.perf_counter()
+        t_start, self._memo_s = time.perf_counter(), 0.0
         words = self._check_words(words, now)
         if self.finished:
             if final:
@@ -299,7 +303,8 @@ class SimultaneousTranslator:
             draft = yield from self._draft(prompt, self._final_cap(prompt), attention=False, end_if_cap="length_cap",
                                            min_units=must)
             if self._stops_unheard(words, draft):
-                draft = (yield from self._finish(words, prompt, must)) or draft
+                again = yield from self._finish(words, prompt, must)
+                draft = draft if again is None else again
         else:
             draft = yield from self._draft(prompt, self.config.alignatt.max_draft, attention=self._policy.needs_heads)
         self._last_key = key  # only once the draft succeeded: a failed update is retried, not skipped
@@ -318,18 +323,18 @@ class SimultaneousTranslator:
         emitted = units[before:]
         self._n_units = len(units)
         self.finished = final
-        compute = time.perf_counter() - t_start + (draft.compute_s if draft.memo_hit else 0.0)
+        compute = time.perf_counter() - t_start + self._memo_s
         upd = Update(new_text, emitted, trace, now, len(words), n_acc, final, compute, before)
         self.history.append(upd)
         return upd
 
     def _stops_unheard(self, words: Sequence[SourceWord], draft: Draft) -> bool:
-        """True when a final draft adds nothing though the text was last committed before the sentence's last word
-        was accessible and the source ends with a sentence-final mark (`TranslatorConfig.finish_unheard`)."""
+        """True when a final draft adds nothing though the text was last committed (or nothing was) before the
+        sentence's last word was accessible and the source ends with a sentence-final mark (`finish_unheard`)."""
         if not self.config.finish_unheard or self._covered is None:
             return False
         texts = [w.text for w in words]
-        return (not (self.lm.tokenizer.decode(draft.ids) + draft.tail).strip()
+        return (not self._text(draft).strip()
                 and self._covered < word_span(texts)[1] and is_sentence_final(texts[-1]))
 
     def _finish(self, words: Sequence[SourceWord], prompt: RenderedPrompt,
@@ -337,13 +342,18 @@ class SimultaneousTranslator:
         """The final pass drafted again without stop tokens until a sentence-final mark (`finish_unheard`), or None
         when that does not bring the translation closer to the model's own translation of the whole sentence (chrF):
         a continuation that only ends the sentence ("1."), invents ("(Quelle: Google).") or repeats itself."""
-        tok = self.lm.tokenizer
-        again = yield from self._draft(prompt, 8 + 3 * (len(words) - self._covered), attention=False,
-                                       end_if_cap="length_cap", min_units=must, finish=True)
-        whole = render(self.layout, tok, [w.text for w in words])
+        cap = min(8 + 3 * (len(words) - self._covered), self._final_cap(prompt))
+        again = yield from self._draft(prompt, cap, attention=False, end_if_cap="length_cap", min_units=must,
+                                       finish=True)
+        if not self._text(again).strip():
+            return None
+        whole = render(self.layout, self.lm.tokenizer, [w.text for w in words])
         ref = yield from self._draft(whole, self._final_cap(whole), attention=False, end_if_cap="length_cap")
-        offline = (tok.decode(ref.ids) + ref.tail).strip()
-        return again if moves_toward(self.target, tok.decode(again.ids) + again.tail, offline) else None
+        return again if moves_toward(self.target, self._text(again), self._text(ref).strip()) else None
+
+    def _text(self, draft: Draft) -> str:
+        """A draft's text: its tokens decoded, plus the text after its last whole token."""
+        return self.lm.tokenizer.decode(draft.ids) + draft.tail
 
     def offline(self, words: Sequence[str]) -> str:
         """The same model's translation of the whole sentence `words` without a policy (the final pass from an
@@ -352,7 +362,7 @@ class SimultaneousTranslator:
         prompt = render(self.layout, self.lm.tokenizer, list(words))
         draft = drive(self._draft(prompt, self._final_cap(prompt), attention=False, end_if_cap="length_cap"))
         self.stats = stats
-        return (self.lm.tokenizer.decode(draft.ids) + draft.tail).strip()
+        return self._text(draft).strip()
 
     def _final_cap(self, prompt: RenderedPrompt) -> int:
         """Length cap of a policy-free pass: 16 tokens plus 3 per source token, at most `final_max_tokens`."""
@@ -403,6 +413,7 @@ class SimultaneousTranslator:
             if hit.attention is not None or not attention:
                 self._memo.move_to_end(key)
                 self.stats["memo_hits"] += 1
+                self._memo_s += hit.compute_s  # computed once, charged as if computed now (computation-aware)
                 return Draft(hit.ids, hit.end, hit.tail, hit.attention, hit.prompt_tokens, hit.prompt_tokens,
                              dict(hit.timings), hit.compute_s, memo_hit=True)
         draft = yield from self._generate(prompt, max_tokens, attention, end_if_cap, self._guess, min_units, finish)
@@ -605,13 +616,16 @@ class SimultaneousTranslator:
 
     def _hold_bracket(self, cut: Cut, text: str, ends: list[int]) -> Cut:
         """`cut` without a closing bracket that nothing opened and all after it (see `TranslatorConfig.hold_brackets`):
-        the word before it is whole, the tokens that reach into it are not kept."""
+        the word before it is whole, the tokens that reach into it are not kept. The policy decided on the whole
+        draft and remembers so (LA's history starts after the bracket's unit, AlignAtt's last position is past it):
+        deciding again on the text before it instead would make LA compare "modello" with "modello)" and never
+        agree on the word before the bracket."""
         at = unopened_closer(text[: cut.chars], self.target)
         if at is None:
             return cut
         chars = len(text[:at].rstrip())
         keep = max(t for t, e in enumerate(ends[: cut.keep_tokens + 1]) if e <= chars)
-        return Cut(keep, chars, SENTENCE_END)
+        return replace(cut, keep_tokens=keep, chars=chars, reason=SENTENCE_END, stop_index=None)
 
     # ------------------------------------------------------------------ views
     def trace_frame(self, origin: float = 0.0):

@@ -178,3 +178,44 @@ def test_a_forced_final_pass_that_translates_nothing_more_is_dropped(runner_up):
         assert tr.target == "Il modello" and not final.new_text
         assert sentence_coverage(0, LONG, tr.history, tr.target, "it").ended_early
     assert updates == {True: 3, False: 1}
+
+
+@pytest.mark.model
+def test_a_forced_final_continuation_judged_closer_is_appended(monkeypatch):
+    """Issue 21 item 6: when `moves_toward` judges the second draft closer to the whole-sentence translation, the final
+    pass appends it (the committed text untouched). The scripted model drafts the same sentence from any context, so
+    its own whole-sentence translation is never longer than what it committed: the judgement is forced here, and
+    checked on the embedded model's real cases above."""
+    import alignheads.simul.translator as translator
+
+    seen = []
+    monkeypatch.setattr(translator, "moves_toward", lambda *args: seen.append(args) or True)
+    tr = SimultaneousTranslator(scripted_model(" Il modello", "eos", runner_up=("lo", ".")), HEADS, "en", "it",
+                                "wait-k", TranslatorConfig(wait_k=2, final_max_tokens=16, final_min_ratio=0.0))
+    words = [SourceWord(w, 0.4 * (i + 1)) for i, w in enumerate(LONG)]
+    for n in range(1, len(LONG)):
+        tr.update(words[:n], 0.4 * n)
+    final = tr.update(words, 0.4 * len(LONG), final=True)
+    assert seen == [("Il modello", ".", "Il modello")]
+    assert final.new_text == "." and tr.target == "Il modello."
+
+
+@pytest.mark.model
+def test_every_memo_hit_of_a_final_pass_is_charged_to_its_update():
+    """Guards the computation-aware clock: an update that finds its drafts in the memo is charged what they cost when
+    they were computed — all of them, not only the draft it keeps (a final pass that drafts again runs three)."""
+    from collections import OrderedDict
+
+    lm = scripted_model(" Il modello", "eos", runner_up=("lo", "."))
+    memo: OrderedDict = OrderedDict()
+    words = [SourceWord(w, 0.4 * (i + 1)) for i, w in enumerate(LONG)]
+    for _ in range(2):  # the second translator finds every draft in the memo the first one filled
+        tr = SimultaneousTranslator(lm, HEADS, "en", "it", "wait-k",
+                                    TranslatorConfig(wait_k=2, final_max_tokens=16, final_min_ratio=0.0,
+                                                     memo_size=64), memo=memo)
+        for n in range(1, len(LONG)):
+            tr.update(words[:n], 0.4 * n)
+        hits = tr.stats["memo_hits"]
+        final = tr.update(words, 0.4 * len(LONG), final=True)
+    assert tr.stats["memo_hits"] - hits == 3
+    assert final.compute_s >= sum(d.compute_s for d in list(memo.values())[-3:])
