@@ -49,8 +49,6 @@ class PrefixCache:
         self.anchor = list(anchor) if anchor is not None else None
         self.cache = None
         self.ids: list[int] = []
-        self.reused_tokens = 0
-        self.computed_tokens = 0
 
     def reset(self) -> None:
         self.cache, self.ids = None, []
@@ -77,7 +75,6 @@ class PrefixCache:
         if self.cache is None or n <= 0 or not rollback(self.cache, n):
             self.cache, n = self._new_cache(), 0
         self.ids = list(ids[:n])
-        self.reused_tokens += n
         return n
 
     def _forward(self, module, ids: Sequence[int], n: int, **kwargs):
@@ -91,6 +88,4 @@ class PrefixCache:
         """Forward `ids` through `module` (the LM or its decoder), reusing the cached prefix; positions from
         `keep_from` on are always computed (so a capture sees their queries)."""
         n = self.prepare(ids, keep_from, module)
-        out = self._forward(module, ids, n, **kwargs)
-        self.computed_tokens += len(ids) - n
-        return out
+        return self._forward(module, ids, n, **kwargs)

