@@ -347,9 +347,8 @@ class SimultaneousTranslator:
                                        finish=True)
         if not self._text(again).strip():
             return None
-        whole = render(self.layout, self.lm.tokenizer, [w.text for w in words])
-        ref = yield from self._draft(whole, self._final_cap(whole), attention=False, end_if_cap="length_cap")
-        return again if moves_toward(self.target, self._text(again), self._text(ref).strip()) else None
+        offline = yield from self._offline_steps([w.text for w in words])
+        return again if moves_toward(self.target, self._text(again), offline) else None
 
     def _text(self, draft: Draft) -> str:
         """A draft's text: its tokens decoded, plus the text after its last whole token."""
@@ -359,9 +358,14 @@ class SimultaneousTranslator:
         """The same model's translation of the whole sentence `words` without a policy (the final pass from an
         empty prefix), for coverage checks; the sentence being translated and `stats` are left alone."""
         stats = dict(self.stats)
-        prompt = render(self.layout, self.lm.tokenizer, list(words))
-        draft = drive(self._draft(prompt, self._final_cap(prompt), attention=False, end_if_cap="length_cap"))
+        text = drive(self._offline_steps(words))
         self.stats = stats
+        return text
+
+    def _offline_steps(self, words: Sequence[str]) -> Generator[Forward, torch.Tensor, str]:
+        """`offline` as steps (see `update_steps`), counted in `stats`."""
+        prompt = render(self.layout, self.lm.tokenizer, list(words))
+        draft = yield from self._draft(prompt, self._final_cap(prompt), attention=False, end_if_cap="length_cap")
         return self._text(draft).strip()
 
     def _final_cap(self, prompt: RenderedPrompt) -> int:

@@ -87,7 +87,7 @@ MUTANTS = [
            "enumerate(before + text)", "enumerate(\" \" * len(before) + text)",
            ("tests/simul/test_never_early.py::test_unopened_closer_finds_a_closing_bracket_nothing_opened",)),
     Mutant("final-pass-keeps-what-translates-nothing", "alignheads/simul/translator.py",
-           "return again if moves_toward(self.target, tok.decode(again.ids) + again.tail, offline) else None",
+           "return again if moves_toward(self.target, self._text(again), offline) else None",
            "return again",
            ("tests/simul/test_never_early.py::test_a_forced_final_pass_that_translates_nothing_more_is_dropped",)),
     Mutant("final-pass-never-drafts-again", "alignheads/simul/translator.py",
