@@ -16,7 +16,9 @@ interleaved, and the same prompt ids through llama.cpp on the very Q4_K_M GGUF t
 q/k). Stage `quality`: every arm simulated at the default settings (AlignAtt b = -2, 16 draft tokens, 0.25 s
 hold-back, text stream at 0.4 s/word) on every shipped test set and the shared XL-WA dev; per arm against
 `float32`: updates with identical output, BLEU / chrF with sacrebleu's paired bootstrap, LAAL, model seconds per
-draft token, and every divergence of an exact arm with the float32 logit margin where it happened.
+draft token, and every divergence of an exact arm with the float32 logit margin where it happened. Stage `floor`:
+one float32 decoder step after `--context` cached tokens against its matrix products alone, the same step into a
+preallocated (static) cache and, with `--compile`, under torch.compile, each checked bit for bit against the step.
 
 Run: `python benchmarks/bench_decode.py [--stage kernels|quality|floor|all] [--compile]`; writes
 benchmarks/results/decode.json (the quality stage caches each arm x set under benchmarks/results/decode/).
@@ -112,7 +114,7 @@ def stage_kernels(args) -> dict:
 
 def stage_floor(args) -> dict:
     import torch
-    from transformers import DynamicCache
+    from transformers import DynamicCache, StaticCache
 
     from alignheads.model.loader import load_model
 
@@ -121,24 +123,34 @@ def stage_floor(args) -> dict:
     linears = [m for m in model.model.modules() if isinstance(m, torch.nn.Linear)]
     context = torch.arange(1000, 1000 + args.context)[None]
 
-    def steps(decoder):
-        """Hidden states of `args.tokens` single-token forwards after a fresh `context`, and seconds per step."""
-        cache = DynamicCache(config=model.config)
-        cache.activate_past_recording()  # as the translator's cache (rollback stays possible)
-        decoder(input_ids=context, cache=cache, use_cache=True)
+    def steps(decoder, static: bool = False):
+        """Hidden states of `args.tokens` single-token forwards after a fresh `context`, and seconds per step;
+        `static`: into a preallocated cache instead of the translator's growing one."""
+        if static:
+            cache = StaticCache(config=model.config, max_cache_len=args.context + args.tokens)
+        else:
+            cache = DynamicCache(config=model.config)
+            cache.activate_past_recording()  # as the translator's cache (rollback stays possible)
+        decoder(input_ids=context, cache=cache, use_cache=True, position_ids=torch.arange(args.context)[None])
         out, t = [], []
         for i in range(args.tokens):
             t0 = time.perf_counter()
-            h = decoder(input_ids=torch.tensor([[1234 + i]]), cache=cache, use_cache=True).last_hidden_state
+            h = decoder(input_ids=torch.tensor([[1234 + i]]), cache=cache, use_cache=True,
+                        position_ids=torch.tensor([[args.context + i]])).last_hidden_state
             t.append(time.perf_counter() - t0)
             out.append(h.clone())
         return out, t
 
+    def same(a: list, b: list) -> dict:
+        """Whether two arms' hidden states are bit-identical, and their largest difference."""
+        return {"bit_identical": all(map(torch.equal, a, b)),
+                "max_abs_diff": max(float((x - y).abs().max()) for x, y in zip(a, b, strict=True))}
+
     per_step: dict[str, list[float]] = {}
 
-    def timed(name, decoder):
+    def timed(name, decoder, static=False):
         def run(parts):
-            _, t = steps(decoder)
+            _, t = steps(decoder, static)
             per_step.setdefault(name, []).extend(t)
         return run
 
@@ -150,7 +162,8 @@ def stage_floor(args) -> dict:
                 torch.nn.functional.linear(rows[m.in_features], m.weight)
             per_step.setdefault("matrix products only", []).append(time.perf_counter() - t0)
 
-    arms = {"decoder step": timed("decoder step", model.model), "matrix products only": products}
+    arms = {"decoder step": timed("decoder step", model.model), "matrix products only": products,
+            "static-cache step": timed("static-cache step", model.model, static=True)}
     with torch.inference_mode():
         if args.compile:
             t0 = time.perf_counter()
@@ -165,12 +178,10 @@ def stage_floor(args) -> dict:
         ms = {a: 1000 * statistics.median(t) for a, t in per_step.items()}
         result = {"ms": ms, "linears": len(linears), "context_tokens": args.context, "threads": args.threads[0],
                   "non_matmul_ms": ms["decoder step"] - ms["matrix products only"]}
+        eager, _ = steps(model.model)
+        result["static_cache"] = same(eager, steps(model.model, static=True)[0])
         if args.compile:
-            eager, _ = steps(model.model)
-            fast, _ = steps(compiled)
-            result["compile"] = {"compile_s": compile_s, "bit_identical": all(map(torch.equal, eager, fast)),
-                                 "max_abs_diff": max(float((a - b).abs().max()) for a, b in zip(eager, fast,
-                                                                                                  strict=True)),
+            result["compile"] = {"compile_s": compile_s, **same(eager, steps(compiled)[0]),
                                  "max_abs_hidden": max(float(a.abs().max()) for a in eager)}
     return result
 
@@ -345,7 +356,7 @@ def main() -> None:
         payload["floor"] = f = stage_floor(args)
         print_table([{"arm": a, "ms": round(v, 2)} for a, v in f["ms"].items()],
                     f"float32 draft forward, {f['threads']} thread(s), {f['context_tokens']} tokens cached")
-        print("torch.compile:", f.get("compile", "not run (--compile)"))
+        print("static cache:", f["static_cache"], "| torch.compile:", f.get("compile", "not run (--compile)"))
     if args.stage in ("quality", "all"):
         payload["quality"] = q = stage_quality(args)
         print_table([{"set": s, "arm": a, **{m: (round(v, 3) if isinstance(v, float) else v) for m, v in r.items()
