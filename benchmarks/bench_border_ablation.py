@@ -15,7 +15,6 @@ and chrF). Each run is cached under `benchmarks/results/border_ablation/<variant
 from __future__ import annotations
 
 import argparse
-import shutil
 from collections import OrderedDict
 
 import bench_policies as bp
@@ -38,7 +37,6 @@ def variant_heads(lm, ds: bp.Dataset, variant: str):
     corpus, _, _ = bp.load_calibration(ds)
     calibrate_border(lm, corpus.head(bp.BORDER_PAIRS), hs, variant=variant, progress=False)
     hs.save(path)
-    shutil.copyfile(bp.CACHE / ds.name / "heads_meta.json", path.parent / "heads_meta.json")
     return hs
 
 
@@ -53,28 +51,15 @@ def records(variant: str, name: str, thresholds) -> list[dict]:
 def summary(names, variants, thresholds) -> dict:
     """Curves of every variant and the full border's points against the position-only curve, per dataset."""
     from alignheads.corpus.formats import read_corpus
-    from alignheads.simul.significance import compare_at_latency
+    from alignheads.simul.comparison import curve_rows, significance_rows
 
     out = {}
     for name in names:
-        tgt_lang = read_corpus(bp.DATASETS[name].eval).tgt_lang
         curves = {v: records(v, name, thresholds) for v in ("heads+position", *variants)}
-        rows = [{"variant": v, "threshold": r["param"], "laal_cu": round(r["scores"]["laal_cu"], 2),
-                 "bleu": round(r["scores"]["bleu"], 2), "chrf": round(r["scores"]["chrf"], 2),
-                 "stop_share": round(r["scores"]["decisions"]["stop_rule"], 3), "seconds": r.get("seconds")}
-                for v, recs in curves.items() for r in recs]
-        tests = []
-        position = [(r["scores"]["laal_cu"], r["predictions"]) for r in curves.get("position", [])]
-        for r in curves["heads+position"] if len(position) > 1 else []:
-            for metric in ("bleu", "chrf"):
-                c = compare_at_latency(r["predictions"], r["scores"]["laal_cu"], position, r["references"], tgt_lang,
-                                       metric)
-                if c is not None:
-                    tests.append({"threshold": r["param"], "metric": metric,
-                                  "laal_cu": round(r["scores"]["laal_cu"], 2), "heads+position": round(c.system, 2),
-                                  "position": round(c.baseline, 2),
-                                  "delta": round(c.delta, 2), "ci95": [round(c.ci_low, 2), round(c.ci_high, 2)],
-                                  "p_value": round(c.p_value, 4)})
+        rows = [{"variant": v, **row} for v, recs in curves.items() for row in curve_rows(recs)]
+        # The position-only curve as the one baseline the full border's points are compared against.
+        position = [{**r, "curve": "position-only border"} for r in curves.get("position", [])]
+        tests = significance_rows(curves["heads+position"] + position, read_corpus(bp.DATASETS[name].eval).tgt_lang)
         out[name] = {"curves": rows, "heads+position_vs_position": tests}
         print_table(rows, f"{name}: learned-border variants")
         if tests:
