@@ -56,29 +56,30 @@ def fixed_heads(lm):
 
 
 def summary(heads_log: dict) -> dict:
-    """Curves, every learned-border point against the LA curve, Holm over them, and the pre-registered verdict."""
-    from alignheads.simul.comparison import curve_rows, holm, refresh_coverage, significance_rows
+    """`bench_policies`-shaped summary (curves, significance against the LA curve with Holm over its rows, traced
+    sentence) plus the pre-registered verdict."""
+    from alignheads.simul.comparison import dataset_summary, holm, refresh_coverage
 
     corpus = heldout_corpus()
     sources = [list(p.src_words) for p in corpus]
     records = [refresh_coverage(r, sources) for s in SETTINGS
                if (r := bp.read_json(CACHE / HELDOUT.name / f"{bp.setting_label(*s)}.json"))]
-    curves = curve_rows(records)
-    tests = significance_rows(records, corpus.tgt_lang)
+    part = dataset_summary(records, corpus.tgt_lang, CACHE / HELDOUT.name, RESULTS_DIR)
+    tests = part["significance"]
     for r, p in zip(tests, holm([r["p_value"] for r in tests]), strict=True):
         r["p_holm"], r["significant_holm"] = round(p, 4), p < 0.05
-    complete = len(records) == len(SETTINGS)
     above = [r for r in tests if r["significant_holm"] and r["delta"] > 0]
     below = [r for r in tests if r["significant"] and r["delta"] < 0]
-    verdict = ("incomplete" if not complete else
-               "confirmed" if above and not below else "not confirmed")
-    print_table(curves, f"{HELDOUT.name}: curves ({len(records)} of {len(SETTINGS)} settings)")
+    part["verdict"] = ("incomplete" if len(records) < len(SETTINGS) else
+                       "confirmed" if above and not below else "not confirmed")
+    print_table([{k: v for k, v in r.items() if k != "dataset"} for r in part["curves"]],
+                f"{HELDOUT.name}: curves ({len(records)} of {len(SETTINGS)} settings)")
     if tests:
         print_table(tests, f"{HELDOUT.name}: learned border vs LA at matched LAAL (Holm over {len(tests)})")
-    print(f"pre-registered outcome: {verdict}")
-    return {"dataset": HELDOUT.name, "source": str(HELDOUT.eval.name), "direction": "en-zh (swapped)",
-            "limit": LIMIT, "pace_s": bp.PACE, "holdback_s": bp.HOLDBACK, "heads": heads_log,
-            "curves": curves, "significance": tests, "verdict": verdict}
+    print(f"pre-registered outcome: {part['verdict']}")
+    return {"label": "", "pace_s": bp.PACE, "latency_unit": "source words", "limit": {HELDOUT.name: LIMIT},
+            "source": f"{HELDOUT.eval.name}, read as en-zh", "heads": {HELDOUT.name: heads_log},
+            "datasets": {HELDOUT.name: part}}
 
 
 def main() -> None:

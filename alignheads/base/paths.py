@@ -11,3 +11,4 @@ RESULTS_DIR = REPO / "benchmarks" / "results"  # benchmark JSON the figures and 
 GOLD_DIRECTIONS = ("en-de", "en-it", "en-zh")  # the directions GOLD_DIR holds
 POLICY_RESULTS = RESULTS_DIR / "policies.json"  # benchmarks/bench_policies.py's summary
 READINESS_RESULTS = RESULTS_DIR / "readiness.json"  # benchmarks/bench_readiness.py's summary
+HELDOUT_RESULTS = RESULTS_DIR / "heldout.json"  # benchmarks/bench_heldout.py's summary

@@ -358,7 +358,8 @@ def cmd_figures(args) -> int:
     directions = tuple(d for d in args.directions.split(",") if d)
     kw = {"model": args.model, "directions": directions or DIRECTIONS, "data_dir": Path(args.data_dir), "k": args.k,
           "threshold": args.threshold, "results": Path(args.results) if args.results else None,
-          "readiness": Path(args.readiness) if args.readiness else None}
+          "readiness": Path(args.readiness) if args.readiness else None,
+          "heldout": Path(args.heldout) if args.heldout else None}
     kw.update({"limit": args.limit} if args.limit is not None else {})
     cfg = FigureConfig.fast(**kw) if args.fast else FigureConfig(**kw)
     manifest = make_figures(cfg, args.out, command="alignheads " + " ".join(args.argv))
@@ -437,7 +438,7 @@ def cmd_demo(args) -> int:
 # --- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
-    from ..base.paths import GOLD_DIR, GOLD_DIRECTIONS, POLICY_RESULTS, READINESS_RESULTS
+    from ..base.paths import GOLD_DIR, GOLD_DIRECTIONS, HELDOUT_RESULTS, POLICY_RESULTS, READINESS_RESULTS
     from ..corpus.silver import METHODS
     from ..speech.presets import DEFAULT_HOLDBACK
 
@@ -605,6 +606,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--readiness", default=str(READINESS_RESULTS),
                    help="bench_readiness summary the readiness maps are drawn from ('' for none; default: "
                    "benchmarks/results/readiness.json, skipped when absent)")
+    s.add_argument("--heldout", default=str(HELDOUT_RESULTS),
+                   help="bench_heldout summary the held-out quality-latency figure is drawn from ('' for none; "
+                   "default: benchmarks/results/heldout.json, skipped when absent)")
     s.set_defaults(func=cmd_figures)
 
     from ..serve.config import ServeConfig

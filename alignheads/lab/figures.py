@@ -22,6 +22,8 @@ Per direction (en-de, en-it, en-zh) heads are calibrated on the `dev` split and 
 - `aligners.png`: diagonal / all-head mean / top-k by TS / greedy ensemble / learned weights / SimAlign,
   fitted on the calibration split, AER on the held-out split;
 - `head_depth.png`: where the heads sit, this model's ranking beside the published Gemma-4 one by relative depth;
+- `quality_latency_<dataset>.png` also for the held-out test of `benchmarks/bench_heldout.py`
+  (`benchmarks/results/heldout.json`, same shape as `policies.json`; skipped when absent);
 - `readiness_<dir>.png`: from `benchmarks/bench_readiness.py`'s summary (`benchmarks/results/readiness.json`), every
   head's readiness AUC in the prefix condition on held-apart pairs, the ablation's AUCs in the title.
 
@@ -47,7 +49,7 @@ from .. import __version__
 from ..base.errors import AlignheadsError
 from ..base.fileio import write_json
 from ..base.languages import parse_direction
-from ..base.paths import GOLD_DIR, GOLD_DIRECTIONS, POLICY_RESULTS, READINESS_RESULTS
+from ..base.paths import GOLD_DIR, GOLD_DIRECTIONS, HELDOUT_RESULTS, POLICY_RESULTS, READINESS_RESULTS
 from ..corpus.formats import read_corpus
 from ..corpus.pairs import Corpus
 from ..heads.calibrate import calibrate
@@ -85,6 +87,7 @@ class FigureConfig:
     example_pair: str | None = None  # id of the pair the attention figures show (default: picked by length)
     results: Path | None = POLICY_RESULTS  # bench_policies' summary; None: no quality-latency / trace figures
     readiness: Path | None = READINESS_RESULTS  # bench_readiness' summary; None (or absent): no readiness maps
+    heldout: Path | None = HELDOUT_RESULTS  # bench_heldout's summary; None (or absent): no held-out curve
     progress: bool = True
 
     @classmethod
@@ -431,6 +434,12 @@ def make_figures(cfg: FigureConfig, out: str | Path = "figures", lm: LoadedModel
         trace, decisions = policy_trace_figures(*traced_sentence(results, name, Path(cfg.results).parent), name)
         save(f"policy_trace_{name}.png", trace)
         save(f"alignatt_decisions_{name}.png", decisions)
+    if cfg.heldout and Path(cfg.heldout).is_file():
+        heldout = load_policy_results(cfg.heldout)
+        for name in heldout["datasets"]:
+            c = benchmark_curves(heldout, name)
+            curves[name] = c.to_dict("records")
+            save(f"quality_latency_{name}.png", quality_latency_figure(c, name, unit=heldout["latency_unit"]))
     if cfg.readiness and Path(cfg.readiness).is_file():
         for name, part in json.loads(Path(cfg.readiness).read_text(encoding="utf-8"))["directions"].items():
             save(f"readiness_{name}.png", readiness_figure(part, name))

@@ -57,20 +57,25 @@ def policy_results(lm, tmp_path: Path) -> Path:
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Glyph")  # the random model's translations contain control characters
 def test_cli_writes_every_figure_and_a_manifest(tmp_path, tiny4):
+    """Every figure is written, the held-out test's curve (`--heldout`, bench_heldout's summary) among them."""
     out = tmp_path / "figs"
     results = policy_results(tiny4, tmp_path / "bench")
+    summary = json.loads(results.read_text(encoding="utf-8"))
+    heldout = tmp_path / "heldout.json"
+    heldout.write_text(json.dumps({**summary, "datasets": {"heldout-en-de": summary["datasets"]["en-de"]}}))
     threads = torch.get_num_threads()
     try:  # the random tiny model has no head with TS > 0.1, hence threshold 0
         rc = cli_main(["figures", "--model", "tiny-gemma4", "--fast", "--out", str(out), "--directions", "en-de,en-zh",
                        "--limit", "3", "--results", str(results), "--threshold", "0", "--threads", "1",
-                       "--readiness", str(READINESS)])
+                       "--readiness", str(READINESS), "--heldout", str(heldout)])
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(threads)
     assert rc == 0
     expected = {f"{kind}_{d}.png" for kind in ("ts_heatmap", "stability", "attention") for d in ("en-de", "en-zh")}
     expected |= {"shared_kernel.png", "headset_ablation.png", "quality_latency_en-de.png", "policy_trace_en-de.png",
-                 "alignatt_decisions_en-de.png", "paper_heads.png", "head_depth.png", "aligners.png"}
+                 "alignatt_decisions_en-de.png", "paper_heads.png", "head_depth.png", "aligners.png",
+                 "quality_latency_heldout-en-de.png"}
     expected |= {f"readiness_{d}.png" for d in json.loads(READINESS.read_text())["directions"]}
     assert {p.name for p in out.glob("*.png")} == expected
     assert all(p.read_bytes()[:8] == PNG_MAGIC for p in out.glob("*.png"))
