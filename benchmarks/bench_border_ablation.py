@@ -74,6 +74,8 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", choices=("position", "heads"), default=["position", "heads"])
     ap.add_argument("--thresholds", nargs="+", type=float, default=list(THRESHOLDS))
     ap.add_argument("--summary-only", action="store_true")
+    ap.add_argument("--splice", action="store_true", help="bring the cached runs up to the current translator "
+                    "(bench_policies.py --splice), then the summary")
     args = ap.parse_args()
     threads = pin_threads(args.threads)
     if not args.summary_only:
@@ -85,6 +87,10 @@ def main() -> None:
             ds, corpus, memo = bp.DATASETS[name], read_corpus(bp.DATASETS[name].eval), OrderedDict()
             for variant in args.variants:
                 hs = variant_heads(lm, ds, variant)
+                if args.splice:
+                    settings = [("learned-border", th, bp.HOLDBACK) for th in args.thresholds]
+                    bp.splice_stale(lm, ds, corpus, hs, settings, None, CACHE / variant)
+                    continue
                 for th in args.thresholds:
                     bp.run_setting(lm, ds, corpus, hs, ("learned-border", th, bp.HOLDBACK), memo, None,
                                    CACHE / variant)

@@ -87,6 +87,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--settings", nargs="+", metavar="LABEL", help="run only these of the fixed settings")
     ap.add_argument("--summary-only", action="store_true")
+    ap.add_argument("--splice", action="store_true", help="bring the cached runs up to the current translator "
+                    "(bench_policies.py --splice), then the summary")
     args = ap.parse_args()
     by_label = {bp.setting_label(*s): s for s in SETTINGS}
     if unknown := set(args.settings or ()) - set(by_label):
@@ -103,7 +105,9 @@ def main() -> None:
         lm = load_model("embedded", dtype="auto")
         heads, heads_log = fixed_heads(lm)
         corpus, memo = heldout_corpus(), OrderedDict()
-        for label in args.settings or by_label:
+        if args.splice:
+            bp.splice_stale(lm, HELDOUT, corpus, heads, SETTINGS, LIMIT, CACHE)
+        for label in [] if args.splice else args.settings or by_label:
             bp.run_setting(lm, HELDOUT, corpus, heads, by_label[label], memo, LIMIT, CACHE)
     write_result("heldout", {**summary(heads_log), "threads": threads})
 

@@ -209,36 +209,38 @@ def run_oracle(lm, ds: Dataset, corpus, heads, limit, cache: Path) -> dict:
     return out
 
 
-# The translator before issue 21 item 6's rules (a closing bracket nothing opened is held back; a final pass that
-# stops at once after an early commit finishes the sentence): `--splice` re-simulates only what they can change.
-SPLICE_BEFORE = {"hold_brackets": False, "finish_unheard": False}
+# The translator before its latest rule, which `--splice` brings the cached records up to: a draft that writes the
+# prompt's target label ("Italian:") ends before it (`stop_at_label`, 2026-12-07). The rules before it (a closing
+# bracket nothing opened is held back; a final pass that stops at once after an early commit drafts again) were
+# spliced in the same way earlier that day; the record's `spliced` keeps that splice under `earlier`.
+SPLICE_BEFORE = {"stop_at_label": False}
 
 
-def splice_candidates(record: dict, sources: list[list[str]]) -> list[int]:
-    """The sentences SPLICE_BEFORE's rules can change: an output with a closing bracket nothing opened (no update
-    committed one otherwise), an early end or no output at all (only then does the final pass draft again)."""
-    from alignheads.base.sentences import unopened_closer
+def splice_candidates(record: dict, sources: list[list[str]], label: str) -> list[int]:
+    """The sentences SPLICE_BEFORE's rule can change: an output that holds the prompt's target label `label`, or
+    one that ended early or is empty (the final pass, which drafts again, could have met the label)."""
     from alignheads.simul.coverage import recount
 
     early = {e["index"] for e in recount(record["coverage"], sources[: len(record["coverage"])]) if e["ended_early"]}
-    return sorted(early | {i for i, p in enumerate(record["predictions"])
-                           if not p.strip() or unopened_closer(p) is not None})
+    return sorted(early | {i for i, p in enumerate(record["predictions"]) if not p.strip() or label in p})
 
 
 def splice_stale(lm, ds: Dataset, corpus, heads, settings, limit, cache: Path) -> None:
-    """Bring every cached record of `ds` made before SPLICE_BEFORE's rules up to the current code (see
-    `alignheads.simul.splice`): only the candidate sentences are simulated, with the old rules and the new."""
+    """Bring every cached record of `ds` made before SPLICE_BEFORE's rule up to the current code (see
+    `alignheads.simul.splice`): only the candidate sentences are simulated, with the old rule and the new."""
     from alignheads.base.fileio import write_json
+    from alignheads.base.languages import get_language
     from alignheads.simul.splice import is_current, splice_setting
 
     sources = [list(p.src_words) for p in corpus]
+    label = f"{get_language(corpus.tgt_lang).name}:"
     memos = (OrderedDict(), OrderedDict())
     for setting in settings:
         path = cache / ds.name / f"{setting_label(*setting)}.json"
         record = read_json(path)
         if not record or is_current(lm, corpus, heads, record, limit=limit):
             continue
-        indices = splice_candidates(record, sources)
+        indices = splice_candidates(record, sources, label)
         t0 = time.perf_counter()
         new = splice_setting(lm, corpus, heads, record, indices, SPLICE_BEFORE, limit=limit, memos=memos,
                              label=LABEL)
@@ -307,9 +309,9 @@ def main() -> None:
     ap.add_argument("--summary-only", action="store_true", help="rebuild policies.json from the cache")
     ap.add_argument("--oracle-only", action="store_true", help="heads, border and oracle; no simulations")
     ap.add_argument("--splice", action="store_true",
-                    help="bring cached records made before the bracket and finish rules up to the current code by "
-                         "re-simulating only the sentences those rules can change (give the --limit/--limit-for of "
-                         "the run that made them); then the summary")
+                    help="bring cached records made before the label rule (SPLICE_BEFORE) up to the current code by "
+                         "re-simulating only the sentences it can change (give the --limit/--limit-for of the run "
+                         "that made them); then the summary")
     ap.add_argument("--calibration", choices=["dev", "dev+authors"], default="dev",
                     help="dev+authors: a trial calibrating the shipped sets on their dev set and the authors' pairs "
                          f"(cache and summary under {os.path.relpath(TRIAL_DIR, ROOT)})")

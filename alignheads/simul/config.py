@@ -60,6 +60,9 @@ class TranslatorConfig:
     finish_unheard: bool = True
     reuse_cache: bool = True
     stop_at_newline: bool = True  # a newline ends a draft (completion layouts go on with the next example)
+    # The prompt's own target label ("Italian:") ends a draft and is dropped from it: the model has left the
+    # translation (it wrote "seguendo l'Italian:" and stopped), and nothing after it is translation.
+    stop_at_label: bool = True
     context_limit: int | None = None  # tokens; None = the model's max_position_embeddings
     memo_size: int = 0  # >0: remember drafts per prompt (sweeps over policy parameters share them)
     guess: bool = True  # verify the previous draft's unsent tokens in the prefill forward (same output, fewer steps)

@@ -52,7 +52,8 @@ def splice_setting(lm: LoadedModel, corpus: Corpus, heads: HeadSet | Sequence[He
     config, sim, key, heads = _setting(lm, corpus, heads, record, base, limit)
     out = {**record, "key": key}
     indices = sorted(set(indices))
-    out["spliced"] = {"sentences": indices, "before": before, "label": label, "model_dtype": lm.dtype}
+    out["spliced"] = {"sentences": indices, "before": before, "label": label, "model_dtype": lm.dtype,
+                      **({"earlier": record["spliced"]} if record.get("spliced") else {})}
     if not indices:
         return out
     if indices[0] < 0 or indices[-1] >= n:

@@ -11,7 +11,8 @@ drafted after one (`policy.hold_sentence_end`): a model that drafts a short comp
 words cannot close the target sentence while the speaker goes on. The update with `final=True` continues
 from the committed prefix without a policy and translates the whole sentence to its end. Nor is a closing
 bracket that nothing opened committed before then (`TranslatorConfig.hold_brackets`), and a final pass that
-would add nothing after text committed before the last word was heard drafts again (`finish_unheard`).
+would add nothing after text committed before the last word was heard drafts again (`finish_unheard`). A draft
+that writes the prompt's target label ("Italian:") ends before it (`stop_at_label`).
 
 Time: one clock. `SourceWord.end_time` and `now` are seconds on the same stream clock (never times
 relative to an utterance); a word is accessible when `end_time <= now - holdback`.
@@ -87,7 +88,7 @@ class DecisionTrace:
     stop_index: int | None = None  # draft token that stopped the scan
     tokens: list[TokenDecision] = field(default_factory=list)
     draft_text: str = ""
-    draft_end: Literal["eos", "newline", "max_draft", "length_cap"] | None = None
+    draft_end: Literal["eos", "newline", "label", "max_draft", "length_cap"] | None = None
     kept_tokens: int = 0  # tokens the rule accepted (before the unit cut)
     emitted_chars: int = 0
     prompt_tokens: int = 0
@@ -207,6 +208,7 @@ class SimultaneousTranslator:
         self.layout = layout or PromptLayout.for_tokenizer(lm.tokenizer, src_lang, tgt_lang)
         self.src_lang, self.tgt_lang = self.layout.src_lang, self.layout.tgt_lang
         self.spaced = get_language(self.tgt_lang).spaced
+        self._label = f"{get_language(self.tgt_lang).name}:" if self.config.stop_at_label else None
         self.heads = as_heads(heads, lm.facts, self.layout, self.config.top_k)
         self.head_weights = heads.top_weights(self.config.top_k) if isinstance(heads, HeadSet) else None
         self.border, self._border_index = None, []
@@ -480,6 +482,20 @@ class SimultaneousTranslator:
                 end, tail = "newline", piece.split("\n", 1)[0]
             return end is not None
 
+        def wrote_label() -> bool:
+            """True when the draft has just written the prompt's target label, its tokens then dropped."""
+            nonlocal end
+            if self._label is None or not tok.decode(out_ids[-1:]).endswith(":"):
+                return False
+            text = tok.decode(out_ids)
+            if not text.endswith(self._label):
+                return False
+            at = len(text) - len(self._label)
+            while out_ids and len(tok.decode(out_ids)) > at:
+                out_ids.pop()
+            end = "label"
+            return True
+
         def choose(row: torch.Tensor, nxt: int) -> int:
             """`nxt`, unless it would end a draft that must still grow to `min_units` target units or, with `finish`,
             that has no sentence-final mark yet."""
@@ -502,7 +518,7 @@ class SimultaneousTranslator:
             if stop(nxt := choose(hidden[i], nxt)):
                 break
             out_ids.append(nxt)
-            if i >= len(guess) or nxt != guess[i] or len(out_ids) == max_tokens:
+            if wrote_label() or i >= len(guess) or nxt != guess[i] or len(out_ids) == max_tokens:
                 break
         accepted = common_prefix(out_ids, guess)  # guessed tokens the model chose itself: their keys are right
         fed = P + accepted
@@ -519,6 +535,7 @@ class SimultaneousTranslator:
                 break
             if not stop(nxt := choose(hidden[-1], self.lm.greedy.argmax(hidden)[0])):
                 out_ids.append(nxt)
+                wrote_label()
         timings["draft"] = time.perf_counter() - t0 - timings["prefill"]
         timings["draft_forwards"] = forwards - prefill_forwards  # forwards after the prefill
         att = None

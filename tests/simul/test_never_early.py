@@ -219,3 +219,25 @@ def test_every_memo_hit_of_a_final_pass_is_charged_to_its_update():
         final = tr.update(words, 0.4 * len(LONG), final=True)
     assert tr.stats["memo_hits"] - hits == 3
     assert final.compute_s >= sum(d.compute_s for d in list(memo.values())[-3:])
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("policy", ["wait-k", "alignatt"])
+def test_a_draft_that_writes_the_prompt_label_ends_before_it(policy):
+    """`stop_at_label`: a model that writes the prompt's target label ("Italian:", as the embedded model did on en-it
+    sentence 29: "seguendo l'Italian:", then stopped) has left the translation. The draft ends before the label and
+    nothing of it is committed, in the updates or the final pass; the draft's end says why."""
+    lm = scripted_model("Il modello Italian: due", "eos")
+    for on in (True, False):
+        tr = SimultaneousTranslator(lm, policy_heads(policy, HEADS, lm), "en", "it", policy,
+                                    TranslatorConfig(alignatt=AlignAttConfig(border=1, max_draft=8), wait_k=2,
+                                                     final_max_tokens=16, stop_at_label=on))
+        words = [SourceWord(w, 0.4 * (i + 1)) for i, w in enumerate(LONG)]
+        updates = [tr.update(words[:n], 0.4 * n) for n in range(1, len(LONG))]
+        updates.append(tr.update(words, 0.4 * len(LONG), final=True))
+        ends = {u.decision_trace.draft_end for u in updates}
+        if on:
+            assert "Italian" not in tr.target and "label" in ends, (tr.target, ends)
+            assert tr.target.startswith("Il modello")
+        else:
+            assert "Italian:" in tr.target and "label" not in ends
