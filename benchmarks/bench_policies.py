@@ -230,7 +230,7 @@ def splice_stale(lm, ds: Dataset, corpus, heads, settings, limit, cache: Path) -
     `alignheads.simul.splice`): only the candidate sentences are simulated, with the old rule and the new."""
     from alignheads.base.fileio import write_json
     from alignheads.base.languages import get_language
-    from alignheads.simul.splice import is_current, splice_setting
+    from alignheads.simul.splice import SpliceError, is_current, splice_setting
 
     sources = [list(p.src_words) for p in corpus]
     label = f"{get_language(corpus.tgt_lang).name}:"
@@ -242,8 +242,13 @@ def splice_stale(lm, ds: Dataset, corpus, heads, settings, limit, cache: Path) -
             continue
         indices = splice_candidates(record, sources, label)
         t0 = time.perf_counter()
-        new = splice_setting(lm, corpus, heads, record, indices, SPLICE_BEFORE, limit=limit, memos=memos,
-                             label=LABEL)
+        try:
+            new = splice_setting(lm, corpus, heads, record, indices, SPLICE_BEFORE, limit=limit, memos=memos,
+                                 label=LABEL)
+        except SpliceError as e:  # a sentence that depends on the run before it: the whole setting runs again
+            print(f"[{ds.name}] {setting_label(*setting)}: {e}; running it again", flush=True)
+            new = run_setting(lm, ds, corpus, heads, setting, OrderedDict(), limit, cache)
+            indices = "all"
         write_json(path, new)
         before, after = record["scores"], new["scores"]
         print(f"[{ds.name}] {setting_label(*setting)} spliced {indices}: BLEU {before['bleu']:.2f} -> "
