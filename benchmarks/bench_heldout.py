@@ -17,7 +17,7 @@ Fixed before the first sentence was run (commit of this file):
 
 Runs are cached under `benchmarks/results/heldout/tsinghua-en-zh/`; the summary is `benchmarks/results/heldout.json`.
 
-    python benchmarks/bench_heldout.py [--threads 1] [--settings LABEL ...] [--summary-only]
+    python benchmarks/bench_heldout.py [--threads 1] [--settings LABEL ...] [--summary-only | --splice]
 """
 
 from __future__ import annotations
