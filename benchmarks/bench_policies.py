@@ -245,11 +245,11 @@ def splice_stale(lm, ds: Dataset, corpus, heads, settings, limit, cache: Path) -
         try:
             new = splice_setting(lm, corpus, heads, record, indices, SPLICE_BEFORE, limit=limit, memos=memos,
                                  label=LABEL)
+            write_json(path, new)
         except SpliceError as e:  # a sentence that depends on the run before it: the whole setting runs again
             print(f"[{ds.name}] {setting_label(*setting)}: {e}; running it again", flush=True)
-            new = run_setting(lm, ds, corpus, heads, setting, OrderedDict(), limit, cache)
+            new = run_setting(lm, ds, corpus, heads, setting, OrderedDict(), limit, cache)  # writes its record
             indices = "all"
-        write_json(path, new)
         before, after = record["scores"], new["scores"]
         print(f"[{ds.name}] {setting_label(*setting)} spliced {indices}: BLEU {before['bleu']:.2f} -> "
               f"{after['bleu']:.2f}, LAAL {before['laal_cu']:.3f} -> {after['laal_cu']:.3f}, ended early "

@@ -427,19 +427,17 @@ def make_figures(cfg: FigureConfig, out: str | Path = "figures", lm: LoadedModel
     if not aligners.empty:  # rows an aligner could not fit carry a note in the manifest, not a bar
         save("aligners.png", viz.aligner_comparison(aligners.dropna(subset=["aer"])))
     curves: dict[str, list] = {}
-    for name in (results or {"datasets": {}})["datasets"]:
-        c = benchmark_curves(results, name)
-        curves[name] = c.to_dict("records")
-        save(f"quality_latency_{name}.png", quality_latency_figure(c, name, unit=results["latency_unit"]))
-        trace, decisions = policy_trace_figures(*traced_sentence(results, name, Path(cfg.results).parent), name)
-        save(f"policy_trace_{name}.png", trace)
-        save(f"alignatt_decisions_{name}.png", decisions)
-    if cfg.heldout and Path(cfg.heldout).is_file():
-        heldout = load_policy_results(cfg.heldout)
-        for name in heldout["datasets"]:
-            c = benchmark_curves(heldout, name)
+    heldout = load_policy_results(cfg.heldout) if cfg.heldout and Path(cfg.heldout).is_file() else None
+    for summary, traced in ((results, True), (heldout, False)):  # the held-out test traces no AlignAtt sentence
+        for name in (summary or {"datasets": {}})["datasets"]:
+            c = benchmark_curves(summary, name)
             curves[name] = c.to_dict("records")
-            save(f"quality_latency_{name}.png", quality_latency_figure(c, name, unit=heldout["latency_unit"]))
+            save(f"quality_latency_{name}.png", quality_latency_figure(c, name, unit=summary["latency_unit"]))
+            if traced:
+                trace, decisions = policy_trace_figures(*traced_sentence(summary, name, Path(cfg.results).parent),
+                                                        name)
+                save(f"policy_trace_{name}.png", trace)
+                save(f"alignatt_decisions_{name}.png", decisions)
     if cfg.readiness and Path(cfg.readiness).is_file():
         for name, part in json.loads(Path(cfg.readiness).read_text(encoding="utf-8"))["directions"].items():
             save(f"readiness_{name}.png", readiness_figure(part, name))
